@@ -1,0 +1,1 @@
+"""The `knnclip` command line."""

@@ -1,0 +1,34 @@
+"""Shared CLI helpers: settings from flags, human/JSON output."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from ..config import Settings, load_settings
+from ..workspace import Workspace
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    """Settings layered with --config and --home from the command line."""
+    overrides = {"home": args.home} if getattr(args, "home", None) else {}
+    return load_settings(getattr(args, "config", None), **overrides)
+
+
+def workspace_from_args(args: argparse.Namespace) -> tuple[Settings, Workspace]:
+    settings = settings_from_args(args)
+    return settings, Workspace.from_settings(settings).ensure()
+
+
+def add_json_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print one JSON value as the last line of stdout")
+
+
+def emit(args: argparse.Namespace, result: Any, human: str | None = None) -> None:
+    """Print `human` text, or with --json the result as one JSON line (always last)."""
+    if getattr(args, "json", False):
+        sys.stdout.write(json.dumps(result, default=str, sort_keys=True) + "\n")
+    elif human is not None:
+        sys.stdout.write(human.rstrip("\n") + "\n")
+    sys.stdout.flush()

@@ -1,0 +1,1 @@
+"""The retrieval memory: one LanceDB table per embedder, curated under a budget."""

@@ -1,0 +1,150 @@
+"""One LanceDB table per embedder: the memory's rows, their vectors and curation state.
+
+The embedder id is written into the table's schema metadata; vectors of another
+embedder are refused (EmbedderMismatchError).
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import pyarrow as pa
+
+from ..errors import EmbedderMismatchError
+
+logger = logging.getLogger(__name__)
+
+EMBEDDER_KEY = b"knnclip.embedder_id"
+DIM_KEY = b"knnclip.dim"
+
+# Curation states of a row.
+PENDING = "pending"        # embedded, not yet curated
+KEPT = "kept"              # in the memory that will be published
+DUPLICATE = "duplicate"    # near-duplicate of a kept row of the same class
+CONFLICT = "conflict"      # near-duplicate of a row of another class (label conflict)
+OVER_BUDGET = "over_budget"  # dropped by the budget strategy
+FORGOTTEN = "forgotten"    # removed by a forget rule
+STATES = (PENDING, KEPT, DUPLICATE, CONFLICT, OVER_BUDGET, FORGOTTEN)
+
+
+def memory_schema(embedder_id: str, dim: int) -> pa.Schema:
+    """Arrow schema of a memory table for vectors of `dim` floats from `embedder_id`."""
+    fields = [
+        pa.field("id", pa.string(), nullable=False),  # segment id (catalog)
+        pa.field("vector", pa.list_(pa.float32(), dim)),
+        pa.field("class_id", pa.int64()),
+        pa.field("class_name", pa.string()),
+        pa.field("dataset", pa.string()),
+        pa.field("batch_id", pa.string()),
+        pa.field("image_sha256", pa.string()),
+        pa.field("area", pa.int64()),
+        pa.field("ingested_at", pa.timestamp("us", tz="UTC")),
+        pa.field("embedder_id", pa.string()),
+        pa.field("state", pa.string()),
+        pa.field("state_reason", pa.string()),
+    ]
+    return pa.schema(fields, metadata={EMBEDDER_KEY: embedder_id.encode(), DIM_KEY: str(dim).encode()})
+
+
+def table_name_for(embedder_id: str) -> str:
+    """Stable table name: a readable prefix plus a hash of the full embedder id."""
+    readable = re.sub(r"[^a-z0-9]+", "_", embedder_id.split("|")[0].lower()).strip("_")[:40]
+    return f"memory_{readable}_{hashlib.sha1(embedder_id.encode()).hexdigest()[:10]}"
+
+
+def connect(db_dir: str | Path):
+    import lancedb
+
+    return lancedb.connect(str(db_dir))
+
+
+class MemoryTable:
+    """A memory table bound to one embedder id."""
+
+    def __init__(self, db, name: str, embedder_id: str, dim: int):
+        self.db, self.name, self.embedder_id, self.dim = db, name, embedder_id, dim
+        self.table = db.open_table(name)
+
+    @classmethod
+    def open(cls, db_dir: str | Path, embedder_id: str, dim: int | None = None, create: bool = True) -> "MemoryTable":
+        """Open (or create, when `dim` is given) the table of `embedder_id`.
+
+        Raises EmbedderMismatchError when the table holds another embedder's vectors
+        or another dimension, FileNotFoundError when absent and not created.
+        """
+        db = connect(db_dir)
+        name = table_name_for(embedder_id)
+        if name not in list_table_names(db):
+            if not create or dim is None:
+                raise FileNotFoundError(f"no memory table for embedder {embedder_id!r} in {db_dir}; run `knnclip embed` first")
+            tbl = db.create_table(name, schema=memory_schema(embedder_id, dim), exist_ok=True)
+            try:
+                tbl.set_unenforced_primary_key("id")
+            except Exception as exc:  # older tables or concurrent creation
+                logger.debug("primary key not set on %s: %s", name, exc)
+        mt = cls(db, name, embedder_id, dim or 0)
+        stored = mt.stored_embedder_id()
+        if stored != embedder_id:
+            raise EmbedderMismatchError(f"table {name} holds vectors of {stored!r}, not {embedder_id!r}")
+        stored_dim = mt.table.schema.field("vector").type.list_size
+        if dim is not None and stored_dim != dim:
+            raise EmbedderMismatchError(f"table {name} holds {stored_dim}-d vectors, not {dim}-d")
+        mt.dim = stored_dim
+        return mt
+
+    def stored_embedder_id(self) -> str:
+        meta = self.table.schema.metadata or {}
+        return meta.get(EMBEDDER_KEY, b"").decode()
+
+    def upsert(self, rows: pa.Table) -> None:
+        """Insert or update rows by segment id; refuses rows of another embedder."""
+        if rows.num_rows == 0:
+            return
+        ids = set(rows.column("embedder_id").unique().to_pylist())
+        if ids != {self.embedder_id}:
+            other = sorted(i for i in ids if i != self.embedder_id)
+            raise EmbedderMismatchError(f"refusing to write vectors of {other} into the memory of {self.embedder_id!r}")
+        rows = rows.select(self.table.schema.names).cast(self.table.schema)
+        (self.table.merge_insert("id").when_matched_update_all().when_not_matched_insert_all().execute(rows))
+
+    def ids(self) -> set[str]:
+        """All segment ids present in the table."""
+        return set(self.column("id"))
+
+    def column(self, name: str) -> list:
+        """One column of every row, without reading the vectors."""
+        return self.table.search().select([name]).limit(None).to_arrow().column(name).to_pylist()
+
+    def count(self) -> int:
+        return self.table.count_rows()
+
+
+def list_table_names(db) -> list[str]:
+    """Table names of a LanceDB connection (API differs across versions)."""
+    res = db.list_tables() if hasattr(db, "list_tables") else db.table_names()
+    names = getattr(res, "tables", res)
+    return list(names)
+
+
+def make_rows(embedder_id: str, vectors: np.ndarray, meta: Iterable[dict], state: str = PENDING) -> pa.Table:
+    """Rows for `upsert`: `meta` gives id, class_id, class_name, dataset, batch_id,
+    image_sha256, area, ingested_at for each vector."""
+    meta = list(meta)
+    assert vectors.ndim == 2 and len(meta) == vectors.shape[0], (vectors.shape, len(meta))
+    dim = vectors.shape[1]
+    cols = {key: [m[key] for m in meta] for key in
+            ("id", "class_id", "class_name", "dataset", "batch_id", "image_sha256", "area", "ingested_at")}
+    flat = pa.array(np.ascontiguousarray(vectors, dtype=np.float32).ravel())
+    schema = memory_schema(embedder_id, dim)
+    return pa.table({
+        **{k: cols[k] for k in ("id",)},
+        "vector": pa.FixedSizeListArray.from_arrays(flat, dim),
+        **{k: cols[k] for k in ("class_id", "class_name", "dataset", "batch_id", "image_sha256", "area", "ingested_at")},
+        "embedder_id": [embedder_id] * len(meta),
+        "state": [state] * len(meta),
+        "state_reason": [""] * len(meta),
+    }).cast(schema)
