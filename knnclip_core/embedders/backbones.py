@@ -1,0 +1,68 @@
+"""Backbones are data: configs/backbones.yaml maps a name to family, architecture,
+weights, input size and pooling. `list_backbones()` reads it; `get_spec(name)` returns one."""
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from ..config import REPO_CONFIGS, read_yaml
+from ..errors import KnnclipError
+
+logger = logging.getLogger(__name__)
+
+BACKBONES_FILE = REPO_CONFIGS / "backbones.yaml"
+RANDOM = "random"  # weights value that asks for random initialisation (tests, speed benchmarks)
+
+
+class UnknownBackboneError(KnnclipError):
+    """The backbone name is not in configs/backbones.yaml."""
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """One backbone entry of configs/backbones.yaml."""
+
+    name: str
+    family: str  # open_clip | dinov2 | classic
+    architecture: str  # open_clip model name, timm model name, or classic version
+    weights: str = "none"  # pretrained tag, local checkpoint path, `random`, or `none`
+    input_size: Optional[int] = None  # square input side (open_clip, dinov2)
+    pooling: str = "mask_mean"
+    max_side: Optional[int] = None  # classic: long side cap of the working image
+    description: str = ""
+    kwargs: dict = field(default_factory=dict)  # extra model constructor arguments
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def list_backbones(path: str | Path | None = None) -> list[BackboneSpec]:
+    """All backbones of configs/backbones.yaml (or `path`), in file order.
+
+    Raises ValueError naming the entry when an entry lacks family or architecture.
+    """
+    data = read_yaml(Path(path) if path else BACKBONES_FILE)
+    specs = []
+    for name, entry in data.items():
+        entry = dict(entry or {})
+        if "family" not in entry or "architecture" not in entry:
+            raise ValueError(f"backbone {name!r} in {path or BACKBONES_FILE} needs `family` and `architecture`")
+        entry["weights"] = str(entry.get("weights", "none"))
+        entry["kwargs"] = dict(entry.get("kwargs") or {})
+        known = set(BackboneSpec.__dataclass_fields__) - {"name"}
+        unknown = sorted(set(entry) - known)
+        if unknown:
+            raise ValueError(f"backbone {name!r}: unknown keys {unknown} (known: {sorted(known)})")
+        specs.append(BackboneSpec(name=str(name), **entry))
+    return specs
+
+
+def get_spec(name: str, path: str | Path | None = None) -> BackboneSpec:
+    """The backbone named `name`; raises UnknownBackboneError listing the known names."""
+    specs = {s.name: s for s in list_backbones(path)}
+    if name not in specs:
+        raise UnknownBackboneError(
+            f"unknown backbone {name!r}; known: {', '.join(specs)} (add it to {path or BACKBONES_FILE})")
+    return specs[name]

@@ -1,0 +1,151 @@
+"""The Embedder contract: dense features from one forward pass per image, every mask of
+the image pooled from them with one matrix product, L2-normalised float32 rows.
+
+Work is split so that a DataLoader can parallelise it:
+  `preprocess(image)`  CPU, in workers: resize/normalise -> float32 CHW array
+  `grid_hw(h, w)`      the feature grid an image of that size gives
+  `forward(x)`         device: (B, C, H, W) tensor -> (B, gh, gw, D') dense features
+  `finalize(pooled)`   CPU: (n, D') pooled means -> (n, D) final vectors (L2-normalised)
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import Iterable, Optional, Sequence
+
+import numpy as np
+
+from .backbones import BackboneSpec
+from .pooling import l2_normalize, mask_weights
+
+logger = logging.getLogger(__name__)
+
+
+def resolve_device(device: str = "auto") -> str:
+    """'auto' -> 'cuda' when available else 'cpu'; 'cuda' without a GPU raises ValueError."""
+    import torch
+
+    if device in (None, "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        from ..errors import KnnclipError
+
+        raise KnnclipError("--device cuda was asked for but no CUDA GPU is visible; use --device auto or cpu")
+    assert device == "cpu" or device.startswith("cuda"), device
+    return device
+
+
+class Embedder:
+    """Base class; families override preprocess/grid_hw/forward (and finalize)."""
+
+    family: str = ""
+    has_text: bool = False
+
+    def __init__(self, spec: BackboneSpec, device: str = "cpu"):
+        self.spec = spec
+        self.name = spec.name
+        self.device = device
+        self.dim: int = 0
+        self.id: str = ""
+
+    # --- identity -------------------------------------------------------------------
+    def make_id(self, weights_label: str, dim: int, extra: str = "") -> str:
+        """family|architecture|weights|pooling|l2|dim=D (plus family extras)."""
+        parts = [self.family, self.spec.architecture, weights_label]
+        if extra:
+            parts.append(extra)
+        parts += [self.spec.pooling, "l2", f"dim={dim}"]
+        return "|".join(parts)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.id!r}, device={self.device!r})"
+
+    # --- the four stages --------------------------------------------------------------
+    def preprocess(self, image: np.ndarray) -> np.ndarray:
+        """HxWx3 uint8 RGB -> float32 (C, H', W') model input."""
+        raise NotImplementedError
+
+    def grid_hw(self, h: int, w: int) -> tuple[int, int]:
+        """Feature grid (gh, gw) that an h x w image gives."""
+        raise NotImplementedError
+
+    def forward(self, x):
+        """(B, C, H', W') float tensor on self.device -> (B, gh, gw, D') float tensor."""
+        raise NotImplementedError
+
+    def finalize(self, pooled: np.ndarray) -> np.ndarray:
+        """(n, D') area-weighted means -> (n, D) float32 L2-normalised vectors."""
+        return l2_normalize(pooled)
+
+    # --- driving them -----------------------------------------------------------------
+    def autocast(self):
+        """bf16 (or fp16) autocast on CUDA, nothing on CPU."""
+        import torch
+
+        if not self.device.startswith("cuda"):
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.autocast("cuda", dtype=dtype)
+
+    def forward_batch(self, inputs: Sequence[np.ndarray] | "torch.Tensor"):
+        """Stacked inputs (same shape) -> (B, cells, D') float32 tensor on the device."""
+        import torch
+
+        x = inputs if isinstance(inputs, torch.Tensor) else torch.from_numpy(np.stack(inputs))
+        x = x.to(self.device, non_blocking=True)
+        with torch.inference_mode(), self.autocast():
+            feats = self.forward(x)
+        b, gh, gw, d = feats.shape
+        return feats.reshape(b, gh * gw, d).float()
+
+    def pool_batch(self, feats, weights: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Pool every image's masks: feats (B, cells, D') tensor, weights[i] (n_i, cells)
+        -> list of (n_i, D) float32 final vectors. One matrix product per image."""
+        import torch
+
+        out = []
+        with torch.inference_mode():
+            for f, w in zip(feats, weights):
+                assert w.shape[1] == f.shape[0], (w.shape, f.shape)
+                if w.shape[0] == 0:
+                    out.append(np.zeros((0, self.dim), np.float32))
+                    continue
+                wt = torch.from_numpy(np.ascontiguousarray(w, dtype=np.float32)).to(f.device)
+                pooled = (wt @ f) / wt.sum(dim=1, keepdim=True).clamp_min(1e-12)
+                out.append(self.finalize(pooled.cpu().numpy().astype(np.float32)))
+        return out
+
+    def prepare(self, image: np.ndarray, masks) -> tuple[np.ndarray, np.ndarray]:
+        """CPU part for one image: (model input, (n, cells) mask weights)."""
+        image = np.asarray(image)
+        assert image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8, (image.shape, image.dtype)
+        h, w = image.shape[:2]
+        masks = np.asarray(masks, dtype=bool).reshape(-1, h, w) if len(masks) else np.zeros((0, h, w), bool)
+        return self.preprocess(image), mask_weights(masks, self.grid_hw(h, w))
+
+    def embed_masks(self, image: np.ndarray, masks) -> np.ndarray:
+        """HxWx3 uint8 image and a list of HxW bool masks -> (n, D) float32, L2-normalised."""
+        return self.embed_batch([(image, masks)])[0]
+
+    def embed_batch(self, items: Iterable[tuple[np.ndarray, list]]) -> list[np.ndarray]:
+        """List of (image, masks) -> list of (n_i, D) arrays; images of the same input
+        shape share one forward pass."""
+        prepared = [self.prepare(img, masks) for img, masks in items]
+        out: list[Optional[np.ndarray]] = [None] * len(prepared)
+        groups: dict[tuple, list[int]] = {}
+        for i, (x, _) in enumerate(prepared):
+            groups.setdefault(x.shape, []).append(i)
+        for idx in groups.values():
+            feats = self.forward_batch([prepared[i][0] for i in idx])
+            for i, vecs in zip(idx, self.pool_batch(feats, [prepared[i][1] for i in idx])):
+                out[i] = vecs
+        return out  # type: ignore[return-value]
+
+    # --- text (CLIP families override) ------------------------------------------------
+    def encode_text(self, class_names: list[str]) -> np.ndarray:
+        """(n, D) L2-normalised text embeddings; only for embedders with has_text."""
+        raise NotImplementedError(f"{self.family} embedders have no text tower")
+
+    @property
+    def logit_scale(self) -> float:
+        raise NotImplementedError(f"{self.family} embedders have no text tower")

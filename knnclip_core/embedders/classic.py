@@ -1,0 +1,128 @@
+"""`classic`: a weights-free embedder (offline default) that carries real signal.
+
+Per-pixel channels (CIE-Lab colour and its square, one-hot Lab histogram bins, Sobel
+gradients, |LoG| at three scales, the row coordinate, gradient orientation energy) are
+mean-pooled inside each mask with the same area-weighted matrix product as the neural
+embedders; from the means of x and x^2 come the stds. The 38 statistics are standardised
+with constants fixed at version v1 (measured once on CamVid train), block-weighted and
+L2-normalised. The version is part of the embedder id.
+"""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from .backbones import BackboneSpec
+from .base import Embedder
+from .pooling import l2_normalize
+
+logger = logging.getLogger(__name__)
+
+VERSION = "classic-v1"
+L_BINS, A_BINS, B_BINS = 8, 6, 6
+AB_RANGE = (-30.0, 30.0)  # a*, b* histogram range (values outside go to the end bins)
+LOG_SIGMAS = (1.0, 2.0, 4.0)
+N_CHANNELS = 6 + L_BINS + A_BINS + B_BINS + 4 + len(LOG_SIGMAS) + 2 + 3  # 38
+FEATURE_NAMES = (
+    ["L_mean", "a_mean", "b_mean", "L_std", "a_std", "b_std"]
+    + [f"hist_L{i}" for i in range(L_BINS)] + [f"hist_a{i}" for i in range(A_BINS)]
+    + [f"hist_b{i}" for i in range(B_BINS)]
+    + ["grad_mean", "grad_std", "absdx_mean", "absdy_mean"]
+    + [f"abslog_s{s:g}" for s in LOG_SIGMAS]
+    + ["row_mean", "row_std", "orient_xx", "orient_yy", "orient_xy"]
+)
+# v1 standardisation constants (CamVid train ground-truth segments, 3,534 segments).
+MU = np.array([
+    36.60346, -0.03736, -1.70788, 14.6774, 3.12035, 4.63682, 0.25373, 0.20758, 0.15889, 0.11166, 0.07529,
+    0.04291, 0.0305, 0.11945, 0.00157, 0.02292, 0.52622, 0.42086, 0.02079, 0.00764, 0.01362, 0.04872,
+    0.58099, 0.31799, 0.02923, 0.00944, 5.08871, 5.20161, 3.47475, 2.63761, 3.30904, 0.92983, 0.25464,
+    0.47982, 0.08633, 0.5579, 0.4421, 0.00226], np.float32)
+SD = np.array([
+    24.70495, 2.94444, 3.67124, 8.43073, 2.53658, 3.30127, 0.29184, 0.18155, 0.14626, 0.1309, 0.10043,
+    0.06617, 0.05025, 0.27489, 0.01544, 0.09711, 0.24419, 0.23957, 0.05626, 0.03048, 0.05265, 0.07461,
+    0.2776, 0.25743, 0.07353, 0.03281, 3.41754, 2.47891, 2.7591, 1.79175, 2.28243, 0.57523, 0.1457,
+    0.19441, 0.05162, 0.2038, 0.2038, 0.05492], np.float32)
+# Block weights after standardisation: the 20 histogram bins count half.
+WEIGHTS = np.array([1.0] * 6 + [0.5] * (L_BINS + A_BINS + B_BINS) + [1.0] * 12, np.float32)
+assert len(MU) == len(SD) == len(WEIGHTS) == len(FEATURE_NAMES) == N_CHANNELS
+
+
+def working_size(h: int, w: int, max_side: int | None) -> tuple[int, int]:
+    """(h', w') with the long side at most `max_side` (aspect kept)."""
+    if not max_side or max(h, w) <= max_side:
+        return h, w
+    s = max_side / max(h, w)
+    return max(1, round(h * s)), max(1, round(w * s))
+
+
+def _one_hot(values: np.ndarray, lo: float, hi: float, bins: int) -> np.ndarray:
+    idx = np.clip(((values - lo) / (hi - lo) * bins).astype(np.int64), 0, bins - 1)
+    return (idx[None] == np.arange(bins)[:, None, None]).astype(np.float32)
+
+
+def dense_channels(image: np.ndarray) -> np.ndarray:
+    """HxWx3 uint8 RGB -> (38, H, W) float32 per-pixel channels (see module doc)."""
+    from scipy import ndimage as ndi
+    from skimage.color import rgb2lab
+
+    lab = rgb2lab(image).astype(np.float32)
+    L, a, b = lab[..., 0], lab[..., 1], lab[..., 2]
+    h, w = L.shape
+    gx, gy = ndi.sobel(L, 1) / 8.0, ndi.sobel(L, 0) / 8.0
+    mag = np.hypot(gx, gy)
+    rows = np.broadcast_to((np.arange(h, dtype=np.float32) / h)[:, None], (h, w))
+    chans = [L, a, b, L * L, a * a, b * b]
+    chans += list(_one_hot(L, 0.0, 100.0, L_BINS)) + list(_one_hot(a, *AB_RANGE, A_BINS)) \
+        + list(_one_hot(b, *AB_RANGE, B_BINS))
+    chans += [mag, mag * mag, np.abs(gx), np.abs(gy)]
+    chans += [np.abs(ndi.gaussian_laplace(L, s)) for s in LOG_SIGMAS]
+    chans += [rows, rows * rows, gx * gx, gy * gy, gx * gy]
+    return np.stack(chans).astype(np.float32, copy=False)
+
+
+def statistics(means: np.ndarray) -> np.ndarray:
+    """(n, 38) pooled channel means -> (n, 38) raw statistics in FEATURE_NAMES order."""
+    m = np.asarray(means, np.float64)
+
+    def std(i, j):
+        return np.sqrt(np.maximum(m[:, j] - m[:, i] ** 2, 0.0))
+
+    energy = np.maximum(m[:, 35] + m[:, 36], 1e-6)
+    cols = [m[:, 0], m[:, 1], m[:, 2], std(0, 3), std(1, 4), std(2, 5)]
+    cols += [m[:, i] for i in range(6, 26)]
+    cols += [m[:, 26], std(26, 27), m[:, 28], m[:, 29], m[:, 30], m[:, 31], m[:, 32]]
+    cols += [m[:, 33], std(33, 34), m[:, 35] / energy, m[:, 36] / energy, m[:, 37] / energy]
+    return np.stack(cols, axis=1).astype(np.float32)
+
+
+class ClassicEmbedder(Embedder):
+    """Weights-free colour/texture/position statistics pooled per mask (38-d)."""
+
+    family = "classic"
+    has_text = False
+
+    def __init__(self, spec: BackboneSpec, device: str = "cpu"):
+        super().__init__(spec, device)
+        self.max_side = spec.max_side
+        self.dim = N_CHANNELS
+        self.id = self.make_id("weights-free", self.dim, extra=f"max_side={self.max_side or 0}")
+
+    def grid_hw(self, h: int, w: int) -> tuple[int, int]:
+        return working_size(h, w, self.max_side)
+
+    def preprocess(self, image: np.ndarray) -> np.ndarray:
+        h, w = image.shape[:2]
+        wh, ww = self.grid_hw(h, w)
+        if (wh, ww) != (h, w):
+            from PIL import Image
+
+            image = np.asarray(Image.fromarray(image).resize((ww, wh), Image.BILINEAR))
+        return dense_channels(image)
+
+    def forward(self, x):
+        return x.permute(0, 2, 3, 1)  # the channels are the features
+
+    def finalize(self, pooled: np.ndarray) -> np.ndarray:
+        z = (statistics(pooled) - MU) / SD * WEIGHTS
+        return l2_normalize(z)

@@ -1,0 +1,148 @@
+"""Which FAISS index a snapshot uses: exact Flat when small, graph or IVF variants as
+the memory grows or the byte budget tightens.
+
+Index kinds are plug-ins (`INDEX_KINDS`, a `knnclip_core.plugins.Registry`): each kind
+turns (n, d) into a factory string and estimates its serialised bytes. `choose_index`
+walks the kinds from most to least exact and returns the first that fits.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+from ..plugins import Registry
+
+logger = logging.getLogger(__name__)
+
+FLAT_MAX_VECTORS = 100_000   # below this, no budget: exact search is cheap enough
+HNSW_MAX_VECTORS = 300_000   # up to this, no budget: HNSW32 (fast queries, build still short)
+IVF_ID_BYTES = 8             # IVF lists store one int64 id per vector
+HNSW_M = 32
+
+
+@dataclass(frozen=True)
+class IndexKind:
+    """A family of indexes: `factory(n, d)` gives the factory string, `bytes_per_vector(d)`
+    the approximate serialised size per vector (coarse centroids are added separately)."""
+
+    name: str
+    factory: Callable[[int, int], str]
+    bytes_per_vector: Callable[[int], float]
+    ivf: bool = False
+
+
+@dataclass
+class IndexChoice:
+    """The chosen factory string, with why, and its estimated serialised bytes."""
+
+    factory: str
+    kind: str
+    estimated_bytes: int
+    reason: str
+    nlist: Optional[int] = None
+    tried: list[dict] = field(default_factory=list)
+
+
+INDEX_KINDS: Registry[IndexKind] = Registry("index kinds")
+
+
+def nlist_for(n: int) -> int:
+    """Number of IVF lists: a power of two near 4*sqrt(n), with >= 39 training points a list."""
+    assert n > 0
+    target = 4 * math.sqrt(n)
+    nlist = 2 ** max(4, round(math.log2(max(target, 1))))
+    while nlist > 16 and nlist * 39 > n:
+        nlist //= 2
+    return int(nlist)
+
+
+def pq_m_for(d: int, bytes_per_vector: int) -> Optional[int]:
+    """Largest PQ sub-quantizer count <= bytes_per_vector that divides d (8-bit codes)."""
+    for m in range(min(bytes_per_vector, d), 0, -1):
+        if d % m == 0:
+            return m
+    return None
+
+
+def _ivf(code: str) -> Callable[[int, int], str]:
+    return lambda n, d: f"IVF{nlist_for(n)},{code}"
+
+
+def _add_default_kinds() -> None:
+    INDEX_KINDS.add("flat", IndexKind("flat", lambda n, d: "Flat", lambda d: 4.0 * d))
+    INDEX_KINDS.add("hnsw", IndexKind("hnsw", lambda n, d: f"HNSW{HNSW_M},Flat",
+                                      lambda d: 4.0 * d + HNSW_M * 2 * 4 * 1.1))
+    INDEX_KINDS.add("ivf_flat", IndexKind("ivf_flat", _ivf("Flat"), lambda d: 4.0 * d + IVF_ID_BYTES, ivf=True))
+    INDEX_KINDS.add("ivf_sq8", IndexKind("ivf_sq8", _ivf("SQ8"), lambda d: 1.0 * d + IVF_ID_BYTES, ivf=True))
+    INDEX_KINDS.add("ivf_sq6", IndexKind("ivf_sq6", _ivf("SQ6"), lambda d: 0.75 * d + IVF_ID_BYTES, ivf=True))
+    INDEX_KINDS.add("ivf_sq4", IndexKind("ivf_sq4", _ivf("SQ4"), lambda d: 0.5 * d + IVF_ID_BYTES, ivf=True))
+    for frac in (4, 8, 16):  # PQ with d/4, d/8, d/16 bytes per vector
+        INDEX_KINDS.add(f"ivf_pq_d{frac}", IndexKind(
+            f"ivf_pq_d{frac}",
+            (lambda fr: lambda n, d: f"IVF{nlist_for(n)},PQ{pq_m_for(d, max(1, d // fr))}")(frac),
+            (lambda fr: lambda d: float(pq_m_for(d, max(1, d // fr)) or 1) + IVF_ID_BYTES)(frac),
+            ivf=True))
+
+
+_add_default_kinds()
+
+# From most to least exact; the budget walk stops at the first kind that fits.
+BUDGET_ORDER = ["flat", "ivf_flat", "ivf_sq8", "ivf_sq6", "ivf_sq4", "ivf_pq_d4", "ivf_pq_d8", "ivf_pq_d16"]
+
+
+def flat_bytes(n: int, d: int) -> int:
+    """Serialised size of an exact IndexFlatIP over n vectors of d floats (payload only)."""
+    return int(n) * int(d) * 4
+
+
+def estimate_bytes(kind: str, n: int, d: int) -> int:
+    """Approximate serialised bytes of index kind `kind` over n vectors of dimension d."""
+    k = INDEX_KINDS.get(kind)
+    total = k.bytes_per_vector(d) * n
+    if k.ivf:
+        total += nlist_for(n) * d * 4  # coarse centroids
+    return int(total)
+
+
+def choose_index(n: int, d: int, byte_budget: Optional[int] = None, factory: Optional[str] = None,
+                 exclude: tuple[str, ...] = ()) -> IndexChoice:
+    """Pick the index for n vectors of dimension d.
+
+    `factory` (a FAISS factory string) overrides the choice. Without a byte budget: Flat up
+    to FLAT_MAX_VECTORS, HNSW32 up to HNSW_MAX_VECTORS, IVF-Flat above. With a budget: the
+    most exact kind of BUDGET_ORDER whose estimated bytes fit (kinds in `exclude` skipped).
+    Raises ValueError when nothing fits the budget.
+    """
+    assert n > 0 and d > 0
+    if factory:
+        return IndexChoice(factory, "override", 0, f"factory {factory!r} given explicitly",
+                           nlist=_nlist_of(factory))
+    if byte_budget is None:
+        kind = "flat" if n <= FLAT_MAX_VECTORS else "hnsw" if n <= HNSW_MAX_VECTORS else "ivf_flat"
+        f = INDEX_KINDS.get(kind).factory(n, d)
+        return IndexChoice(f, kind, estimate_bytes(kind, n, d), f"no byte budget and {n} vectors",
+                           nlist=_nlist_of(f))
+    tried = []
+    for kind in BUDGET_ORDER:
+        if kind in exclude:
+            continue
+        if INDEX_KINDS.get(kind).ivf and n < 39 * 16:
+            continue  # too few vectors to train even the smallest IVF
+        est = estimate_bytes(kind, n, d)
+        tried.append({"kind": kind, "estimated_bytes": est})
+        if est <= byte_budget:
+            f = INDEX_KINDS.get(kind).factory(n, d)
+            return IndexChoice(f, kind, est, f"most exact index under the byte budget of {byte_budget} bytes",
+                               nlist=_nlist_of(f), tried=tried)
+    raise ValueError(f"no index kind fits {n} vectors of dimension {d} into {byte_budget} bytes "
+                     f"(the smallest needs {min(t['estimated_bytes'] for t in tried) if tried else 'n/a'})")
+
+
+def _nlist_of(factory: str) -> Optional[int]:
+    head = factory.split(",")[0]
+    if head.startswith("IVF"):
+        digits = "".join(ch for ch in head[3:] if ch.isdigit())
+        return int(digits) if digits else None
+    return None

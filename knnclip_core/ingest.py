@@ -1,0 +1,279 @@
+"""Ingest: read a labelled dataset, validate every image and segment, fill the catalog.
+
+Bad items go to the quarantine table with a reason code and a message naming the
+file; the valid items of the same batch are ingested. Segment ids are content hashes,
+so ingesting the same data twice adds nothing.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from itertools import islice
+from pathlib import Path
+from typing import Iterable, Iterator, Optional
+
+import pandas as pd
+from sqlmodel import select
+from tqdm import tqdm
+
+from .catalog import ClassName, Dataset, Image, IngestBatch, Quarantine, Segment, session_scope
+from .catalog.models import utcnow
+from .config import Settings
+from .readers import Reader, open_reader
+from .validation.facts import ImageFacts, inspect_item
+from .validation.reasons import IMAGE_REASONS, SEGMENT_REASONS
+from .validation.suite import BatchValidator
+from .workspace import Workspace
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class IngestReport:
+    """What one ingest did. `images`, `segments`, `classes` count valid items of the batch."""
+
+    batch_id: str
+    dataset: str
+    format: str
+    source: str
+    images: int = 0
+    segments: int = 0
+    new_segments: int = 0
+    classes: int = 0
+    quarantined: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+    skipped_crowd: int = 0
+    skipped_small: int = 0
+    seconds: float = 0.0
+    content_hash: str = ""
+    data_docs: Optional[str] = None
+    report_path: Optional[str] = None
+    examples: list[dict] = field(default_factory=list)  # first quarantined items, with messages
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def summary(self) -> str:
+        """A few human lines."""
+        lines = [f"batch {self.batch_id}: {self.format} from {self.source} into dataset {self.dataset!r}",
+                 f"  {self.images} images, {self.segments} segments over {self.classes} classes "
+                 f"({self.new_segments} new{'; nothing new: all were already in the catalog' if self.segments and not self.new_segments else ''})",
+                 f"  skipped: {self.skipped_small} below --min-area, {self.skipped_crowd} crowd annotations",
+                 f"  quarantined: {self.quarantined}" + (f" ({', '.join(f'{k} {v}' for k, v in sorted(self.reasons.items()))})" if self.reasons else "")]
+        for ex in self.examples[:10]:
+            lines.append(f"    [{ex['reason']}] {ex['message']}")
+        if self.quarantined > len(self.examples[:10]):
+            lines.append(f"    ... see the quarantine table or {self.report_path}")
+        if self.data_docs:
+            lines.append(f"  validation report: {self.data_docs}")
+        lines.append(f"  took {self.seconds:.1f} s")
+        return "\n".join(lines)
+
+
+def segment_id(image_sha256: str, class_name: str, rle: str) -> str:
+    """Deterministic segment id: a hash of the image content, the class and the mask."""
+    return hashlib.sha256(f"{image_sha256}|{class_name}|{rle}".encode()).hexdigest()[:32]
+
+
+def ingest_path(settings: Settings, path: str | Path, fmt: str = "auto", *, split: str = "validation",
+                dataset: str | None = None, images: str | Path | None = None, masks: str | Path | None = None,
+                classes: str | Path | None = None, ignore: Iterable[int] = (), min_area: int | None = None,
+                progress: bool = True) -> IngestReport:
+    """Open `path` with the right reader and ingest it. Raises InputError when nothing can be read."""
+    reader = open_reader(path, fmt, split=split, dataset=dataset, images=images, masks=masks, classes=classes, ignore=ignore)
+    return ingest_reader(settings, reader, min_area=min_area, progress=progress, source=str(path))
+
+
+def _chunks(it: Iterator, size: int) -> Iterator[list]:
+    while chunk := list(islice(it, size)):
+        yield chunk
+
+
+class _BatchWriter:
+    """Accumulates the verdicts of one batch and writes them to the catalog chunk by chunk."""
+
+    def __init__(self, ws: Workspace, report: IngestReport, dataset_id: int, min_area: int):
+        self.ws, self.report, self.dataset_id, self.min_area = ws, report, dataset_id, min_area
+        self.class_ids: dict[str, int] = {}
+        self.class_names: set[str] = set()
+        self.seen_images: set[str] = set()
+        self.seen_segments: set[str] = set()
+        self.seen_source_images: set[str] = set()
+        self.seen_source_segments: set[str] = set()
+        self.hash = hashlib.sha256()
+
+    def quarantine(self, rows: list[Quarantine], item: str, reason: str, message: str) -> None:
+        rows.append(Quarantine(batch_id=self.report.batch_id, item=item, reason=reason, message=message))
+        self.report.reasons[reason] = self.report.reasons.get(reason, 0) + 1
+        self.report.quarantined += 1
+        if len(self.report.examples) < 50:
+            self.report.examples.append({"item": item, "reason": reason, "message": message})
+        self.hash.update(f"q|{item}|{reason}".encode())
+
+    def first_seen(self, seen: set[str], key: str) -> bool:
+        new = key not in seen
+        seen.add(key)
+        return new
+
+    def write(self, facts: list[ImageFacts], validator: BatchValidator, docs_rows: tuple[list, list]) -> None:
+        img_rows = [f.image_row() | {"id_first_seen": self.first_seen(self.seen_source_images, f.source_id or f.row_id)} for f in facts]
+        seg_rows = [r | {"id_first_seen": self.first_seen(self.seen_source_segments, f"{r['image_row_id']}:{r['source_id']}")}
+                    for f in facts for r in f.segment_rows()]
+        img_df, seg_df = pd.DataFrame(img_rows), pd.DataFrame(seg_rows)
+        docs_rows[0].append(img_df)
+        docs_rows[1].append(seg_df)
+        img_fail = validator.failures("images", img_df)
+        seg_fail = validator.failures("segments", seg_df)
+        quarantine: list[Quarantine] = []
+        new_images: dict[str, Image] = {}
+        new_segments: dict[str, Segment] = {}
+        r = self.report
+        for f in facts:
+            self.report.skipped_crowd += f.skipped_crowd
+            if f.row_id in img_fail:
+                reason = img_fail[f.row_id][0]
+                if reason == "reader":
+                    reason, message = f.reader_reason, f.reader_message
+                else:
+                    message = _image_message(f, reason)
+                self.quarantine(quarantine, f.item, reason, message)
+                continue
+            r.images += 1
+            self.hash.update(f"i|{f.sha256}".encode())
+            if f.sha256 not in self.seen_images:
+                self.seen_images.add(f.sha256)
+                new_images[f.sha256] = Image(sha256=f.sha256, path=str(Path(f.path).resolve()), width=f.width, height=f.height,
+                                             bytes=f.bytes, dataset_id=self.dataset_id, batch_id=r.batch_id)
+            for s in f.segments:
+                if s.row_id in seg_fail:
+                    reason = seg_fail[s.row_id][0]
+                    if reason == "reader":
+                        reason, message = s.reader_reason, s.reader_message
+                    else:
+                        message = f"{f.path}: {s.source} (label {s.label}): {SEGMENT_REASONS[reason]}"
+                    self.quarantine(quarantine, f"{f.item} :: {s.source}", reason, message)
+                    continue
+                if s.area < self.min_area:
+                    r.skipped_small += 1
+                    continue
+                sid = segment_id(f.sha256, s.class_name, s.rle)
+                self.hash.update(f"s|{sid}".encode())
+                if sid in self.seen_segments:
+                    continue  # the same segment twice in one batch (e.g. a copied image)
+                self.seen_segments.add(sid)
+                r.segments += 1
+                self.class_names.add(s.class_name)
+                x, y, w, h = s.bbox
+                new_segments[sid] = Segment(id=sid, image_sha256=f.sha256, class_id=-1, area=s.area, bbox_x=x, bbox_y=y,
+                                            bbox_w=w, bbox_h=h, is_thing=s.is_thing, mask_rle=s.rle,
+                                            dataset_id=self.dataset_id, batch_id=r.batch_id)
+                new_segments[sid]._class_name = (s.class_name, s.is_thing)  # resolved to an id below
+        self._commit(new_images, new_segments, quarantine)
+        r.classes = len(self.class_names)
+
+    def _commit(self, images: dict[str, Image], segments: dict[str, Segment], quarantine: list[Quarantine]) -> None:
+        with session_scope(self.ws.catalog_url) as s:
+            if images:
+                known = set(s.exec(select(Image.sha256).where(Image.sha256.in_(list(images)))).all())
+                s.add_all(img for sha, img in images.items() if sha not in known)
+            if segments:
+                known = set(s.exec(select(Segment.id).where(Segment.id.in_(list(segments)))).all())
+                fresh = [seg for sid, seg in segments.items() if sid not in known]
+                for seg in fresh:
+                    seg.class_id = self._class_id(s, *seg._class_name)
+                s.add_all(fresh)
+                self.report.new_segments += len(fresh)
+            s.add_all(quarantine)
+
+    def _class_id(self, session, name: str, is_thing: Optional[bool]) -> int:
+        if name not in self.class_ids:
+            row = session.exec(select(ClassName).where(ClassName.name == name)).first()
+            if row is None:
+                row = ClassName(name=name, dataset_id=self.dataset_id, is_thing=is_thing)
+                session.add(row)
+                session.flush()
+            self.class_ids[name] = row.id
+        return self.class_ids[name]
+
+
+def _image_message(f: ImageFacts, reason: str) -> str:
+    detail = {
+        "truncated_image": f" ({f.decode_error})",
+        "not_an_image": f" ({f.decode_error})" if f.decode_error else "",
+        "size_mismatch": f" ({f.size_detail})",
+        "too_many_pixels": f" ({f.width}x{f.height} = {f.pixels} pixels)",
+        "duplicate_id": f" (id {f.source_id})",
+    }.get(reason, "")
+    return f"{f.path}: {IMAGE_REASONS.get(reason, reason)}{detail}"
+
+
+def ingest_reader(settings: Settings, reader: Reader, min_area: int | None = None, progress: bool = True,
+                  source: str | None = None) -> IngestReport:
+    """Validate and ingest everything `reader` yields, one chunk of images at a time."""
+    ws = Workspace.from_settings(settings).ensure()
+    min_area = settings.ingest.min_area if min_area is None else int(min_area)
+    started = time.perf_counter()
+    batch_id = uuid.uuid4().hex[:12]
+    source = source or str(reader.root)
+    with session_scope(ws.catalog_url) as s:
+        ds = s.exec(select(Dataset).where(Dataset.name == reader.dataset_name)).first()
+        if ds is None:
+            ds = Dataset(name=reader.dataset_name)
+            s.add(ds)
+            s.flush()
+        dataset_id = ds.id
+        params = {**reader.describe(), "min_area": min_area, "max_pixels": settings.ingest.max_pixels}
+        s.add(IngestBatch(id=batch_id, dataset_id=dataset_id, source=source, format=reader.format,
+                          params_json=json.dumps(params, default=str)))
+    report = IngestReport(batch_id=batch_id, dataset=reader.dataset_name, format=reader.format, source=source)
+    writer = _BatchWriter(ws, report, dataset_id, min_area)
+    validator = BatchValidator(settings.ingest.max_pixels, name=f"batch_{batch_id}")
+    docs_rows: tuple[list, list] = ([], [])
+    root = Path(reader.root)
+    try:
+        bar = tqdm(total=len(reader), desc="ingest", unit="img", disable=not progress or None, leave=False)
+        n = 0
+        for chunk in _chunks(iter(reader), settings.ingest.chunk_images):
+            facts = []
+            for item in chunk:
+                facts.append(inspect_item(item, root, f"img{n}", settings.ingest.max_pixels))
+                n += 1
+            writer.write(facts, validator, docs_rows)
+            bar.update(len(chunk))
+            bar.set_postfix(segments=report.segments, quarantined=report.quarantined)
+        bar.close()
+    except BaseException as exc:
+        _finish_batch(ws, report, started, status="failed", error=f"{type(exc).__name__}: {exc}")
+        raise
+    report.content_hash = writer.hash.hexdigest()
+    report.data_docs = _write_docs(validator, docs_rows, ws, batch_id)
+    _finish_batch(ws, report, started, status="done")
+    return report
+
+
+def _write_docs(validator: BatchValidator, docs_rows: tuple[list, list], ws: Workspace, batch_id: str) -> Optional[str]:
+    try:
+        frames = [pd.concat(rows, ignore_index=True) if rows else pd.DataFrame() for rows in docs_rows]
+        index = validator.write_data_docs(frames[0], frames[1], ws.data_docs_dir, batch_id)
+        return str(index) if index else None
+    except Exception as exc:  # the report is a convenience; the verdicts are already stored
+        logger.warning("could not write the Great Expectations Data Docs: %s", exc)
+        return None
+
+
+def _finish_batch(ws: Workspace, report: IngestReport, started: float, status: str, error: str = "") -> None:
+    report.seconds = round(time.perf_counter() - started, 3)
+    path = ws.reports_dir / f"ingest-{report.batch_id}.json"
+    report.report_path = str(path)
+    path.write_text(json.dumps(report.to_dict(), indent=2, default=str))
+    with session_scope(ws.catalog_url) as s:
+        batch = s.get(IngestBatch, report.batch_id)
+        for key in ("images", "segments", "new_segments", "classes", "quarantined", "skipped_crowd", "skipped_small",
+                    "content_hash", "seconds"):
+            setattr(batch, key, getattr(report, key))
+        batch.status, batch.error, batch.finished = status, error, utcnow()
+        s.add(batch)

@@ -1,0 +1,138 @@
+"""Near-duplicate pairs (cosine >= threshold) among L2-normalised vectors, and duplicate groups.
+
+Two searches, both returning every pair once as `(S, P)`: `S` (m,) float32 cosine
+similarities, `P` (m, 2) int64 row indices with `P[:, 0] < P[:, 1]`, sorted by row.
+
+- `exact_pairs`: blocked exact search (faiss IndexFlatIP range_search over query blocks);
+  O(n^2 D) flops but never an n x n matrix in memory. The reference, and the choice for
+  small memories.
+- `ivf_pairs`: partition with faiss k-means into `nlist` lists, send every vector to its
+  `nprobe` nearest lists, and compare exactly (BLAS) the vectors probing a list with the
+  members of that list. A pair is found when either vector probes the other's list, so
+  recall of near-duplicates (which sit close together) is very high; cost is about
+  `nprobe * n^2 / nlist * D` flops.
+
+`near_duplicate_pairs` picks one of them by size.
+"""
+from __future__ import annotations
+
+import logging
+
+import faiss
+import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+logger = logging.getLogger(__name__)
+
+EXACT_BELOW = 20_000  # `near_duplicate_pairs` searches exactly up to this many vectors
+
+
+def _canonical(ii: np.ndarray, jj: np.ndarray, ss: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Unique (i < j) pairs sorted by (i, j), with their similarities."""
+    a, b = np.minimum(ii, jj).astype(np.int64), np.maximum(ii, jj).astype(np.int64)
+    keep = a != b
+    key = a[keep] * n + b[keep]
+    key, first = np.unique(key, return_index=True)
+    S = ss[keep][first].astype(np.float32)
+    P = np.stack([key // n, key % n], axis=1) if len(key) else np.zeros((0, 2), np.int64)
+    return S, P
+
+
+def exact_pairs(xb: np.ndarray, threshold: float, block: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    """All pairs with inner product >= threshold, exactly, by blocked faiss range search.
+
+    xb: (n, D) float32, L2-normalised. Returns (S, P) as described in the module docstring.
+    """
+    assert xb.ndim == 2 and xb.dtype == np.float32, (xb.shape, xb.dtype)
+    n, d = xb.shape
+    if n < 2:
+        return np.zeros(0, np.float32), np.zeros((0, 2), np.int64)
+    radius = float(threshold) - 1e-6  # faiss keeps IP > radius; we filter >= threshold below
+    index = faiss.IndexFlatIP(d)
+    index.add(xb)
+    ii, jj, ss = [], [], []
+    for i0 in range(0, n, block):
+        lims, D, I = index.range_search(xb[i0:i0 + block], radius)
+        q = np.repeat(np.arange(i0, i0 + len(lims) - 1), np.diff(lims).astype(np.int64))
+        I = I.astype(np.int64)
+        keep = (I > q) & (D >= threshold)
+        ii.append(q[keep]), jj.append(I[keep]), ss.append(D[keep])
+    return _canonical(np.concatenate(ii), np.concatenate(jj), np.concatenate(ss), n)
+
+
+def ivf_pairs(xb: np.ndarray, threshold: float, nlist: int | None = None, nprobe: int = 4,
+              seed: int = 0, block: int = 8192) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs with inner product >= threshold through an IVF partition (approximate, high recall).
+
+    xb: (n, D) float32, L2-normalised; nlist: k-means lists (default ~ 2 sqrt(n), at most
+    4096); nprobe: lists each vector is compared with. Deterministic for a given `seed`.
+    Returns (S, P) as described in the module docstring.
+    """
+    assert xb.ndim == 2 and xb.dtype == np.float32, (xb.shape, xb.dtype)
+    n, d = xb.shape
+    if nlist is None:
+        nlist = int(min(4096, max(8, 2 * np.sqrt(n))))
+    nlist = min(nlist, max(1, n // 16))
+    nprobe = min(nprobe, nlist)
+    if nlist <= 1:
+        return exact_pairs(xb, threshold)
+    km = faiss.Kmeans(d, nlist, niter=10, seed=seed, spherical=True, max_points_per_centroid=64, verbose=False)
+    km.train(xb)
+    _, probes = km.index.search(xb, nprobe)  # (n, nprobe): lists each vector probes; column 0 = its own list
+    own = probes[:, 0]
+    members_order = np.argsort(own, kind="stable")
+    member_lims = np.searchsorted(own[members_order], np.arange(nlist + 1))
+    flat = probes.ravel()
+    probe_order = np.argsort(flat, kind="stable")
+    probe_lims = np.searchsorted(flat[probe_order], np.arange(nlist + 1))
+    probe_rows = probe_order // nprobe
+    ii, jj, ss = [], [], []
+    for lst in range(nlist):
+        members = members_order[member_lims[lst]:member_lims[lst + 1]]
+        queries = probe_rows[probe_lims[lst]:probe_lims[lst + 1]]
+        if len(members) == 0 or len(queries) == 0:
+            continue
+        xm = xb[members]
+        for q0 in range(0, len(queries), block):
+            qi = queries[q0:q0 + block]
+            S = xb[qi] @ xm.T
+            r, c = np.nonzero(S >= threshold)
+            qa, mb = qi[r], members[c]
+            keep = qa != mb
+            ii.append(qa[keep]), jj.append(mb[keep]), ss.append(S[r[keep], c[keep]])
+    if not ii:
+        return np.zeros(0, np.float32), np.zeros((0, 2), np.int64)
+    return _canonical(np.concatenate(ii), np.concatenate(jj), np.concatenate(ss), n)
+
+
+def near_duplicate_pairs(xb: np.ndarray, threshold: float, method: str = "auto", nprobe: int = 4,
+                         seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs with cosine >= threshold: `exact` search, `ivf` search, or `auto` (exact below
+    EXACT_BELOW vectors). Raises ValueError for another method. Returns (S, P)."""
+    if method == "auto":
+        method = "exact" if len(xb) <= EXACT_BELOW else "ivf"
+    if method == "exact":
+        return exact_pairs(xb, threshold)
+    if method == "ivf":
+        return ivf_pairs(xb, threshold, nprobe=nprobe, seed=seed)
+    raise ValueError(f"unknown dedup method {method!r} (auto, exact, ivf)")
+
+
+def duplicate_groups(n: int, P: np.ndarray, rank: np.ndarray) -> np.ndarray:
+    """Keeper of each row's duplicate group (connected components of the pair graph).
+
+    n: rows; P: (m, 2) pairs; rank: (n,) order of preference, lower is kept (e.g. the
+    position by (ingested_at, id)). Returns keeper (n,) int64: the row index of the
+    lowest-rank member of its group (itself for singletons and keepers).
+    """
+    assert rank.shape == (n,)
+    if len(P) == 0:
+        return np.arange(n, dtype=np.int64)
+    graph = coo_matrix((np.ones(len(P), np.int8), (P[:, 0], P[:, 1])), shape=(n, n))
+    _, comp = connected_components(graph, directed=False)
+    best = np.full(comp.max() + 1, np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(best, comp, rank.astype(np.int64))
+    by_rank = np.empty(n, np.int64)
+    by_rank[rank] = np.arange(n)
+    return by_rank[best[comp]]

@@ -1,0 +1,68 @@
+"""`semantic-png`: images/ + masks/ (one label value a pixel) + classes file (line i names value i)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from ..errors import InputError
+from .base import READERS, ClassInfo, ImageItem, Reader, list_files, normalise_class_name, read_label_png, split_label_map
+
+
+def read_classes_file(path: Path) -> list[ClassInfo]:
+    """Class list of a classes file: line i names value i (blank lines keep their index)."""
+    if not path.is_file():
+        raise InputError(f"classes file {path} does not exist")
+    names = path.read_text(encoding="utf-8").splitlines()
+    return [ClassInfo(normalise_class_name(n)) for n in names]
+
+
+class SemanticPngReader(Reader):
+    """Masks are matched to images by file stem; one segment per class value present."""
+
+    format = "semantic-png"
+
+    def __init__(self, images: Path, masks: Path, classes: Path | list[ClassInfo], ignore: Iterable[int] = (),
+                 dataset_name: str | None = None, root: Path | None = None):
+        self.images_dir, self.masks_dir = Path(images), Path(masks)
+        for d, flag in ((self.images_dir, "--images"), (self.masks_dir, "--masks")):
+            if not d.is_dir():
+                raise InputError(f"{flag} folder {d} does not exist")
+        self.classes = classes if isinstance(classes, list) else read_classes_file(Path(classes))
+        self.class_by_value = {i: c for i, c in enumerate(self.classes) if c.name}
+        self.ignore = set(int(v) for v in ignore)
+        self.root = Path(root) if root else self.images_dir
+        self.dataset_name = dataset_name or self.images_dir.resolve().parent.name
+        self._images = list_files(self.images_dir)
+        self._masks = {p.stem: p for p in list_files(self.masks_dir)}
+
+    def __len__(self) -> int:
+        return len(self._images) + len(set(self._masks) - {p.stem for p in self._images})
+
+    def __iter__(self) -> Iterator[ImageItem]:
+        stems = set()
+        for image in self._images:
+            stems.add(image.stem)
+            rel = str(image.relative_to(self.root)) if image.is_relative_to(self.root) else image.name
+            item = ImageItem(image_path=image, rel_path=rel, source_id=image.stem)
+            mask = self._masks.get(image.stem)
+            if mask is None:
+                item.errors.append(("missing_mask", f"{image}: no mask named {image.stem}.* in {self.masks_dir}"))
+                yield item
+                continue
+            item.mask_path = mask
+            try:
+                labels = read_label_png(mask)
+            except Exception as exc:  # unreadable or not a label image
+                item.errors.append(("mask_unreadable", f"{mask}: cannot read the mask ({exc})"))
+                yield item
+                continue
+            item.mask_shape = labels.shape[:2]
+            item.segments = split_label_map(labels, self.class_by_value, self.ignore, str(mask.name))
+            yield item
+        for stem in sorted(set(self._masks) - stems):
+            mask = self._masks[stem]
+            yield ImageItem(image_path=self.images_dir / stem, rel_path=stem, mask_path=mask, source_id=stem,
+                            errors=[("missing_image", f"{mask}: no image named {stem}.* in {self.images_dir}")])
+
+
+READERS.add("semantic-png", SemanticPngReader)

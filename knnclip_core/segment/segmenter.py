@@ -1,0 +1,220 @@
+"""kNN-CLIP inference on one image: proposals -> pooled features -> P_ret (+ P_clip) -> labels.
+
+`Segmenter(embedder, memory, params)` is pure: no I/O, no registry. The memory is a
+`Snapshot` (or `retrieval.FlatMemory`); the embedder must be the one the memory was
+built with (checked by id when the memory records one).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from ..errors import EmbedderMismatchError, InputError
+from ..readers.base import normalise_class_name
+from .fusion import UNKNOWN, clip_scores, fuse
+from .proposals import propose
+from .retrieval import Memory, retrieve
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class SegmentParams:
+    """Inference knobs (defaults = the `worker` settings section)."""
+
+    k: int = 10
+    temperature: float = 0.1
+    fusion_lambda: float = 0.5
+    confidence_threshold: float = 0.5
+    proposals: str = "slic"
+    proposal_options: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_settings(cls, settings) -> "SegmentParams":
+        """Parameters from `settings.worker`."""
+        w = settings.worker
+        return cls(k=w.k, temperature=w.temperature, fusion_lambda=w.fusion_lambda,
+                   confidence_threshold=w.confidence_threshold, proposals=w.proposals)
+
+
+@dataclass
+class Segment:
+    """One proposal with its decision."""
+
+    mask: np.ndarray          # bool HxW
+    label: int                # index into SegmentationResult.classes, or UNKNOWN (-1)
+    score: float              # P[label] (0 for UNKNOWN)
+    scores: np.ndarray        # (C,) fused scores
+    confidence: float         # retrieval confidence (top of P_ret)
+    fused: bool               # retrieval took part in the decision
+    neighbours: list          # [(memory row, similarity)] that voted
+
+
+@dataclass
+class SegmentationResult:
+    """Semantic label map, panoptic segments and per-segment scores of one image."""
+
+    classes: list[str]
+    label_map: np.ndarray              # (H, W) int32 class index, -1 = unknown / not covered
+    segments: list[Segment]
+    panoptic_map: np.ndarray           # (H, W) int32 panoptic id, 0 = void
+    panoptic: list[dict]               # {id, class, class_index, is_thing, area, score, segments}
+    timings: dict = field(default_factory=dict)
+
+    def to_json(self, segment_ids: Optional[Sequence[str]] = None, top: int = 5) -> dict:
+        """JSON-ready dict: classes, per-segment top scores and provenance, panoptic segments."""
+        segs = []
+        for i, s in enumerate(self.segments):
+            order = np.argsort(-s.scores)[:top] if len(s.scores) else []
+            ys, xs = np.nonzero(s.mask)
+            segs.append({
+                "id": i, "class": self.classes[s.label] if s.label >= 0 else "unknown",
+                "class_index": int(s.label), "score": round(float(s.score), 6), "area": int(len(ys)),
+                "bbox": [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1] if len(ys) else None,
+                "confidence": round(float(s.confidence), 6), "fused": bool(s.fused),
+                "scores": {self.classes[j]: round(float(s.scores[j]), 6) for j in order},
+                "provenance": [{"row": int(r), "similarity": round(float(d), 6),
+                                "segment_id": (str(segment_ids[r]) if segment_ids is not None else None)}
+                               for r, d in s.neighbours],
+            })
+        return {"classes": self.classes, "height": int(self.label_map.shape[0]),
+                "width": int(self.label_map.shape[1]), "segments": segs, "panoptic": self.panoptic,
+                "timings": {k: round(v, 6) for k, v in self.timings.items()}}
+
+
+def check_embedder(embedder, memory) -> None:
+    """Raise EmbedderMismatchError when the memory records another embedder id or dimension."""
+    mem_id = getattr(memory, "embedder_id", None)
+    if mem_id and mem_id != embedder.id:
+        raise EmbedderMismatchError(
+            f"the release was built with embedder {mem_id!r} but the worker has {embedder.id!r}.")
+    index = getattr(memory, "index", None)
+    d = getattr(index, "d", None)
+    if d is not None and d != embedder.dim:
+        raise EmbedderMismatchError(f"the release holds {d}-dim vectors but the embedder makes {embedder.dim}-dim ones.")
+
+
+class Segmenter:
+    """kNN-CLIP segmenter over one (embedder, memory) pair.
+
+    `thing_classes`: names segmented as instances in the panoptic output (others are stuff).
+    Raises EmbedderMismatchError when the memory was built with another embedder."""
+
+    def __init__(self, embedder, memory: Memory, params: Optional[SegmentParams] = None,
+                 thing_classes: Optional[Sequence[str]] = None):
+        check_embedder(embedder, memory)
+        self.embedder = embedder
+        self.memory = memory
+        self.params = params or SegmentParams()
+        self.vocabulary = list(memory.vocabulary)
+        self._by_norm = {normalise_class_name(n): n for n in self.vocabulary}
+        self.thing_classes = {normalise_class_name(n) for n in (thing_classes or [])}
+        self.has_text = bool(getattr(embedder, "has_text", False))
+        self._text: dict[str, np.ndarray] = {}
+
+    def resolve_classes(self, vocabulary: Optional[Sequence[str]] = None,
+                        extra_classes: Sequence[str] = ()) -> tuple[list[str], bool]:
+        """Output classes and whether retrieval is restricted to them.
+
+        Without `vocabulary`: the memory's classes plus the extras; with it: exactly the named
+        classes (memory spelling where a name matches) plus the extras, restricted."""
+        def spell(name: str) -> str:
+            return self._by_norm.get(normalise_class_name(name), name.strip())
+
+        base = [spell(n) for n in vocabulary] if vocabulary else list(self.vocabulary)
+        out, seen = [], set()
+        for name in [*base, *(spell(n) for n in extra_classes)]:
+            key = normalise_class_name(name)
+            if key and key not in seen:
+                seen.add(key)
+                out.append(name)
+        if not out:
+            raise InputError("the request names no classes.")
+        return out, bool(vocabulary)
+
+    def text_embeddings(self, classes: Sequence[str]) -> np.ndarray:
+        """(C, d) text embeddings of `classes`, cached by name."""
+        missing = [c for c in classes if c not in self._text]
+        if missing:
+            for c, v in zip(missing, self.embedder.encode_text(list(missing))):
+                self._text[c] = np.asarray(v, dtype=np.float32)
+        return np.stack([self._text[c] for c in classes]) if classes else np.zeros((0, self.embedder.dim), np.float32)
+
+    def warm_up(self) -> None:
+        """Encode the release vocabulary once (CLIP backbones), so the first request is not slow."""
+        if self.has_text:
+            self.text_embeddings(self.vocabulary)
+
+    def segment(self, image: np.ndarray, masks: Optional[Sequence[np.ndarray]] = None,
+                vocabulary: Optional[Sequence[str]] = None, extra_classes: Sequence[str] = (),
+                proposals: Optional[str] = None) -> SegmentationResult:
+        """Segment an RGB uint8 (H, W, 3) image.
+
+        `masks`: caller-supplied proposals (used with proposals='masks', the default when given);
+        `vocabulary`: restrict the answer to these classes; `extra_classes`: class names added to
+        the vocabulary (found by CLIP text scores only). Raises InputError on a bad image."""
+        if not (isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8):
+            raise InputError("the image must be an RGB picture (H x W x 3, 8 bit).")
+        p = self.params
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        method = proposals or ("masks" if masks is not None else p.proposals)
+        props = propose(method, image, masks=masks, **p.proposal_options)
+        t1 = time.perf_counter()
+        timings["proposals"] = t1 - t0
+        xq = self.embedder.embed_masks(image, props) if props else np.zeros((0, self.embedder.dim), np.float32)
+        t2 = time.perf_counter()
+        timings["forward"] = t2 - t1
+        classes, restrict = self.resolve_classes(vocabulary, extra_classes)
+        ret = retrieve(self.memory, xq, p.k, p.temperature, classes, restrict=restrict)
+        t3 = time.perf_counter()
+        timings["retrieval"] = t3 - t2
+        P_clip = None
+        if self.has_text and len(xq):
+            P_clip = clip_scores(xq, self.text_embeddings(classes), self.embedder.logit_scale)
+        P, labels, fused = fuse(ret.P, ret.confidence, P_clip, p.fusion_lambda, p.confidence_threshold)
+        t4 = time.perf_counter()
+        timings["fusion"] = t4 - t3
+        segments = [Segment(mask=m, label=int(labels[i]),
+                            score=float(P[i, labels[i]]) if labels[i] >= 0 else 0.0, scores=P[i],
+                            confidence=float(ret.confidence[i]), fused=bool(fused[i]),
+                            neighbours=[(int(r), float(d)) for r, d in zip(ret.I[i], ret.D[i]) if r >= 0])
+                    for i, m in enumerate(props)]
+        label_map, panoptic_map, panoptic = self._compose(image.shape[:2], segments, classes)
+        timings["outputs"] = time.perf_counter() - t4
+        return SegmentationResult(classes=classes, label_map=label_map, segments=segments,
+                                  panoptic_map=panoptic_map, panoptic=panoptic, timings=timings)
+
+    def _compose(self, hw: tuple[int, int], segments: list[Segment], classes: list[str]):
+        """Paint segments largest first (smaller ones on top); things stay instances, stuff merges."""
+        h, w = hw
+        owner = np.full((h, w), -1, dtype=np.int32)
+        for i in sorted(range(len(segments)), key=lambda j: -int(segments[j].mask.sum())):
+            owner[segments[i].mask] = i
+        seg_labels = np.array([s.label for s in segments] + [UNKNOWN], dtype=np.int32)
+        label_map = seg_labels[owner]  # owner -1 -> last entry (UNKNOWN)
+        pan_of_seg = np.zeros(len(segments) + 1, dtype=np.int32)
+        panoptic: list[dict] = []
+        stuff_ids: dict[int, dict] = {}
+        areas = np.bincount(owner.ravel() + 1, minlength=len(segments) + 1)[1:]
+        for i, s in enumerate(segments):
+            if s.label < 0 or areas[i] == 0:
+                continue
+            is_thing = normalise_class_name(classes[s.label]) in self.thing_classes
+            entry = None if is_thing else stuff_ids.get(s.label)
+            if entry is None:
+                entry = {"id": len(panoptic) + 1, "class": classes[s.label], "class_index": s.label,
+                         "is_thing": is_thing, "area": 0, "score": 0.0, "segments": []}
+                panoptic.append(entry)
+                if not is_thing:
+                    stuff_ids[s.label] = entry
+            entry["area"] += int(areas[i])
+            entry["score"] = max(entry["score"], round(s.score, 6))
+            entry["segments"].append(i)
+            pan_of_seg[i] = entry["id"]
+        pan_of_seg[-1] = 0
+        return label_map, pan_of_seg[owner], panoptic

@@ -1,0 +1,131 @@
+"""Publish: a snapshot folder becomes an MLflow run (params, metrics, the snapshot and the
+curation/validation reports as artifacts) and a new version of the registered model,
+tagged with its counts, embedder and lineage; the publish alias (staging) moves to it."""
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Optional, Sequence
+
+from mlflow.entities import Metric, Param
+
+from knnclip_core.config import Settings
+from knnclip_core.index import build_snapshot, verify_snapshot
+from knnclip_core.index.snapshot import MANIFEST_FILE, sha256_file
+from knnclip_core.workspace import Workspace
+
+from . import store
+from .aliases import move_alias
+from .store import RegistryContext, open_registry
+
+logger = logging.getLogger(__name__)
+
+SNAPSHOT_ARTIFACT = "snapshot"
+REPORT_WORDS = ("curat", "valid")
+REPORT_SUFFIXES = (".json", ".md", ".html", ".csv", ".txt")
+
+
+def find_reports(reports_dir: Path) -> list[Path]:
+    """The newest curation and validation report files at the top of `reports_dir`."""
+    if not reports_dir.is_dir():
+        return []
+    found = []
+    for word in REPORT_WORDS:
+        files = [p for p in reports_dir.iterdir()
+                 if p.is_file() and word in p.name.lower() and p.suffix.lower() in REPORT_SUFFIXES]
+        if files:
+            found.append(max(files, key=lambda p: p.stat().st_mtime))
+    return found
+
+
+def publish_snapshot(ctx: RegistryContext, snapshot_dir: str | Path, alias: Optional[str] = None,
+                     reports: Sequence[Path] = (), backbone: Optional[str] = None) -> dict:
+    """Register a verified snapshot folder as a new version of `ctx.model_name`.
+
+    Returns {'version', 'model_name', 'uri', 'run_id', 'alias', 'previous', 'vectors',
+    'classes', 'factory', 'recall_at_10', 'embedder_id'}. Raises VerificationError when the
+    folder does not verify."""
+    snapshot_dir = Path(snapshot_dir)
+    manifest = verify_snapshot(snapshot_dir)
+    alias = alias if alias is not None else ctx.settings.publish.alias
+    client = ctx.client
+    lineage = manifest.get("lineage") or {}
+    run = client.create_run(ctx.experiment_id(), run_name=f"publish-{manifest['created']}",
+                            tags={"knnclip.kind": "publish"})
+    run_id = run.info.run_id
+    try:
+        params = {"embedder_id": manifest["embedder_id"], "dim": manifest["dim"], "metric": manifest["metric"],
+                  "factory": manifest["factory"], "search_params": json.dumps(manifest["search_params"]),
+                  "byte_budget": manifest["build"].get("byte_budget"), "recall_floor": manifest["build"]["recall_floor"],
+                  "nlist": manifest["build"].get("nlist"), "chosen_by": manifest["build"]["chosen_by"],
+                  "lance_version": lineage.get("lance_version"), "lance_tag": lineage.get("lance_tag"),
+                  "backbone": backbone or lineage.get("backbone")}
+        metrics = {"vectors": manifest["vectors"], "classes": manifest["classes"],
+                   "recall_at_10": manifest["recall_at_10"], "index_bytes": manifest["bytes"]["index"],
+                   "bytes_ratio_to_flat": manifest["bytes"]["ratio_to_flat"],
+                   "build_seconds": manifest["build"]["build_seconds"]}
+        client.log_batch(run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()],
+                         metrics=[Metric(k, float(v), 0, 0) for k, v in metrics.items()])
+        client.log_artifacts(run_id, str(snapshot_dir), artifact_path=SNAPSHOT_ARTIFACT)
+        for report in reports:
+            client.log_artifact(run_id, str(report), artifact_path="reports")
+        ctx.ensure_model()
+        tags = {store.TAG_VECTORS: manifest["vectors"], store.TAG_CLASSES: manifest["classes"],
+                store.TAG_EMBEDDER: manifest["embedder_id"], store.TAG_FACTORY: manifest["factory"],
+                store.TAG_RECALL: manifest["recall_at_10"], store.TAG_CREATED: manifest["created"],
+                store.TAG_MANIFEST_SHA: sha256_file(snapshot_dir / MANIFEST_FILE),
+                store.TAG_LINEAGE: json.dumps(lineage, sort_keys=True, default=str)[:50_000]}
+        if backbone or lineage.get("backbone"):
+            tags[store.TAG_BACKBONE] = backbone or lineage.get("backbone")
+        mv = client.create_model_version(ctx.model_name, source=f"{run.info.artifact_uri}/{SNAPSHOT_ARTIFACT}",
+                                         run_id=run_id, tags={k: str(v) for k, v in tags.items()},
+                                         description=f"{manifest['vectors']} vectors, {manifest['classes']} classes, "
+                                                     f"{manifest['factory']}")
+        version = int(mv.version)
+        client.set_tag(run_id, "knnclip.model_version", str(version))
+        moved = move_alias(ctx, alias, version, action="publish") if alias else {"previous": None}
+        client.set_terminated(run_id, "FINISHED")
+    except BaseException:
+        client.set_terminated(run_id, "FAILED")
+        raise
+    logger.info("published %s version %d (%s)", ctx.model_name, version, manifest["factory"])
+    return {"version": version, "model_name": ctx.model_name, "uri": f"models:/{ctx.model_name}/{version}",
+            "run_id": run_id, "alias": alias or None, "previous": moved["previous"],
+            "vectors": manifest["vectors"], "classes": manifest["classes"], "factory": manifest["factory"],
+            "recall_at_10": manifest["recall_at_10"], "embedder_id": manifest["embedder_id"],
+            "bytes": manifest["bytes"]["index"]}
+
+
+def publish(settings: Settings, ws: Workspace, backbone: Optional[str] = None, alias: Optional[str] = None,
+            index: Optional[str] = None, tag: Optional[str] = None) -> dict:
+    """Build a snapshot from the KEPT rows of the memory of `backbone` (default
+    settings.embed.backbone) and publish it (see `publish_snapshot`). `index` overrides the
+    index choice (FAISS factory string); the byte budget is settings.curate.budget_mb.
+    Raises RecallFloorError, KnnclipError when the memory is empty."""
+    from knnclip_core.embedders import get_embedder
+    from knnclip_core.errors import KnnclipError
+    from knnclip_core.memory.published import load_kept
+
+    backbone = backbone or settings.embed.backbone
+    embedder = get_embedder(backbone, device="cpu", settings=settings)
+    kept = load_kept(ws, embedder.id, tag=tag)
+    if len(kept.ids) == 0:
+        raise KnnclipError(f"the memory of backbone {backbone!r} has no kept rows; run `knnclip curate` first")
+    lineage = {"backbone": backbone, "lance_version": getattr(kept, "lance_version", None),
+               "lance_tag": getattr(kept, "lance_tag", None),
+               "batches": sorted({str(b) for b in (getattr(kept, "batch_ids", None) or [])}),
+               "datasets": sorted({str(d) for d in (getattr(kept, "datasets", None) or [])})}
+    budget = int(settings.curate.budget_mb * 1_000_000) if settings.curate.budget_mb else None
+    work = Path(tempfile.mkdtemp(prefix="publish-", dir=ws.cache_dir))
+    try:
+        build_snapshot(work / "snapshot", kept.vectors, list(kept.ids), list(kept.class_names), embedder.id,
+                       lineage=lineage, factory=index or settings.publish.index, byte_budget=budget,
+                       recall_floor=settings.publish.recall_floor)
+        ctx = open_registry(settings, ws)
+        return publish_snapshot(ctx, work / "snapshot", alias=alias, reports=find_reports(ws.reports_dir),
+                                backbone=backbone)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

@@ -1,0 +1,116 @@
+"""Where releases live: the MLflow tracking/registry store, the experiment of publish runs,
+the registered model, and the tag names knnclip writes on versions."""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Optional
+
+from knnclip_core.config import Settings, load_settings
+from knnclip_core.errors import KnnclipError
+from knnclip_core.workspace import Workspace
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+from mlflow import MlflowClient  # noqa: E402
+from mlflow.exceptions import MlflowException  # noqa: E402
+
+logger = logging.getLogger(__name__)
+
+EXPERIMENT_NAME = "knnclip-releases"
+TAG_PREFIX = "knnclip."
+# Tags on each model version (all strings).
+TAG_VECTORS = "knnclip.vectors"
+TAG_CLASSES = "knnclip.classes"
+TAG_EMBEDDER = "knnclip.embedder_id"
+TAG_BACKBONE = "knnclip.backbone"
+TAG_FACTORY = "knnclip.factory"
+TAG_RECALL = "knnclip.recall_at_10"
+TAG_MANIFEST_SHA = "knnclip.manifest_sha256"
+TAG_CREATED = "knnclip.created"
+TAG_LINEAGE = "knnclip.lineage"
+
+
+class ReleaseNotFoundError(KnnclipError):
+    """The named release (version or alias) does not exist in the registry."""
+
+
+@dataclass
+class RegistryContext:
+    """An MLflow client bound to one store, plus the workspace and the model name."""
+
+    client: MlflowClient
+    tracking_uri: str
+    model_name: str
+    settings: Settings
+    ws: Workspace
+    artifact_location: Optional[str]
+
+    def experiment_id(self) -> str:
+        """Id of the publish experiment, created on first use."""
+        exp = self.client.get_experiment_by_name(EXPERIMENT_NAME)
+        if exp is not None:
+            return exp.experiment_id
+        try:
+            return self.client.create_experiment(EXPERIMENT_NAME, artifact_location=self.artifact_location)
+        except MlflowException:  # created meanwhile by another process
+            return self.client.get_experiment_by_name(EXPERIMENT_NAME).experiment_id
+
+    def ensure_model(self) -> None:
+        """Create the registered model if it does not exist yet."""
+        try:
+            self.client.get_registered_model(self.model_name)
+        except MlflowException as exc:
+            if not is_missing(exc):
+                raise
+            try:
+                self.client.create_registered_model(
+                    self.model_name, description="knnclip retrieval memory snapshots (FAISS index + labels)")
+            except MlflowException:
+                self.client.get_registered_model(self.model_name)
+
+    def aliases(self) -> dict[str, int]:
+        """alias -> version of the registered model ({} when the model does not exist)."""
+        try:
+            rm = self.client.get_registered_model(self.model_name)
+        except MlflowException as exc:
+            if not is_missing(exc):
+                raise
+            return {}
+        return {a: int(v) for a, v in (rm.aliases or {}).items()}
+
+    def model_version(self, version: int):
+        """The MLflow ModelVersion; raises ReleaseNotFoundError when absent."""
+        try:
+            return self.client.get_model_version(self.model_name, str(int(version)))
+        except MlflowException as exc:
+            if not is_missing(exc):
+                raise
+            raise ReleaseNotFoundError(f"release {version} of {self.model_name!r} does not exist "
+                                       f"(see `knnclip releases list`)") from None
+
+
+def is_missing(exc: MlflowException) -> bool:
+    """True when an MLflow error means 'no such entity'."""
+    return getattr(exc, "error_code", "") in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND")
+
+
+def default_tracking_uri(ws: Workspace) -> str:
+    """MLFLOW_TRACKING_URI when set, else SQLite in the workspace's mlflow folder."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{ws.mlflow_dir / 'mlflow.db'}"
+
+
+def open_registry(settings: Optional[Settings] = None, ws: Optional[Workspace] = None,
+                  model_name: Optional[str] = None) -> RegistryContext:
+    """Bind an MlflowClient to the configured store (default: SQLite + local artifacts in the
+    workspace; any MLflow tracking URI through MLFLOW_TRACKING_URI)."""
+    settings = settings or load_settings()
+    ws = ws or Workspace.from_settings(settings).ensure()
+    uri = default_tracking_uri(ws)
+    artifact_location = None
+    if not os.environ.get("MLFLOW_TRACKING_URI"):
+        ws.mlflow_dir.mkdir(parents=True, exist_ok=True)
+        artifact_location = (ws.mlflow_dir / "artifacts").resolve().as_uri()
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    return RegistryContext(client, uri, model_name or settings.publish.model_name, settings, ws, artifact_location)
