@@ -82,10 +82,12 @@ def segment_id(image_sha256: str, class_name: str, rle: str) -> str:
 def ingest_path(settings: Settings, path: str | Path, fmt: str = "auto", *, split: str = "validation",
                 dataset: str | None = None, images: str | Path | None = None, masks: str | Path | None = None,
                 classes: str | Path | None = None, ignore: Iterable[int] = (), min_area: int | None = None,
-                progress: bool = True) -> IngestReport:
-    """Open `path` with the right reader and ingest it. Raises InputError when nothing can be read."""
+                progress: bool = True, extra_params: dict | None = None) -> IngestReport:
+    """Open `path` with the right reader and ingest it. Raises InputError when nothing can be read.
+    `extra_params` are recorded with the batch (e.g. the drop-folder fingerprint)."""
     reader = open_reader(path, fmt, split=split, dataset=dataset, images=images, masks=masks, classes=classes, ignore=ignore)
-    return ingest_reader(settings, reader, min_area=min_area, progress=progress, source=str(path))
+    return ingest_reader(settings, reader, min_area=min_area, progress=progress, source=str(path),
+                         extra_params=extra_params)
 
 
 def _chunks(it: Iterator, size: int) -> Iterator[list]:
@@ -212,7 +214,7 @@ def _image_message(f: ImageFacts, reason: str) -> str:
 
 
 def ingest_reader(settings: Settings, reader: Reader, min_area: int | None = None, progress: bool = True,
-                  source: str | None = None) -> IngestReport:
+                  source: str | None = None, extra_params: dict | None = None) -> IngestReport:
     """Validate and ingest everything `reader` yields, one chunk of images at a time."""
     ws = Workspace.from_settings(settings).ensure()
     min_area = settings.ingest.min_area if min_area is None else int(min_area)
@@ -226,7 +228,8 @@ def ingest_reader(settings: Settings, reader: Reader, min_area: int | None = Non
             s.add(ds)
             s.flush()
         dataset_id = ds.id
-        params = {**reader.describe(), "min_area": min_area, "max_pixels": settings.ingest.max_pixels}
+        params = {**reader.describe(), "min_area": min_area, "max_pixels": settings.ingest.max_pixels,
+                  **(extra_params or {})}
         s.add(IngestBatch(id=batch_id, dataset_id=dataset_id, source=source, format=reader.format,
                           params_json=json.dumps(params, default=str)))
     report = IngestReport(batch_id=batch_id, dataset=reader.dataset_name, format=reader.format, source=source)

@@ -1,0 +1,162 @@
+"""The flows: ingest, embed, curate, publish, and the end-to-end curation pipeline.
+
+Resume: ingest is cached on its inputs and the source's fingerprint, embedding writes
+in chunks and only does what is missing, curation is deterministic, and publishing an
+unchanged memory returns the existing release; a run killed at any point and started
+again ends with the same memory and release.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Optional
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+from knnclip_core.config import Settings, load_settings
+from knnclip_core.fingerprint import source_fingerprint
+from knnclip_core.workspace import Workspace
+
+from flows.reports import class_table, pipeline_markdown
+from flows.tasks import GPU_LIMIT, curate_task, diff_task, embed_task, ingest_task, promote_task, publish_task
+
+logger = logging.getLogger(__name__)
+
+
+def _settings_dict(settings: Optional[dict]) -> dict:
+    return settings if settings is not None else load_settings().model_dump(mode="json")
+
+
+def ensure_gpu_limit(limit: int) -> None:
+    """Create the global concurrency limit embedding tasks hold, if it does not exist."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_global_concurrency_limit_by_name(GPU_LIMIT)
+        except Exception:
+            try:
+                client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=GPU_LIMIT, limit=limit))
+            except Exception as exc:  # created concurrently
+                logger.debug("concurrency limit %s: %s", GPU_LIMIT, exc)
+
+
+def dask_runner(address: Optional[str], workers: int):
+    """Prefect's Dask task runner on an existing cluster (`address`) or a local one."""
+    from prefect_dask import DaskTaskRunner
+
+    if address:
+        return DaskTaskRunner(address=address)
+    return DaskTaskRunner(cluster_kwargs={"n_workers": max(1, workers), "processes": True, "threads_per_worker": 1,
+                                          "dashboard_address": None})
+
+
+@flow(name="knnclip-ingest")
+def ingest_flow(path: str, format: str = "auto", reader: Optional[dict] = None, min_area: Optional[int] = None,
+                settings: Optional[dict] = None) -> dict:
+    """Ingest one source into the catalog."""
+    s = _settings_dict(settings)
+    return ingest_task(s, str(path), format, reader or {}, min_area, source_fingerprint(path))
+
+
+@flow(name="knnclip-embed")
+def embed_flow(backbone: Optional[str] = None, device: Optional[str] = None, batch_size: Optional[int] = None,
+               shards: int = 1, settings: Optional[dict] = None) -> dict:
+    """Embed every segment missing from the memory, in `shards` parallel tasks."""
+    s = _settings_dict(settings)
+    ensure_gpu_limit(max(1, shards) if (device or "auto") == "cpu" else 1)
+    futures = [embed_task.submit(s, backbone, device, batch_size, (i, shards)) for i in range(shards)]
+    results = [f.result() for f in futures]
+    merged = dict(results[0])
+    for key in ("images", "embedded", "failed_images", "seconds"):
+        if all(isinstance(r.get(key), (int, float)) for r in results):
+            merged[key] = sum(r[key] for r in results)
+    merged["skipped_existing"] = min(r.get("skipped_existing", 0) for r in results) if shards > 1 else merged.get("skipped_existing", 0)
+    merged["shards"] = shards
+    return merged
+
+
+@flow(name="knnclip-curate")
+def curate_flow(backbone: Optional[str] = None, options: Optional[dict] = None, settings: Optional[dict] = None) -> dict:
+    return curate_task(_settings_dict(settings), backbone, options or {})
+
+
+@flow(name="knnclip-publish")
+def publish_flow(backbone: Optional[str] = None, alias: Optional[str] = "staging", index: Optional[str] = None,
+                 settings: Optional[dict] = None) -> dict:
+    return publish_task(_settings_dict(settings), backbone, alias, index)
+
+
+@flow(name="knnclip-curation-pipeline")
+def curation_pipeline(path: Optional[str] = None, format: str = "auto", backbone: Optional[str] = None,
+                      budget_vectors: Optional[int] = None, budget_mb: Optional[float] = None,
+                      strategy: Optional[str] = None, dedup_threshold: Optional[float] = None,
+                      alias: Optional[str] = "staging", promote_to: Optional[str] = None,
+                      index: Optional[str] = None, device: Optional[str] = None, batch_size: Optional[int] = None,
+                      embed_shards: int = 1, dask_address: Optional[str] = None, use_dask: bool = False,
+                      reader: Optional[dict] = None, min_area: Optional[int] = None,
+                      sources: Optional[list[str]] = None, settings: Optional[dict] = None) -> dict:
+    """New labelled data -> catalog -> memory -> curated memory -> registered release.
+
+    `path` (or several `sources`) is ingested first; with neither, the pipeline curates
+    and publishes what the catalog already holds. Returns a summary with the release.
+    """
+    s = _settings_dict(settings)
+    log = get_run_logger()
+    sources = list(sources or []) + ([str(path)] if path else [])
+    ingests = [ingest_task(s, src, format, reader or {}, min_area, source_fingerprint(src)) for src in sources]
+    embed = embed_flow.with_options(task_runner=dask_runner(dask_address, embed_shards)) if use_dask or dask_address else embed_flow
+    embedded = embed(backbone=backbone, device=device, batch_size=batch_size, shards=embed_shards, settings=s)
+    options = {k: v for k, v in dict(budget_vectors=budget_vectors, budget_mb=budget_mb, strategy=strategy,
+                                      dedup_threshold=dedup_threshold).items() if v is not None}
+    curation = curate_task(s, backbone, options)
+    release = publish_task(s, backbone, alias, index)
+    previous = release.get("previous")
+    diff = diff_task(s, previous, release["version"]) if previous and previous != release["version"] else None
+    promoted = promote_task(s, release["version"], promote_to) if promote_to else None
+    mlflow_url = release.get("run_url") or (f"run {release['run_id']}" if release.get("run_id") else None)
+    create_markdown_artifact(key="knnclip-run-summary",
+                             markdown=pipeline_markdown(ingests, embedded, curation, release, diff, mlflow_url),
+                             description="knnclip curation pipeline summary")
+    table = class_table(curation)
+    if table:
+        create_table_artifact(key="knnclip-memory-classes", table=table, description="memory per class after curation")
+    log.info("release %s version %s", release.get("model_name"), release.get("version"))
+    return {"ingest": ingests, "embed": embedded, "curate": curation, "release": release, "diff": diff,
+            "promoted": promoted}
+
+
+def new_sources(settings: Settings, watch_dir: str | Path) -> list[str]:
+    """Entries of a drop folder (dataset folders or COCO JSON files) whose fingerprint no
+    finished ingest batch has recorded yet."""
+    import json
+
+    from sqlmodel import select
+
+    from knnclip_core.catalog import IngestBatch, session_scope
+
+    ws = Workspace.from_settings(settings).ensure()
+    with session_scope(ws.catalog_url) as s:
+        done = {json.loads(b.params_json).get("fingerprint") for b in
+                s.exec(select(IngestBatch).where(IngestBatch.status == "done")).all()}
+    entries = sorted(p for p in Path(watch_dir).iterdir() if not p.name.startswith(".")
+                     and (p.is_dir() or p.suffix.lower() == ".json"))
+    return [str(p) for p in entries if source_fingerprint(p) not in done]
+
+
+@flow(name="knnclip-drop-folder")
+def drop_folder_pipeline(watch_dir: str, backbone: Optional[str] = None, alias: Optional[str] = "staging",
+                         budget_vectors: Optional[int] = None, budget_mb: Optional[float] = None,
+                         settings: Optional[dict] = None) -> dict:
+    """Scheduled entry point: ingest only the batches of `watch_dir` not yet ingested, then
+    curate and publish when there was something new."""
+    s = _settings_dict(settings)
+    todo = new_sources(Settings(**s), watch_dir)
+    if not todo:
+        get_run_logger().info("no new batch in %s", watch_dir)
+        return {"new_sources": [], "release": None}
+    result = curation_pipeline(sources=todo, backbone=backbone, alias=alias, budget_vectors=budget_vectors,
+                               budget_mb=budget_mb, settings=s)
+    return {"new_sources": todo, **result}
