@@ -1,7 +1,8 @@
 """The Embedder contract: dense features from one forward pass per image, every mask of
 the image pooled from them with one matrix product, L2-normalised float32 rows.
 
-Work is split so that a DataLoader can parallelise it:
+Work is split so that a DataLoader can parallelise it (`embedder.prep`, a picklable
+Preparer, is all that DataLoader workers get):
   `preprocess(image)`  CPU, in workers: resize/normalise -> float32 CHW array
   `grid_hw(h, w)`      the feature grid an image of that size gives
   `forward(x)`         device: (B, C, H, W) tensor -> (B, gh, gw, D') dense features
@@ -35,6 +36,46 @@ def resolve_device(device: str = "auto") -> str:
     return device
 
 
+class Preparer:
+    """The CPU side of an embedder (picklable, runs in DataLoader workers)."""
+
+    def preprocess(self, image: np.ndarray) -> np.ndarray:
+        """HxWx3 uint8 RGB -> float32 (C, H', W') model input."""
+        raise NotImplementedError
+
+    def grid_hw(self, h: int, w: int) -> tuple[int, int]:
+        """Feature grid (gh, gw) that an h x w image gives."""
+        raise NotImplementedError
+
+    def prepare(self, image: np.ndarray, masks) -> tuple[np.ndarray, np.ndarray]:
+        """One image and its masks -> (model input, (n, gh*gw) area mask weights)."""
+        image = np.asarray(image)
+        assert image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8, (image.shape, image.dtype)
+        h, w = image.shape[:2]
+        masks = np.asarray(masks, dtype=bool).reshape(-1, h, w) if len(masks) else np.zeros((0, h, w), bool)
+        return self.preprocess(image), mask_weights(masks, self.grid_hw(h, w))
+
+
+class ResizePreparer(Preparer):
+    """Whole image resized (bicubic, no crop) to a fixed square input, mean/std normalised."""
+
+    def __init__(self, input_hw: tuple[int, int], mean, std, grid: tuple[int, int]):
+        self.input_hw, self.mean, self.std, self.grid = tuple(input_hw), tuple(mean), tuple(std), tuple(grid)
+
+    def preprocess(self, image: np.ndarray) -> np.ndarray:
+        from PIL import Image
+
+        h, w = self.input_hw
+        if image.shape[:2] != (h, w):
+            image = np.asarray(Image.fromarray(image).resize((w, h), Image.BICUBIC))
+        x = image.astype(np.float32) / 255.0
+        x = (x - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
+        return np.ascontiguousarray(x.transpose(2, 0, 1))
+
+    def grid_hw(self, h: int, w: int) -> tuple[int, int]:
+        return self.grid
+
+
 class Embedder:
     """Base class; families override preprocess/grid_hw/forward (and finalize)."""
 
@@ -47,6 +88,7 @@ class Embedder:
         self.device = device
         self.dim: int = 0
         self.id: str = ""
+        self.prep: Preparer = Preparer()  # the picklable CPU side; families set it
 
     # --- identity -------------------------------------------------------------------
     def make_id(self, weights_label: str, dim: int, extra: str = "") -> str:
@@ -62,12 +104,12 @@ class Embedder:
 
     # --- the four stages --------------------------------------------------------------
     def preprocess(self, image: np.ndarray) -> np.ndarray:
-        """HxWx3 uint8 RGB -> float32 (C, H', W') model input."""
-        raise NotImplementedError
+        """HxWx3 uint8 RGB -> float32 (C, H', W') model input (see `self.prep`)."""
+        return self.prep.preprocess(image)
 
     def grid_hw(self, h: int, w: int) -> tuple[int, int]:
         """Feature grid (gh, gw) that an h x w image gives."""
-        raise NotImplementedError
+        return self.prep.grid_hw(h, w)
 
     def forward(self, x):
         """(B, C, H', W') float tensor on self.device -> (B, gh, gw, D') float tensor."""
@@ -117,11 +159,7 @@ class Embedder:
 
     def prepare(self, image: np.ndarray, masks) -> tuple[np.ndarray, np.ndarray]:
         """CPU part for one image: (model input, (n, cells) mask weights)."""
-        image = np.asarray(image)
-        assert image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8, (image.shape, image.dtype)
-        h, w = image.shape[:2]
-        masks = np.asarray(masks, dtype=bool).reshape(-1, h, w) if len(masks) else np.zeros((0, h, w), bool)
-        return self.preprocess(image), mask_weights(masks, self.grid_hw(h, w))
+        return self.prep.prepare(image, masks)
 
     def embed_masks(self, image: np.ndarray, masks) -> np.ndarray:
         """HxWx3 uint8 image and a list of HxW bool masks -> (n, D) float32, L2-normalised."""

@@ -14,7 +14,7 @@ import logging
 import numpy as np
 
 from .backbones import BackboneSpec
-from .base import Embedder
+from .base import Embedder, Preparer
 from .pooling import l2_normalize
 
 logger = logging.getLogger(__name__)
@@ -96,17 +96,11 @@ def statistics(means: np.ndarray) -> np.ndarray:
     return np.stack(cols, axis=1).astype(np.float32)
 
 
-class ClassicEmbedder(Embedder):
-    """Weights-free colour/texture/position statistics pooled per mask (38-d)."""
+class ClassicPreparer(Preparer):
+    """Dense classic channels at the working size (long side at most `max_side`)."""
 
-    family = "classic"
-    has_text = False
-
-    def __init__(self, spec: BackboneSpec, device: str = "cpu"):
-        super().__init__(spec, device)
-        self.max_side = spec.max_side
-        self.dim = N_CHANNELS
-        self.id = self.make_id("weights-free", self.dim, extra=f"max_side={self.max_side or 0}")
+    def __init__(self, max_side: int | None):
+        self.max_side = max_side
 
     def grid_hw(self, h: int, w: int) -> tuple[int, int]:
         return working_size(h, w, self.max_side)
@@ -119,6 +113,20 @@ class ClassicEmbedder(Embedder):
 
             image = np.asarray(Image.fromarray(image).resize((ww, wh), Image.BILINEAR))
         return dense_channels(image)
+
+
+class ClassicEmbedder(Embedder):
+    """Weights-free colour/texture/position statistics pooled per mask (38-d)."""
+
+    family = "classic"
+    has_text = False
+
+    def __init__(self, spec: BackboneSpec, device: str = "cpu"):
+        super().__init__(spec, device)
+        self.max_side = spec.max_side
+        self.dim = N_CHANNELS
+        self.id = self.make_id("weights-free", self.dim, extra=f"max_side={self.max_side or 0}")
+        self.prep = ClassicPreparer(self.max_side)
 
     def forward(self, x):
         return x.permute(0, 2, 3, 1)  # the channels are the features

@@ -45,9 +45,11 @@ def mask_weights(masks, grid_hw: tuple[int, int]) -> np.ndarray:
     if (h, w) == (gh, gw):  # same grid: the mask itself
         return m.reshape(n, gh * gw)
     rh, rw = area_matrix(h, gh), area_matrix(w, gw)
-    # (gh, H) @ (n, H, W) @ (W, gw) -> (n, gh, gw)
-    cov = np.matmul(np.matmul(rh[None], m), rw.T[None])
-    return cov.reshape(n, gh * gw)
+    # (gh, H) @ (n, H, W) @ (W, gw) -> (n, gh, gw), as two plain GEMMs (numpy's stacked
+    # matmul does not use BLAS)
+    t = rh @ m.transpose(1, 0, 2).reshape(h, n * w)  # (gh, n*W)
+    t = t.reshape(gh * n, w) @ rw.T  # (gh*n, gw)
+    return np.ascontiguousarray(t.reshape(gh, n, gw).transpose(1, 0, 2)).reshape(n, gh * gw)
 
 
 def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:

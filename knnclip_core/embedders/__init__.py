@@ -1,0 +1,75 @@
+"""Embedders: turn segments (image + mask) into L2-normalised vectors.
+
+`get_embedder(name, device="auto", settings=None)` builds the backbone named in
+configs/backbones.yaml; `list_backbones()` lists them. Families are plug-ins of the
+`FAMILIES` registry (open_clip, dinov2, classic).
+"""
+from __future__ import annotations
+
+import logging
+from typing import Callable, Optional
+
+from ..plugins import Registry
+from .backbones import BackboneSpec, UnknownBackboneError, get_spec, list_backbones
+from .base import Embedder, resolve_device
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_BACKBONE = "classic"
+
+# family name -> factory(spec, device, cache_dir) -> Embedder
+FAMILIES: Registry[Callable[..., Embedder]] = Registry("embedder family")
+
+
+@FAMILIES.register("classic")
+def _classic(spec: BackboneSpec, device: str, cache_dir) -> Embedder:
+    from .classic import ClassicEmbedder
+
+    return ClassicEmbedder(spec, device="cpu")  # numpy/scipy features; no gain from a GPU
+
+
+@FAMILIES.register("open_clip")
+def _open_clip(spec: BackboneSpec, device: str, cache_dir) -> Embedder:
+    from .open_clip_family import OpenClipEmbedder
+
+    return OpenClipEmbedder(spec, device=device, cache_dir=cache_dir)
+
+
+@FAMILIES.register("dinov2")
+def _dinov2(spec: BackboneSpec, device: str, cache_dir) -> Embedder:
+    from .dinov2 import Dinov2Embedder
+
+    return Dinov2Embedder(spec, device=device)
+
+
+_CACHE: dict[tuple, Embedder] = {}
+
+
+def get_embedder(name: Optional[str] = None, device: str = "auto", settings=None, cache: bool = True) -> Embedder:
+    """The embedder of backbone `name` (default: settings.embed.backbone, else `classic`).
+
+    `device` is auto | cpu | cuda. With `settings`, text embeddings are cached under the
+    workspace cache folder. Instances are memoised per (name, device, cache dir).
+    Raises UnknownBackboneError, WeightsNotFoundError (weights missing offline).
+    """
+    if name is None:
+        name = settings.embed.backbone if settings is not None else DEFAULT_BACKBONE
+    spec = get_spec(name)
+    dev = resolve_device(device)
+    cache_dir = None
+    if settings is not None:
+        from ..workspace import Workspace
+
+        cache_dir = Workspace.from_settings(settings).cache_dir
+    key = (spec.name, repr(spec), dev, str(cache_dir))
+    if cache and key in _CACHE:
+        return _CACHE[key]
+    embedder = FAMILIES.get(spec.family)(spec, dev, cache_dir)
+    logger.info("embedder %s on %s", embedder.id, embedder.device)
+    if cache:
+        _CACHE[key] = embedder
+    return embedder
+
+
+__all__ = ["DEFAULT_BACKBONE", "FAMILIES", "BackboneSpec", "Embedder", "UnknownBackboneError",
+           "get_embedder", "get_spec", "list_backbones", "resolve_device"]

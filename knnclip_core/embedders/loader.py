@@ -1,0 +1,131 @@
+"""Batched embedding of many images: decode + resize + mask weights in DataLoader workers,
+one forward per batch of same-size images on the device, one matrix product per image.
+
+`iter_embeddings(embedder, items, batch_size, num_workers)` yields `(item, vectors, error)`
+in batch order; `vectors` is (n_masks, D) float32 or None when the image failed.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Iterator, Optional, Sequence
+
+import numpy as np
+
+from .base import Embedder, Preparer
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class WorkItem:
+    """One image to embed: its file, size, and masks (COCO RLE counts strings or arrays)."""
+
+    key: str
+    path: str
+    height: int
+    width: int
+    masks_rle: Sequence[str] = ()
+    masks: Optional[Sequence[np.ndarray]] = None  # decoded masks instead of RLE
+    meta: list = field(default_factory=list)  # caller's per-mask payload, returned untouched
+
+
+def decode_rle(counts: str, height: int, width: int) -> np.ndarray:
+    """COCO compressed RLE counts string -> (height, width) bool mask."""
+    from pycocotools import mask as mask_utils
+
+    return mask_utils.decode({"size": [height, width], "counts": counts.encode()}).astype(bool)
+
+
+def read_rgb(path: str) -> np.ndarray:
+    """Image file -> HxWx3 uint8 RGB (EXIF orientation ignored, as the catalog hashes bytes)."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+class _Prepared:
+    """torch Dataset over WorkItems; each sample is prepared on the CPU (in a worker)."""
+
+    def __init__(self, prep: Preparer, items: Sequence[WorkItem]):
+        self.prep, self.items = prep, items
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> dict:
+        item = self.items[i]
+        try:
+            image = read_rgb(item.path)
+            if image.shape[:2] != (item.height, item.width):
+                raise ValueError(f"image is {image.shape[1]}x{image.shape[0]}, catalog says {item.width}x{item.height}")
+            masks = item.masks if item.masks is not None else \
+                [decode_rle(c, item.height, item.width) for c in item.masks_rle]
+            x, w = self.prep.prepare(image, masks)
+            return {"index": i, "x": x, "weights": w, "error": None}
+        except FileNotFoundError:
+            return {"index": i, "x": None, "weights": None, "error": f"missing file {item.path}"}
+        except Exception as exc:  # unreadable image: report it, keep going
+            return {"index": i, "x": None, "weights": None, "error": f"{type(exc).__name__}: {exc}"}
+
+
+def _collate(samples: list[dict]) -> dict:
+    import torch
+
+    ok = [s for s in samples if s["error"] is None]
+    x = torch.from_numpy(np.stack([s["x"] for s in ok])) if ok else None
+    return {"x": x, "ok": [(s["index"], s["weights"]) for s in ok],
+            "failed": [(s["index"], s["error"]) for s in samples if s["error"] is not None]}
+
+
+def size_batches(embedder: Embedder, items: Sequence[WorkItem], batch_size: int) -> list[list[int]]:
+    """Indices grouped by the embedder's feature grid for each image size (stable order
+    within a size), cut into batches of at most `batch_size`."""
+    assert batch_size >= 1, batch_size
+    by_key: dict[tuple, list[int]] = {}
+    for i, it in enumerate(items):
+        by_key.setdefault(embedder.grid_hw(it.height, it.width), []).append(i)
+    return [idx[j:j + batch_size] for idx in by_key.values() for j in range(0, len(idx), batch_size)]
+
+
+def iter_embeddings(embedder: Embedder, items: Sequence[WorkItem], batch_size: int = 16,
+                    num_workers: int = 0, progress: bool = False) -> Iterator[tuple[WorkItem, Optional[np.ndarray], Optional[str]]]:
+    """Embed every mask of every item; yields (item, (n, D) vectors or None, error or None)."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    batches = size_batches(embedder, items, batch_size)
+    # Workers get only the picklable Preparer, started by a forkserver: forking a process
+    # that holds a CUDA context or LanceDB's runtime is unsafe.
+    loader = DataLoader(_Prepared(embedder.prep, items), batch_sampler=batches, num_workers=num_workers,
+                        collate_fn=_collate, pin_memory=embedder.device.startswith("cuda"),
+                        multiprocessing_context="forkserver" if num_workers > 0 else None)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(items), unit="img", desc=f"embed {embedder.name}", dynamic_ncols=True)
+    t0, n_img, n_seg = time.perf_counter(), 0, 0
+    try:
+        for batch in loader:
+            for index, error in batch["failed"]:
+                yield items[index], None, error
+            if batch["x"] is not None:
+                feats = embedder.forward_batch(batch["x"])
+                vecs = embedder.pool_batch(feats, [w for _, w in batch["ok"]])
+                for (index, _), v in zip(batch["ok"], vecs):
+                    n_seg += len(v)
+                    yield items[index], v, None
+            n_img += len(batch["ok"]) + len(batch["failed"])
+            if bar is not None:
+                dt = max(time.perf_counter() - t0, 1e-9)
+                bar.update(len(batch["ok"]) + len(batch["failed"]))
+                bar.set_postfix_str(f"{n_img / dt:.1f} img/s, {n_seg / dt:.1f} seg/s")
+    finally:
+        if bar is not None:
+            bar.close()
+        del loader
+        if embedder.device.startswith("cuda"):
+            torch.cuda.empty_cache()
