@@ -52,7 +52,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     human = [f"ingested: " + "; ".join(f"{r['images']} images, {r['segments']} segments ({r['new_segments']} new), "
                                        f"{r['quarantined']} quarantined" for r in result["ingest"]),
              f"embedded: {result['embed'].get('embedded', 0)} new vectors ({result['embed'].get('backbone')})",
-             f"curated:  {result['curate'].get('kept', '?')} vectors kept",
+             f"curated:  {(result['curate'].get('counts') or {}).get('kept', '?')} vectors kept",
              f"release:  {rel['uri']} ({rel['vectors']} vectors, {rel['classes']} classes)"
              + (f", alias {rel['alias']}" if rel.get("alias") else "")]
     if result.get("promoted"):

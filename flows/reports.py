@@ -22,9 +22,10 @@ def pipeline_markdown(ingests: list[dict], embed: dict, curation: dict, release:
               f"- backbone `{embed.get('backbone')}` on {embed.get('device')}: {embed.get('embedded', 0)} segments embedded, "
               f"{embed.get('skipped_existing', 0)} already in the memory, in {embed.get('seconds', 0):.1f} s"]
     lines += ["", "## Curate", ""]
-    for key in ("rows", "kept", "duplicates", "conflicts", "over_budget", "forgotten"):
-        if key in curation:
-            lines.append(f"- {key.replace('_', ' ')}: {curation[key]}")
+    lines.append(f"- rows: {curation.get('rows', 0)}; " + ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in
+                                                                 (curation.get("counts") or {}).items()))
+    lines.append(f"- near-duplicate pairs: {curation.get('duplicate_pairs', 0)}, label conflicts: "
+                 f"{curation.get('conflict_pairs', 0)}")
     budget = curation.get("budget") or {}
     if budget:
         lines.append(f"- budget: {budget}")

@@ -23,8 +23,16 @@ logger = logging.getLogger(__name__)
 MAX_NAMED_MISSING = 20  # image paths named in the summary
 
 
-def pending_work(ws: Workspace, done_ids: set[str]) -> tuple[list[WorkItem], int, int]:
-    """Catalog segments whose id is not in `done_ids`, grouped by image.
+def in_shard(image_sha256: str, shard: tuple[int, int]) -> bool:
+    """True when the image belongs to shard `i` of `n` (by its content hash)."""
+    i, n = shard
+    assert 0 <= i < n, shard
+    return n == 1 or int(image_sha256[:8], 16) % n == i
+
+
+def pending_work(ws: Workspace, done_ids: set[str], shard: tuple[int, int] = (0, 1)) -> tuple[list[WorkItem], int, int]:
+    """Catalog segments of images in `shard` (index, count) whose id is not in `done_ids`,
+    grouped by image.
 
     Returns (work items, segments in the catalog, segments skipped as already embedded).
     Each item's `meta` holds the row metadata of its masks, in mask order.
@@ -40,6 +48,8 @@ def pending_work(ws: Workspace, done_ids: set[str]) -> tuple[list[WorkItem], int
                 .join(Dataset, Dataset.id == Segment.dataset_id)
                 .order_by(Segment.image_sha256, Segment.id))
         for seg, path, width, height, class_name, dataset in s.exec(stmt):
+            if not in_shard(seg.image_sha256, shard):
+                continue
             total += 1
             if seg.id in done_ids:
                 skipped += 1
@@ -59,8 +69,9 @@ def pending_work(ws: Workspace, done_ids: set[str]) -> tuple[list[WorkItem], int
 def run_embed(settings: Settings, backbone: Optional[str] = None, device: Optional[str] = None,
               batch_size: Optional[int] = None, num_workers: Optional[int] = None,
               chunk_segments: Optional[int] = None, progress: bool = False,
-              embedder: Optional[Embedder] = None) -> dict:
-    """Embed every catalog segment missing from the memory table of `backbone`.
+              embedder: Optional[Embedder] = None, shard: tuple[int, int] = (0, 1)) -> dict:
+    """Embed every catalog segment missing from the memory table of `backbone`; with
+    `shard=(i, n)` only the images of shard i of n (for parallel workers).
 
     Arguments default to `settings.embed`. Returns a summary dict: images, segments,
     embedded, skipped_existing, failed_images, missing_images (paths, at most 20 named),
@@ -72,7 +83,7 @@ def run_embed(settings: Settings, backbone: Optional[str] = None, device: Option
     ws = Workspace.from_settings(settings).ensure()
     emb = embedder or get_embedder(backbone or cfg.backbone, device=device or cfg.device, settings=settings)
     table = MemoryTable.open(ws.memory_dir, emb.id, emb.dim)
-    items, total, skipped = pending_work(ws, table.ids())
+    items, total, skipped = pending_work(ws, table.ids(), shard)
     chunk = max(1, chunk_segments or cfg.chunk_segments)
     n_segments = sum(len(it.meta) for it in items)
     logger.info("embed %s: %d segments of %d images to do, %d already embedded",

@@ -1,0 +1,129 @@
+"""The Prefect pipeline end to end on a real (temporary, local) Prefect server:
+two runs and a diff, resume after kill -9, and the Dask runner giving the same memory."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from knnclip_core.config import load_settings
+from knnclip_core.sample_data import class_names, write_sample_dataset
+from knnclip_core.workspace import Workspace
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def prefect_server(tmp_path_factory):
+    """One Prefect test server for the module (prefect_test_harness)."""
+    home = tmp_path_factory.mktemp("prefect")
+    os.environ.update(PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false", DO_NOT_TRACK="true",
+                      PREFECT_LOGGING_LEVEL="WARNING", PREFECT_RESULTS_LOCAL_STORAGE_PATH=str(home / "results"))
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        from prefect.settings import PREFECT_API_URL
+
+        os.environ["PREFECT_API_URL"] = PREFECT_API_URL.value()  # Dask workers and subprocesses use it too
+        yield PREFECT_API_URL.value()
+        os.environ.pop("PREFECT_API_URL", None)
+
+
+def _memory_state(settings) -> dict:
+    """segment id -> (state, vector bytes) of the only memory table."""
+    from knnclip_core.memory.table import connect, list_table_names
+
+    ws = Workspace.from_settings(settings)
+    db = connect(ws.memory_dir)
+    (name,) = list_table_names(db)
+    t = db.open_table(name).to_arrow()
+    return {i: (s, bytes(memoryview(v.values.to_numpy(zero_copy_only=False).tobytes())))
+            for i, s, v in zip(t.column("id").to_pylist(), t.column("state").to_pylist(), t.column("vector"))}
+
+
+def test_pipeline_twice_gives_version_two_with_the_diff(prefect_server, tmp_path):
+    from flows.pipeline import curation_pipeline
+
+    settings = load_settings(home=tmp_path / "ws")
+    s = settings.model_dump(mode="json")
+    first = curation_pipeline(path=str(write_sample_dataset(tmp_path / "a", images=8, classes=3, seed=1)), settings=s)
+    assert first["release"]["version"] == 1 and first["release"]["classes"] == 3
+    assert first["ingest"][0]["images"] == 8
+    second = curation_pipeline(path=str(write_sample_dataset(tmp_path / "b", images=8, classes=5, seed=2)), settings=s)
+    assert second["release"]["version"] == 2
+    assert sorted(second["diff"]["added"]) == sorted(set(class_names(5)) - set(class_names(3)))
+    assert second["diff"]["removed"] == []
+    # the run summary is a Prefect artifact
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        art = client.read_latest_artifacts()
+    summary = [a for a in art if a.key == "knnclip-run-summary"]
+    assert summary and "Diff against version 1" in summary[0].data and "models:/knnclip-memory/2" in summary[0].data
+
+
+def _run_cli(home: Path, data: Path, api_url: str, extra=()) -> subprocess.Popen:
+    env = {**os.environ, "KNNCLIP_HOME": str(home), "PREFECT_API_URL": api_url,
+           "KNNCLIP_EMBED__CHUNK_SEGMENTS": "8", "KNNCLIP_EMBED__NUM_WORKERS": "0"}
+    return subprocess.Popen([sys.executable, "-m", "knnclip_core.cli.main", "run", str(data), "--json", *extra],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+
+
+def test_kill_during_embedding_then_resume(prefect_server, tmp_path):
+    data = write_sample_dataset(tmp_path / "d", images=120, classes=4, seed=5, size=(192, 256))
+    home = tmp_path / "killed"
+    proc = _run_cli(home, data, prefect_server)
+    settings = load_settings(home=home)
+    deadline = time.time() + 240
+    from knnclip_core.memory.table import connect, list_table_names
+
+    embedded_before_kill = 0
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            db = connect(Workspace.from_settings(settings).memory_dir)
+            names = list_table_names(db)
+            embedded_before_kill = db.open_table(names[0]).count_rows() if names else 0
+        except Exception:
+            embedded_before_kill = 0
+        if embedded_before_kill > 0:
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, "the run finished before it could be killed: make the data larger"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert embedded_before_kill > 0
+    rerun = _run_cli(home, data, prefect_server)
+    out, err = rerun.communicate(timeout=600)
+    assert rerun.returncode == 0, err[-3000:]
+    resumed = json.loads(out.strip().splitlines()[-1])
+    assert resumed["embed"]["skipped_existing"] >= embedded_before_kill
+    total = resumed["embed"]["skipped_existing"] + resumed["embed"]["embedded"]
+    # an uninterrupted run elsewhere ends with the same memory and an equal release
+    clean_home = tmp_path / "clean"
+    clean = _run_cli(clean_home, data, prefect_server)
+    out2, err2 = clean.communicate(timeout=600)
+    assert clean.returncode == 0, err2[-3000:]
+    uninterrupted = json.loads(out2.strip().splitlines()[-1])
+    assert uninterrupted["embed"]["embedded"] == total
+    assert _memory_state(settings) == _memory_state(load_settings(home=clean_home))
+    for key in ("version", "vectors", "classes", "factory"):
+        assert resumed["release"][key] == uninterrupted["release"][key]
+
+
+def test_dask_runner_gives_the_same_memory(prefect_server, tmp_path):
+    from flows.pipeline import curation_pipeline
+
+    data = str(write_sample_dataset(tmp_path / "d", images=10, classes=3, seed=9))
+    plain = load_settings(home=tmp_path / "plain")
+    curation_pipeline(path=data, settings=plain.model_dump(mode="json"))
+    dask = load_settings(home=tmp_path / "dask")
+    result = curation_pipeline(path=data, use_dask=True, embed_shards=2, settings=dask.model_dump(mode="json"))
+    assert result["embed"]["shards"] == 2
+    assert _memory_state(plain) == _memory_state(dask)
