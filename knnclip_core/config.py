@@ -28,6 +28,7 @@ class EmbedConfig(BaseModel):
     device: str = Field("auto", description="auto | cpu | cuda.")
     batch_size: int = Field(16, description="Images per forward pass.")
     num_workers: int = Field(2, description="DataLoader workers decoding and resizing images.")
+    chunk_segments: int = Field(2048, description="Vectors written to the memory table per upsert; a kill loses at most one chunk.")
 
 
 class CurateConfig(BaseModel):
@@ -38,6 +39,7 @@ class CurateConfig(BaseModel):
     class_floor: int = Field(1, description="Minimum vectors kept per class when the budget allows.")
     class_ceiling: Optional[int] = Field(None, description="Maximum vectors kept per class (None: no ceiling).")
     seed: int = Field(0, description="Seed for randomised strategies.")
+    lock_timeout_s: float = Field(60.0, description="Seconds a curate/forget run waits for another one on the same workspace before failing (0: fail at once).")
 
 
 class PublishConfig(BaseModel):

@@ -77,7 +77,8 @@ def ivf_pairs(xb: np.ndarray, threshold: float, nlist: int | None = None, nprobe
     nprobe = min(nprobe, nlist)
     if nlist <= 1:
         return exact_pairs(xb, threshold)
-    km = faiss.Kmeans(d, nlist, niter=10, seed=seed, spherical=True, max_points_per_centroid=64, verbose=False)
+    # A coarse partition is enough: every vector probes several lists, and pairs are close.
+    km = faiss.Kmeans(d, nlist, niter=5, seed=seed, spherical=True, max_points_per_centroid=16, verbose=False)
     km.train(xb)
     _, probes = km.index.search(xb, nprobe)  # (n, nprobe): lists each vector probes; column 0 = its own list
     own = probes[:, 0]

@@ -7,7 +7,7 @@ from typing import Optional
 
 from ..errors import InputError
 from ..workspace import Workspace
-from .table import EMBEDDER_KEY, connect, list_table_names
+from .table import EMBEDDER_KEY, connect, list_table_names, table_name_for
 
 logger = logging.getLogger(__name__)
 
@@ -54,8 +54,8 @@ def resolve_embedder_id(ws: Workspace, backbone: Optional[str] = None) -> str:
         if len(present) == 1:
             return present[0]
         raise InputError(f"the workspace holds {len(present)} memories ({', '.join(present)}); name one with --backbone")
-    if backbone in present:
-        return backbone
+    if backbone in present or table_name_for(backbone) in list_table_names(connect(ws.memory_dir)):
+        return backbone  # an embedder id (MemoryTable.open checks the table's metadata)
     by_family = [e for e in present if backbone in e.split("|")]
     if len(by_family) == 1:
         return by_family[0]
