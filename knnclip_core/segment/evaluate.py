@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Iterable, Optional, Sequence
+from typing import Iterable, Iterator, Optional, Sequence
 
 import numpy as np
 
+from ..errors import InputError
 from ..readers.base import normalise_class_name
 
 logger = logging.getLogger(__name__)
@@ -111,6 +112,30 @@ class Sample:
     image: np.ndarray
     segments: list
     name: str = ""
+
+
+def samples_from_reader(reader, max_pixels: Optional[int] = None, limit: Optional[int] = None) -> Iterator[Sample]:
+    """Sample per annotated image of a knnclip_core reader (streamed). Images the reader flagged,
+    that cannot be read, or whose size differs from their masks are skipped with a warning."""
+    from .render import read_image
+
+    done = 0
+    for item in reader:
+        if limit is not None and done >= limit:
+            return
+        segs = [(s.class_name, s.mask) for s in item.segments if s.class_name and s.mask is not None and not s.error]
+        if not segs or item.errors:
+            continue
+        try:
+            image = read_image(item.image_path, max_pixels)
+        except InputError as exc:
+            logger.warning("skipping %s: %s", item.rel_path, exc)
+            continue
+        if image.shape[:2] != segs[0][1].shape:
+            logger.warning("skipping %s: image and mask sizes differ", item.rel_path)
+            continue
+        done += 1
+        yield Sample(image=image, segments=segs, name=item.rel_path)
 
 
 def gt_label_map(shape: tuple[int, int], segments: Sequence[tuple[int, np.ndarray]]) -> np.ndarray:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+from functools import lru_cache
 from typing import Callable, Optional, Sequence
 
 import numpy as np
@@ -171,14 +172,21 @@ def sam_proposals(image: np.ndarray, masks=None, checkpoint: Optional[str] = Non
     _check_image(image)
     checkpoint = checkpoint or os.environ.get("KNNCLIP_SAM_CHECKPOINT")
     try:
-        from segment_anything import SamAutomaticMaskGenerator, sam_model_registry  # type: ignore
+        import segment_anything  # type: ignore  # noqa: F401
     except ImportError:
         raise KnnclipError("the 'sam' proposals need the segment_anything package, which is not installed.") from None
     if not checkpoint or not os.path.isfile(checkpoint):
         raise KnnclipError("the 'sam' proposals need a local checkpoint (set KNNCLIP_SAM_CHECKPOINT).")
-    sam = sam_model_registry[model_type](checkpoint=checkpoint)
-    found = SamAutomaticMaskGenerator(sam).generate(image)
+    found = _sam_generator(checkpoint, model_type).generate(image)
     return [np.asarray(f["segmentation"], dtype=bool) for f in found if f["area"] >= min_area]
+
+
+@lru_cache(maxsize=2)
+def _sam_generator(checkpoint: str, model_type: str):
+    """The SAM automatic mask generator of a checkpoint, loaded once."""
+    from segment_anything import SamAutomaticMaskGenerator, sam_model_registry  # type: ignore
+
+    return SamAutomaticMaskGenerator(sam_model_registry[model_type](checkpoint=checkpoint))
 
 
 def sam_available(checkpoint: Optional[str] = None) -> bool:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -20,6 +20,10 @@ from .proposals import propose
 from .retrieval import Memory, retrieve
 
 logger = logging.getLogger(__name__)
+
+MAX_EXTRA_CLASSES = 256      # extra class names one request may add
+MAX_REQUEST_CLASSES = 4096   # classes one request may restrict its answer to
+TEXT_CACHE_LIMIT = 20_000    # cached text embeddings per segmenter (release vocabulary always kept)
 
 
 @dataclass
@@ -38,7 +42,8 @@ class SegmentParams:
         """Parameters from `settings.worker`."""
         w = settings.worker
         return cls(k=w.k, temperature=w.temperature, fusion_lambda=w.fusion_lambda,
-                   confidence_threshold=w.confidence_threshold, proposals=w.proposals)
+                   confidence_threshold=w.confidence_threshold, proposals=w.proposals,
+                   proposal_options=dict(getattr(w, "proposal_options", None) or {}))
 
 
 @dataclass
@@ -125,6 +130,12 @@ class Segmenter:
         def spell(name: str) -> str:
             return self._by_norm.get(normalise_class_name(name), name.strip())
 
+        if len(extra_classes) > MAX_EXTRA_CLASSES or (vocabulary and len(vocabulary) > MAX_REQUEST_CLASSES):
+            raise InputError(f"a request may name at most {MAX_EXTRA_CLASSES} extra classes "
+                             f"and {MAX_REQUEST_CLASSES} vocabulary classes.")
+        if extra_classes and not self.has_text:
+            logger.info("extra classes %s ignored: backbone without a text tower", list(extra_classes))
+            extra_classes = ()
         base = [spell(n) for n in vocabulary] if vocabulary else list(self.vocabulary)
         out, seen = [], set()
         for name in [*base, *(spell(n) for n in extra_classes)]:
@@ -137,12 +148,21 @@ class Segmenter:
         return out, bool(vocabulary)
 
     def text_embeddings(self, classes: Sequence[str]) -> np.ndarray:
-        """(C, d) text embeddings of `classes`, cached by name."""
-        missing = [c for c in classes if c not in self._text]
+        """(C, d) text embeddings of `classes`, cached by name (thread-safe: a request works
+        on the dict it read, even when another request starts the cache over)."""
+        if not classes:
+            return np.zeros((0, self.embedder.dim), np.float32)
+        cache = self._text
+        missing = [c for c in dict.fromkeys(classes) if c not in cache]
         if missing:
-            for c, v in zip(missing, self.embedder.encode_text(list(missing))):
-                self._text[c] = np.asarray(v, dtype=np.float32)
-        return np.stack([self._text[c] for c in classes]) if classes else np.zeros((0, self.embedder.dim), np.float32)
+            fresh = {c: np.asarray(v, dtype=np.float32)
+                     for c, v in zip(missing, self.embedder.encode_text(list(missing)))}
+            if len(cache) + len(fresh) > TEXT_CACHE_LIMIT:  # requests' extra names: start over
+                known = set(self.vocabulary)
+                cache = {c: v for c, v in cache.items() if c in known}
+                self._text = cache
+            cache.update(fresh)
+        return np.stack([cache[c] for c in classes])
 
     def warm_up(self) -> None:
         """Encode the release vocabulary once (CLIP backbones), so the first request is not slow."""

@@ -1,0 +1,216 @@
+"""The segmentation worker's HTTP API (FastAPI). `create_app(source, settings)` takes a release
+source callable (see release.py), so this module never touches a registry.
+
+Endpoints: POST /segment (multipart image upload -> JSON, optional base64 PNG overlay and
+label map, or `format=png` for the overlay itself), GET /healthz (process alive),
+GET /readyz (a release is loaded), GET /release (version, alias, vocabulary size, last
+reload error), GET /metrics (Prometheus). With `settings.worker_token` set, every endpoint
+but /healthz and /readyz needs `Authorization: Bearer <token>`.
+"""
+from __future__ import annotations
+
+import base64
+import hmac
+import logging
+import time
+from contextlib import asynccontextmanager
+from typing import Any, Optional
+
+from fastapi import Depends, FastAPI, File, HTTPException, Query, Request, Response, UploadFile
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from pydantic import BaseModel
+
+from ..errors import InputError, KnnclipError
+from .release import LoadedRelease, ReleaseSource
+from .render import decode_image, label_map_image, overlay_image, png_bytes
+from .watcher import ReleaseWatcher
+
+logger = logging.getLogger(__name__)
+
+
+class ReleaseState(BaseModel):
+    """What /release reports."""
+
+    ready: bool
+    version: Optional[str] = None
+    alias: Optional[str] = None
+    uri: Optional[str] = None
+    vocabulary_size: Optional[int] = None
+    embedder_id: Optional[str] = None
+    loaded_at: Optional[float] = None
+    last_reload_error: Optional[str] = None
+    last_check: Optional[float] = None
+    swaps: int = 0
+
+
+class SegmentResponse(BaseModel):
+    """What POST /segment answers (JSON)."""
+
+    release: dict
+    classes: list[str]
+    width: int
+    height: int
+    segments: list[dict]
+    panoptic: list[dict]
+    timings: dict
+    overlay_png: Optional[str] = None    # base64, when overlay=true
+    label_map_png: Optional[str] = None  # base64, when label_map=true (value = class index, 255 unknown)
+
+
+class WorkerMetrics:
+    """Prometheus metrics of one app, in their own registry."""
+
+    def __init__(self):
+        self.registry = CollectorRegistry()
+        self.latency = Histogram("knnclip_worker_request_seconds", "Request latency by endpoint.", ["endpoint"],
+                                 registry=self.registry,
+                                 buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+        self.requests = Counter("knnclip_worker_requests_total", "Requests by endpoint and status code.",
+                                ["endpoint", "status"], registry=self.registry)
+        self.errors = Counter("knnclip_worker_errors_total", "Failed requests by kind.", ["kind"],
+                              registry=self.registry)
+        self.release = Gauge("knnclip_worker_release_info", "1 for the release being served.",
+                             ["version", "alias", "embedder_id"], registry=self.registry)
+        self.reloads = Counter("knnclip_worker_reloads_total", "Release reload attempts by outcome.",
+                               ["outcome"], registry=self.registry)
+        self.reload_failing = Gauge("knnclip_worker_reload_failing",
+                                    "1 while the newest release failed to load or verify.", registry=self.registry)
+
+    def on_change(self, event: str, release: Optional[LoadedRelease], error: Optional[str]) -> None:
+        """ReleaseWatcher hook."""
+        if event == "swapped" and release is not None:
+            self.release.clear()
+            self.release.labels(release.version, release.alias or "", release.embedder_id).set(1)
+            self.reloads.labels("ok").inc()
+            self.reload_failing.set(0)
+        elif event == "failed":
+            self.reloads.labels("failed").inc()
+            self.reload_failing.set(1)
+
+
+def _auth_dependency(token: Optional[str]):
+    def check(request: Request) -> None:
+        if not token:
+            return
+        header = request.headers.get("authorization", "")
+        scheme, _, given = header.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
+            raise HTTPException(status_code=401, detail="missing or wrong bearer token",
+                                headers={"WWW-Authenticate": "Bearer"})
+    return check
+
+
+def create_app(source: ReleaseSource, settings=None, poll_seconds: Optional[float] = None,
+               start_watcher: bool = True) -> FastAPI:
+    """FastAPI app serving the releases `source` yields.
+
+    `settings` (knnclip Settings, default: load_settings()) gives the token, limits and poll
+    interval; the watcher thread starts and stops with the app's lifespan when `start_watcher`."""
+    if settings is None:
+        from ..config import load_settings
+
+        settings = load_settings()
+    wcfg = settings.worker
+    metrics = WorkerMetrics()
+    watcher = ReleaseWatcher(source, poll_seconds or wcfg.poll_seconds, on_change=metrics.on_change)
+    max_bytes = int(wcfg.max_upload_mb * 1024 * 1024)
+    auth = Depends(_auth_dependency(settings.worker_token))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        if start_watcher:
+            watcher.start()
+        try:
+            yield
+        finally:
+            watcher.stop()
+
+    app = FastAPI(title="knnclip worker", version="1", lifespan=lifespan,
+                  description="kNN-CLIP segmentation with a retrieval memory from the model registry.")
+    app.state.watcher = watcher
+    app.state.metrics = metrics
+
+    @app.middleware("http")
+    async def measure(request: Request, call_next):
+        t0 = time.perf_counter()
+        try:
+            response = await call_next(request)
+        except Exception:
+            metrics.errors.labels("internal").inc()
+            raise
+        route = request.scope.get("route")
+        endpoint = getattr(route, "path", None) or "unmatched"  # bounded label values
+        metrics.latency.labels(endpoint).observe(time.perf_counter() - t0)
+        metrics.requests.labels(endpoint, str(response.status_code)).inc()
+        if response.status_code >= 400:
+            metrics.errors.labels(str(response.status_code)).inc()
+        return response
+
+    @app.get("/healthz")
+    def healthz() -> dict:
+        """The process is alive."""
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    def readyz() -> Response:
+        """200 once a release is loaded, 503 before."""
+        rel = watcher.current
+        if rel is None:
+            return JSONResponse({"ready": False, "last_reload_error": watcher.last_error}, status_code=503)
+        return JSONResponse({"ready": True, "version": rel.version})
+
+    @app.get("/release", response_model=ReleaseState, dependencies=[auth])
+    def release() -> ReleaseState:
+        """The release being served and the last reload error, if the newest one failed."""
+        rel = watcher.current
+        info: dict[str, Any] = rel.describe() if rel else {}
+        return ReleaseState(ready=rel is not None, last_reload_error=watcher.last_error,
+                            last_check=watcher.last_check, swaps=watcher.swaps, **info)
+
+    @app.get("/metrics", dependencies=[auth])
+    def prometheus() -> Response:
+        """Prometheus text exposition."""
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.post("/segment", response_model=SegmentResponse, dependencies=[auth],
+              responses={200: {"content": {"image/png": {}}}, 400: {}, 401: {}, 413: {}, 503: {}})
+    def segment(image: UploadFile = File(..., description="the image to segment (PNG, JPEG, ...)"),
+                classes: list[str] = Query(default=[], description="extra class names (CLIP backbones)"),
+                vocabulary: list[str] = Query(default=[], description="answer only with these classes"),
+                overlay: bool = Query(False, description="add a base64 colour overlay PNG"),
+                label_map: bool = Query(False, description="add a base64 label map PNG"),
+                format: str = Query("json", pattern="^(json|png)$", description="png: answer the overlay PNG"),
+                proposals: Optional[str] = Query(None, description="proposal generator (default: settings)")):
+        """Segment one uploaded image with the current release."""
+        rel = watcher.current  # taken once: this request finishes on this release
+        if rel is None:
+            raise HTTPException(status_code=503, detail="no release loaded yet")
+        data = image.file.read(max_bytes + 1)
+        if len(data) > max_bytes:
+            raise HTTPException(status_code=413, detail=f"upload larger than {wcfg.max_upload_mb} MB")
+        try:
+            pixels = decode_image(data, wcfg.max_pixels)
+        except InputError as exc:
+            status = 413 if "more than the limit" in str(exc) else 400
+            raise HTTPException(status_code=status, detail=str(exc)) from None
+        if proposals == "masks":
+            raise HTTPException(status_code=400, detail="the 'masks' proposals are not available over HTTP")
+        try:
+            result = rel.segmenter.segment(pixels, vocabulary=vocabulary or None, extra_classes=classes,
+                                           proposals=proposals)
+        except KnnclipError as exc:
+            raise HTTPException(status_code=400, detail=str(exc)) from None
+        n = len(result.classes)
+        if format == "png":
+            return Response(png_bytes(overlay_image(pixels, result.label_map, n)), media_type="image/png",
+                            headers={"X-Knnclip-Release": rel.version})
+        body = result.to_json(segment_ids=getattr(rel.segmenter.memory, "segment_ids", None))
+        body["release"] = {"version": rel.version, "alias": rel.alias}
+        if overlay:
+            body["overlay_png"] = base64.b64encode(png_bytes(overlay_image(pixels, result.label_map, n))).decode()
+        if label_map:
+            body["label_map_png"] = base64.b64encode(png_bytes(label_map_image(result.label_map, n))).decode()
+        return body
+
+    return app
