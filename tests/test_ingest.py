@@ -14,7 +14,7 @@ from knnclip_core.ingest import ingest_path
 from knnclip_core.sample_data import write_sample_dataset
 from knnclip_core.workspace import Workspace
 
-from datasets import write_instances
+from fixture_datasets import write_instances
 
 
 def _segments_in(folder, ignore=()):

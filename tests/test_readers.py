@@ -7,7 +7,7 @@ from knnclip_core.readers import detect_format, open_reader
 from knnclip_core.sample_data import class_names, write_sample_dataset
 from PIL import Image
 
-from datasets import write_ade, write_instances, write_panoptic
+from fixture_datasets import write_ade, write_instances, write_panoptic
 
 
 def test_semantic_png_one_segment_per_value(tmp_path):
