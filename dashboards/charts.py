@@ -1,0 +1,112 @@
+"""Inline SVG charts (no JavaScript): stacked horizontal bars per class, a single stacked bar
+of totals, and vertical bars of one number per release."""
+from __future__ import annotations
+
+import logging
+from typing import Mapping, Sequence
+
+from .html import esc, fmt_num
+
+logger = logging.getLogger(__name__)
+
+# Curation states in display order, with their colours.
+STATE_COLOURS = (("kept", "#3ebd93"), ("duplicate", "#9fb3c8"), ("conflict", "#ef4e4e"),
+                 ("over_budget", "#f0b429"), ("forgotten", "#7c5e10"), ("pending", "#c5b8f2"))
+STATE_LABELS = {"kept": "kept", "duplicate": "duplicate", "conflict": "conflict", "over_budget": "over budget",
+                "forgotten": "forgotten", "pending": "pending"}
+
+
+def legend(width: int, y: int, items: Sequence[tuple[str, str]]) -> str:
+    """SVG legend row at height `y`: [(label, colour)]."""
+    out, x = [], 0
+    for label, colour in items:
+        out.append(f'<rect x="{x}" y="{y}" width="11" height="11" rx="2" fill="{colour}"/>'
+                   f'<text x="{x + 16}" y="{y + 10}" font-size="12" fill="#3e4c59">{esc(label)}</text>')
+        x += 26 + 7 * len(label)
+        if x > width - 80:
+            break
+    return "".join(out)
+
+
+def stacked_bars(rows: Mapping[str, Mapping[str, int]], width: int = 900, max_rows: int = 40,
+                 label_width: int = 160, bar_height: int = 18) -> str:
+    """Horizontal bar chart: one bar per class (key of `rows`), split by curation state, each
+    bar scaled to the largest class. Shows the `max_rows` largest classes; '' for no rows."""
+    if not rows:
+        return ""
+    order = sorted(rows, key=lambda c: (-sum(rows[c].get(s, 0) for s, _ in STATE_COLOURS), c))[:max_rows]
+    biggest = max(sum(rows[c].get(s, 0) for s, _ in STATE_COLOURS) for c in order) or 1
+    plot = width - label_width - 60
+    step = bar_height + 6
+    top = 26
+    parts = [legend(width, 0, [(STATE_LABELS[s], col) for s, col in STATE_COLOURS])]
+    for i, name in enumerate(order):
+        y = top + i * step
+        label = name if len(name) <= 22 else name[:21] + "\u2026"
+        parts.append(f'<text x="{label_width - 8}" y="{y + bar_height - 5}" font-size="12" text-anchor="end" '
+                     f'fill="#1f2933">{esc(label)}<title>{esc(name)}</title></text>')
+        x = float(label_width)
+        total = 0
+        for state, colour in STATE_COLOURS:
+            n = int(rows[name].get(state, 0))
+            if n <= 0:
+                continue
+            w = plot * n / biggest
+            parts.append(f'<rect x="{x:.1f}" y="{y}" width="{max(w, 1):.1f}" height="{bar_height}" fill="{colour}">'
+                         f"<title>{esc(name)}: {n} {esc(STATE_LABELS[state])}</title></rect>")
+            x += w
+            total += n
+        parts.append(f'<text x="{x + 6:.1f}" y="{y + bar_height - 5}" font-size="12" fill="#52606d">'
+                     f"{fmt_num(total)}</text>")
+    height = top + len(order) * step
+    return (f'<svg role="img" aria-label="rows per class by curation state" width="{width}" height="{height}" '
+            f'viewBox="0 0 {width} {height}" xmlns="http://www.w3.org/2000/svg" '
+            f'font-family="system-ui,sans-serif">{"".join(parts)}</svg>')
+
+
+def state_bar(counts: Mapping[str, int], width: int = 900, height: int = 22) -> str:
+    """One full-width bar split by curation state (totals of a memory); '' when empty."""
+    total = sum(int(counts.get(s, 0)) for s, _ in STATE_COLOURS)
+    if total <= 0:
+        return ""
+    parts, x = [], 0.0
+    for state, colour in STATE_COLOURS:
+        n = int(counts.get(state, 0))
+        if n <= 0:
+            continue
+        w = width * n / total
+        parts.append(f'<rect x="{x:.1f}" y="0" width="{w:.1f}" height="{height}" fill="{colour}">'
+                     f"<title>{n} {esc(STATE_LABELS[state])} ({100 * n / total:.1f}%)</title></rect>")
+        if w > 70:
+            parts.append(f'<text x="{x + 6:.1f}" y="{height - 6}" font-size="12" fill="#102a43">'
+                         f"{esc(STATE_LABELS[state])} {fmt_num(n)}</text>")
+        x += w
+    return (f'<svg role="img" aria-label="rows by curation state" width="{width}" height="{height}" '
+            f'viewBox="0 0 {width} {height}" xmlns="http://www.w3.org/2000/svg" '
+            f'font-family="system-ui,sans-serif">{"".join(parts)}</svg>')
+
+
+def column_bars(points: Sequence[tuple[str, float]], width: int = 900, height: int = 150,
+                colour: str = "#2680c2", what: str = "") -> str:
+    """Vertical bars, one per (label, value), scaled to the largest; '' when empty."""
+    if not points:
+        return ""
+    biggest = max(v for _, v in points) or 1
+    width = min(width, 40 + 70 * len(points))
+    slot = min(70, (width - 20) / len(points))
+    bar = slot * 0.6
+    plot = height - 36
+    parts = [f'<line x1="0" y1="{plot + 14}" x2="{width}" y2="{plot + 14}" stroke="#cbd2d9"/>']
+    for i, (label, value) in enumerate(points):
+        h = plot * value / biggest
+        x = 10 + i * slot + (slot - bar) / 2
+        y = plot + 14 - h
+        parts.append(f'<rect x="{x:.1f}" y="{y:.1f}" width="{bar:.1f}" height="{max(h, 1):.1f}" fill="{colour}">'
+                     f"<title>{esc(label)}: {fmt_num(value)} {esc(what)}</title></rect>"
+                     f'<text x="{x + bar / 2:.1f}" y="{y - 3:.1f}" font-size="11" text-anchor="middle" '
+                     f'fill="#52606d">{fmt_num(value)}</text>'
+                     f'<text x="{x + bar / 2:.1f}" y="{height - 6}" font-size="11" text-anchor="middle" '
+                     f'fill="#1f2933">{esc(label)}</text>')
+    return (f'<svg role="img" aria-label="{esc(what)} per release" width="{width}" height="{height}" '
+            f'viewBox="0 0 {width} {height}" xmlns="http://www.w3.org/2000/svg" '
+            f'font-family="system-ui,sans-serif">{"".join(parts)}</svg>')

@@ -1,0 +1,126 @@
+"""HTML of the memory composition page (`/`) from `data.memory_overview`'s dict."""
+from __future__ import annotations
+
+import json
+import logging
+
+from .charts import STATE_COLOURS, STATE_LABELS, stacked_bars, state_bar
+from .html import Raw, esc, fmt_bytes, fmt_time, notice, page, stats, table
+
+logger = logging.getLogger(__name__)
+
+EMPTY_MEMORY = ("No memory yet. Ingest labelled data, embed it and curate it: "
+                "`knnclip ingest PATH`, `knnclip embed`, `knnclip curate` "
+                "(or `knnclip sample-data DIR` for a small synthetic dataset).")
+EMPTY_CATALOG = "The catalog is empty: nothing has been ingested yet (`knnclip ingest PATH`)."
+SHOWN_STATES = ("kept", "duplicate", "conflict", "over_budget", "forgotten")
+
+
+def _params(params: dict) -> str:
+    """Curation parameters as 'key=value' text, unset ones left out."""
+    return ", ".join(f"{k}={json.dumps(v)}" for k, v in sorted((params or {}).items()) if v is not None)
+
+
+def _class_table(per_class: dict) -> str:
+    states = list(SHOWN_STATES) + (["pending"] if any(c.get("pending") for c in per_class.values()) else [])
+    rows = []
+    for name in sorted(per_class, key=lambda c: (-per_class[c].get("rows", 0), c)):
+        c = per_class[name]
+        rows.append([name, c.get("rows", 0), *(c.get(s, 0) for s in states)])
+    return table(["class", "rows", *(STATE_LABELS[s] for s in states)], rows, numeric=range(1, len(states) + 2))
+
+
+def _runs_table(runs: list) -> str:
+    if not runs:
+        return notice("No curation run yet for this memory: run `knnclip curate`.")
+    rows = []
+    for r in runs:
+        counts = r.get("counts") or {}
+        outcome = ", ".join(f"{STATE_LABELS.get(s, s)} {n}" for s, n in counts.items() if n) or (r.get("error") or "")
+        rows.append([r["run_id"], r["status"], fmt_time(r.get("finished") or r.get("started")),
+                     r.get("lance_version"), Raw(f'<span class="nowrap">{esc(r.get("lance_tag") or "-")}</span>'), r.get("changed_rows"), outcome,
+                     Raw(f'<span class="mono">{esc(_params(r.get("params")))}</span>')])
+    return table(["run", "status", "finished", "LanceDB version", "tag", "changed rows", "outcome", "parameters"],
+                 rows, numeric=(0, 3, 5))
+
+
+def memory_card(m: dict) -> str:
+    """One memory table: totals, state bar, per-class chart and table, curation history."""
+    head = f'<h2>Memory <span class="mono">{esc(m.get("table", ""))}</span></h2>' \
+           f'<div class="muted mono">embedder {esc(m["embedder_id"])}</div>'
+    if m.get("error"):
+        return f'<section class="card">{head}{notice("This memory cannot be read: " + m["error"], "error")}' \
+               f'<h3>Curation history</h3>{_runs_table(m.get("runs", []))}</section>'
+    counts = m.get("counts", {})
+    tiles = stats([("rows", m.get("rows", 0)), ("classes", m.get("classes", 0)), ("kept", counts.get("kept", 0)),
+                   ("duplicates", m.get("duplicates", 0)), ("conflicts", m.get("conflicts", 0)),
+                   ("over budget", counts.get("over_budget", 0)), ("forgotten", counts.get("forgotten", 0)),
+                   ("pending", counts.get("pending", 0)),
+                   ("kept index size", fmt_bytes(m.get("kept_index_bytes"))),
+                   ("table on disk", fmt_bytes(m.get("table_bytes")))])
+    meta = (f'<div class="muted">dim {esc(m.get("dim"))}, {esc(m.get("bytes_per_vector"))} bytes per vector, '
+            f'LanceDB version {esc(m.get("lance_version"))}, latest tag {esc(m.get("latest_tag") or "none")}'
+            f'{" (version " + esc(m.get("latest_tag_version")) + ")" if m.get("latest_tag") else ""}, '
+            f'{esc(m.get("fragments"))} fragment(s)</div>')
+    per_class = m.get("per_class") or {}
+    if per_class:
+        chart = stacked_bars(per_class)
+        shown = min(len(per_class), 40)
+        more = f'<div class="muted">largest {shown} of {len(per_class)} classes shown</div>' \
+            if shown < len(per_class) else ""
+        classes = f"<h3>Rows per class by curation state</h3>{chart}{more}{_class_table(per_class)}"
+    else:
+        classes = notice("This memory holds no rows yet: run `knnclip embed`.")
+    return (f'<section class="card">{head}{tiles}{state_bar(counts)}{meta}{classes}'
+            f'<h3>Curation history (newest first)</h3>{_runs_table(m.get("runs", []))}</section>')
+
+
+def _reasons(reasons: dict) -> str:
+    return ", ".join(f"{k} {v}" for k, v in reasons.items()) or "-"
+
+
+def catalog_card(catalog: dict | None) -> str:
+    """Datasets and ingest batches (most recent first) with quarantine counts by reason."""
+    if catalog is None:
+        return ""
+    if not catalog["datasets"] and not catalog["batches"]:
+        return f'<section class="card"><h2>Catalog</h2>{notice(EMPTY_CATALOG)}</section>'
+    t = catalog["totals"]
+    tiles = stats([("datasets", t["datasets"]), ("ingest batches", t["batches"]), ("images", t["images"]),
+                   ("segments", t["segments"]), ("quarantined", t["quarantined"])])
+    ds = table(["dataset", "batches", "images", "segments", "created"],
+               [[d["name"], d["batches"], d["images"], d["segments"], fmt_time(d["created"])]
+                for d in catalog["datasets"]], numeric=(1, 2, 3))
+    batches = table(["batch", "dataset", "format", "status", "started", "images", "segments", "new", "classes",
+                     "quarantined", "quarantine reasons", "source"],
+                    [[Raw(f'<span class="mono">{esc(b["id"])}</span>'), b["dataset"], b["format"],
+                      b["status"] + (f" ({b['error']})" if b.get("error") else ""), fmt_time(b["started"]),
+                      b["images"], b["segments"], b["new_segments"], b["classes"], b["quarantined"],
+                      _reasons(b["quarantine_reasons"]), Raw(f'<span class="mono">{esc(b["source"])}</span>')]
+                     for b in catalog["batches"]], numeric=(5, 6, 7, 8, 9))
+    return (f'<section class="card"><h2>Catalog</h2>{tiles}<h3>Datasets</h3>{ds}'
+            f"<h3>Ingest batches (most recent first)</h3>{batches}</section>")
+
+
+def forget_card(rules: list) -> str:
+    """Forget rules, when any."""
+    if not rules:
+        return ""
+    rows = [[r["id"], r["kind"], r["value"], r.get("reason") or "-", "active" if r["active"] else "inactive",
+             fmt_time(r["created"])] for r in rules]
+    return f'<section class="card"><h2>Forget rules</h2>{table(["rule", "kind", "value", "reason", "state", "created"], rows, numeric=(0,))}</section>'
+
+
+def memory_page(data: dict) -> str:
+    """The whole memory composition page."""
+    parts = [notice(e, "error") for e in data.get("errors", [])]
+    if data["memories"]:
+        parts += [memory_card(m) for m in data["memories"]]
+    else:
+        parts.append(notice(EMPTY_MEMORY))
+    parts.append(forget_card(data.get("forget_rules", [])))
+    parts.append(catalog_card(data.get("catalog")))
+    legend = "".join(f'<span class="pill"><span class="swatch" style="background:{c}"></span>{esc(STATE_LABELS[s])}'
+                     f"</span>" for s, c in STATE_COLOURS)
+    intro = f'<p class="muted">What each memory (one per embedder) holds, by curation state. {legend}</p>'
+    return page("Memory composition", "/", intro + "".join(parts), home=data.get("home", ""))

@@ -1,0 +1,71 @@
+"""What the releases page shows, as JSON-ready dicts: registered versions, where each alias
+points, the alias histories, and the diff of two releases (all read from MLflow through
+registry/). A workspace without an MLflow store yet gives empty lists, without creating one.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Optional
+
+from knnclip_core.config import Settings
+from knnclip_core.errors import KnnclipError
+from knnclip_core.workspace import Workspace
+
+from .data import sqlite_missing
+
+logger = logging.getLogger(__name__)
+
+KNOWN_ALIASES = ("production", "staging")
+
+
+def registry_exists(ws: Workspace) -> bool:
+    """False when no MLflow store has been written yet (default SQLite file absent)."""
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return True
+    return not sqlite_missing(f"sqlite:///{ws.mlflow_dir / 'mlflow.db'}")
+
+
+def open_context(settings: Settings, ws: Optional[Workspace] = None):
+    """RegistryContext on the configured store, or None when there is no store yet."""
+    ws = ws or Workspace.from_settings(settings)
+    if not registry_exists(ws):
+        return None
+    from registry.store import open_registry
+
+    return open_registry(settings, ws)
+
+
+def releases_overview(settings: Settings, ws: Optional[Workspace] = None) -> dict:
+    """{'model_name', 'releases': [list_releases rows, newest first], 'aliases': {alias: version},
+    'alias_history': {alias: {'stack', 'log' (newest first)}} for production, staging and any
+    other alias, 'error': message or None}."""
+    out: dict = {"model_name": settings.publish.model_name, "releases": [], "aliases": {},
+                 "alias_history": {a: {"stack": [], "log": []} for a in KNOWN_ALIASES}, "error": None}
+    try:
+        ctx = open_context(settings, ws)
+        if ctx is None:
+            return out
+        from registry.aliases import read_history
+        from registry.releases import list_releases
+
+        out["releases"] = sorted(list_releases(ctx), key=lambda r: -r["version"])
+        out["aliases"] = dict(sorted(ctx.aliases().items()))
+        for alias in dict.fromkeys([*KNOWN_ALIASES, *out["aliases"]]):
+            hist = read_history(ctx, alias)
+            out["alias_history"][alias] = {"stack": hist["stack"], "log": list(reversed(hist["log"]))}
+    except Exception as exc:  # noqa: BLE001 - shown on the page instead of a 500
+        logger.exception("registry unreadable")
+        out["error"] = str(exc) or type(exc).__name__
+    return out
+
+
+def release_diff(settings: Settings, a: str, b: str, ws: Optional[Workspace] = None) -> dict:
+    """registry.releases.diff_releases of refs `a` and `b` (versions or aliases).
+    Raises KnnclipError (ReleaseNotFoundError) when either does not exist or there are no releases."""
+    ctx = open_context(settings, ws)
+    if ctx is None:
+        raise KnnclipError("there are no releases yet; publish one with `knnclip publish`.")
+    from registry.releases import diff_releases
+
+    return diff_releases(ctx, a, b)

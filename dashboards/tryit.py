@@ -1,0 +1,132 @@
+"""The "try it" page's work: segment one uploaded image with the release an alias points at,
+and give back the overlay (as a data: URI) and the segment list.
+
+Releases are loaded through registry.worker_source.RegistryReleaseSource, one per alias, and
+kept while the alias does not move (loading verifies every checksum, so it is not redone on
+each upload); embedders are shared between aliases.
+"""
+from __future__ import annotations
+
+import base64
+import logging
+import threading
+from typing import Optional
+
+from PIL import Image as PILImage
+
+from knnclip_core.config import Settings
+from knnclip_core.errors import InputError, KnnclipError
+from knnclip_core.segment.render import decode_image, overlay_image, palette, png_bytes
+
+from .releases_data import open_context
+
+logger = logging.getLogger(__name__)
+
+DISPLAY_MAX_SIDE = 1024  # longer side of the images shown on the page
+
+
+class NoReleaseError(KnnclipError):
+    """No release holds the alias yet."""
+
+
+def colour_hex(rgb) -> str:
+    """'#rrggbb' of an (r, g, b) triple."""
+    r, g, b = (int(v) for v in rgb)
+    return f"#{r:02x}{g:02x}{b:02x}"
+
+
+class TryService:
+    """Segments uploads with the release of an alias; thread-safe, one load per alias move."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._sources: dict[str, object] = {}
+        self._loaded: dict[str, object] = {}
+        self._embedders = None
+        self._lock = threading.Lock()
+
+    def _release(self, alias: str):
+        """The LoadedRelease `alias` points at now (loaded again only when the alias moved)."""
+        ctx = open_context(self.settings)
+        if ctx is None or alias not in ctx.aliases():
+            raise NoReleaseError(f"no release holds the alias {alias!r} yet: publish one with `knnclip publish` "
+                                 f"and point the alias at it with `knnclip releases promote N --alias {alias}`.")
+        from knnclip_core.segment.release import EmbedderCache
+
+        from registry.worker_source import RegistryReleaseSource
+
+        if self._embedders is None:
+            self._embedders = EmbedderCache("cpu" if self.settings.embed.device == "auto" else self.settings.embed.device,
+                                            self.settings)
+        source = self._sources.get(alias)
+        if source is None:
+            source = self._sources[alias] = RegistryReleaseSource(alias, self.settings, embedders=self._embedders)
+        known = self._loaded.get(alias)
+        fresh = source(known.version if known is not None else None)
+        if fresh is not None:
+            self._loaded[alias] = fresh
+        return self._loaded[alias]
+
+    def segment(self, data: bytes, alias: str = "production") -> dict:
+        """Segment the encoded image `data` with the release of `alias`.
+
+        Returns {'release': {version, alias, uri, vocabulary_size, embedder_id}, 'width', 'height',
+        'overlay': data URI of the colour overlay PNG, 'image': data URI of the upload as PNG, 'classes': [{name, colour, pixels}] of the
+        classes found, 'segments': [{id, class, colour, score, confidence, fused, area, bbox}]}.
+        Raises InputError (not an image, too large), NoReleaseError, KnnclipError (load failed)."""
+        wcfg = self.settings.worker
+        max_bytes = int(wcfg.max_upload_mb * 1024 * 1024)
+        if not data:
+            raise InputError("choose an image file to upload first.")
+        if len(data) > max_bytes:
+            raise InputError(f"the upload is larger than {wcfg.max_upload_mb} MB.")
+        pixels = decode_image(data, wcfg.max_pixels)
+        with self._lock:
+            rel = self._release(alias)
+            result = rel.segmenter.segment(pixels)
+        n = len(result.classes)
+        colours = palette(n)
+        overlay = _display_png(overlay_image(pixels, result.label_map, n))
+        original = _display_png(PILImage.fromarray(pixels))
+        body = result.to_json(segment_ids=getattr(rel.segmenter.memory, "segment_ids", None), top=3)
+        segments = []
+        for seg in body["segments"]:
+            idx = seg["class_index"]
+            segments.append({"id": seg["id"], "class": seg["class"], "score": seg["score"],
+                             "confidence": seg["confidence"], "fused": seg["fused"], "area": seg["area"],
+                             "bbox": seg["bbox"], "top_scores": seg["scores"],
+                             "colour": colour_hex(colours[idx]) if idx >= 0 else None})
+        pixels_per_class: dict[int, int] = {}
+        for value, count in zip(*_bincount(result.label_map)):
+            pixels_per_class[value] = count
+        found = [{"name": result.classes[i], "colour": colour_hex(colours[i]), "pixels": pixels_per_class[i]}
+                 for i in sorted(pixels_per_class, key=lambda j: -pixels_per_class[j]) if i >= 0]
+        return {"release": rel.describe(), "width": body["width"], "height": body["height"],
+                "overlay": "data:image/png;base64," + base64.b64encode(overlay).decode(),
+                "image": "data:image/png;base64," + base64.b64encode(original).decode(),
+                "classes": found, "segments": segments, "timings": body["timings"]}
+
+
+def _display_png(im, max_side: int = DISPLAY_MAX_SIDE) -> bytes:
+    """PNG of `im` shrunk to at most `max_side` pixels on its longer side (pages stay light)."""
+    if max(im.size) > max_side:
+        im = im.copy()
+        im.thumbnail((max_side, max_side))
+    return png_bytes(im)
+
+
+def _bincount(label_map) -> tuple[list[int], list[int]]:
+    """(values, counts) of a label map, unknown (-1) included."""
+    import numpy as np
+
+    values, counts = np.unique(label_map, return_counts=True)
+    return [int(v) for v in values], [int(c) for c in counts]
+
+
+def alias_choices(aliases: Optional[dict] = None) -> list[str]:
+    """Aliases to offer: production, staging, then any other alias in `aliases` (alias -> version)."""
+    names = ["production", "staging"]
+    for alias in (aliases or {}):
+        if alias not in names:
+            names.append(alias)
+    return names
