@@ -41,8 +41,8 @@ def pipeline_markdown(ingests: list[dict], embed: dict, curation: dict, release:
             lines.append(f"- MLflow run: {mlflow_url}")
     if diff:
         lines += ["", f"## Diff against version {diff.get('a')}", "",
-                  f"- classes added: {', '.join(diff.get('added', [])) or 'none'}",
-                  f"- classes removed: {', '.join(diff.get('removed', [])) or 'none'}",
+                  f"- classes added: {', '.join(f'{k} ({v})' for k, v in diff.get('added', {}).items()) or 'none'}",
+                  f"- classes removed: {', '.join(f'{k} ({v})' for k, v in diff.get('removed', {}).items()) or 'none'}",
                   f"- classes with changed counts: {len(diff.get('changed', {}))}"]
     return "\n".join(lines) + "\n"
 

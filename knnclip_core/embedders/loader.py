@@ -7,6 +7,7 @@ in batch order; `vectors` is (n_masks, D) float32 or None when the image failed.
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import time
 from dataclasses import dataclass, field
 from typing import Iterator, Optional, Sequence
@@ -97,6 +98,9 @@ def iter_embeddings(embedder: Embedder, items: Sequence[WorkItem], batch_size: i
     from torch.utils.data import DataLoader
 
     batches = size_batches(embedder, items, batch_size)
+    if num_workers > 0 and multiprocessing.current_process().daemon:
+        logger.info("decoding in process: a daemonic process (e.g. a Dask worker) cannot start DataLoader workers")
+        num_workers = 0
     # Workers get only the picklable Preparer, started by a forkserver: forking a process
     # that holds a CUDA context or LanceDB's runtime is unsafe.
     loader = DataLoader(_Prepared(embedder.prep, items), batch_sampler=batches, num_workers=num_workers,
