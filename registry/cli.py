@@ -1,5 +1,122 @@
-"""(placeholder until its issue lands) CLI commands."""
+"""`knnclip publish` and `knnclip releases list|show|diff|promote|rollback` (MLflow registry)."""
+from __future__ import annotations
+
+import argparse
+import json
+
+from knnclip_core.cli.common import add_json_flag, emit, workspace_from_args
 
 
 def register(sub) -> None:
-    """Add this module's subcommands to the `knnclip` parser."""
+    """Add `publish` and `releases` to the `knnclip` parser."""
+    p = sub.add_parser("publish", help="build a FAISS snapshot of the curated memory and register it in MLflow")
+    p.add_argument("--backbone", help="backbone whose memory to publish (default: embed.backbone)")
+    p.add_argument("--alias", help="alias the new version takes (default: publish.alias, 'staging'); '' for none")
+    p.add_argument("--index", metavar="FACTORY", help="FAISS factory string overriding the automatic index choice")
+    p.add_argument("--tag", help="LanceDB tag of the memory version to publish (default: latest curation)")
+    add_json_flag(p)
+    p.set_defaults(func=_publish)
+
+    r = sub.add_parser("releases", help="list, show, diff, promote and roll back published memories")
+    rs = r.add_subparsers(dest="releases_command", metavar="ACTION", required=True)
+    a = rs.add_parser("list", help="every version with its aliases, classes, vectors, creation time")
+    add_json_flag(a)
+    a.set_defaults(func=_list)
+    a = rs.add_parser("show", help="one release: tags, manifest, alias history")
+    a.add_argument("version", help="version number or alias")
+    add_json_flag(a)
+    a.set_defaults(func=_show)
+    a = rs.add_parser("diff", help="classes added/removed, per-class vector counts changed, embedder change")
+    a.add_argument("a", help="version number or alias")
+    a.add_argument("b", help="version number or alias")
+    add_json_flag(a)
+    a.set_defaults(func=_diff)
+    a = rs.add_parser("promote", help="point an alias at a version, through the quality gate")
+    a.add_argument("version", help="version number or alias")
+    a.add_argument("--alias", default="production")
+    a.add_argument("--force", action="store_true", help="promote even when the quality gate refuses")
+    add_json_flag(a)
+    a.set_defaults(func=_promote)
+    a = rs.add_parser("rollback", help="give an alias back to the version that held it before")
+    a.add_argument("--alias", default="production")
+    add_json_flag(a)
+    a.set_defaults(func=_rollback)
+
+
+def _ctx(args: argparse.Namespace):
+    from .store import open_registry
+
+    settings, ws = workspace_from_args(args)
+    return open_registry(settings, ws)
+
+
+def _publish(args: argparse.Namespace) -> int:
+    from .publish import publish
+
+    settings, ws = workspace_from_args(args)
+    res = publish(settings, ws, backbone=args.backbone, alias=args.alias, index=args.index, tag=args.tag)
+    emit(args, res, f"published {res['model_name']} version {res['version']}: {res['vectors']} vectors, "
+                    f"{res['classes']} classes, {res['factory']} (recall@10 {res['recall_at_10']})"
+                    + (f"; alias {res['alias']} -> {res['version']}" if res.get("alias") else ""))
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    from .releases import list_releases
+
+    rows = list_releases(_ctx(args))
+    lines = [f"{'version':>7}  {'aliases':<20} {'classes':>7} {'vectors':>9}  {'index':<16} created"]
+    for r in rows:
+        lines.append(f"{r['version']:>7}  {','.join(r['aliases']) or '-':<20} {r['classes'] or 0:>7} "
+                     f"{r['vectors'] or 0:>9}  {r['factory'] or '?':<16} {r['created']}")
+    emit(args, rows, "\n".join(lines) if rows else "no releases yet (run `knnclip publish`)")
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    from .releases import show_release
+
+    res = show_release(_ctx(args), args.version)
+    m = res["manifest"]
+    human = (f"version {res['version']} ({', '.join(res['aliases']) or 'no alias'}), created {res['created']}\n"
+             f"  {m['vectors']} vectors, {m['classes']} classes, dim {m['dim']}, index {m['factory']} "
+             f"{m['search_params']}, recall@10 {m['recall_at_10']}, {m['bytes']['index']} bytes\n"
+             f"  embedder {m['embedder_id']}\n  lineage {json.dumps(m.get('lineage', {}), default=str)}")
+    emit(args, res, human)
+    return 0
+
+
+def _diff(args: argparse.Namespace) -> int:
+    from .releases import diff_releases
+
+    d = diff_releases(_ctx(args), args.a, args.b)
+    lines = [f"release {d['a']} -> {d['b']}: vectors {d['vectors']['a']} -> {d['vectors']['b']}, "
+             f"classes {d['classes']['a']} -> {d['classes']['b']}"]
+    if d["embedder"]["changed"]:
+        lines.append(f"  embedder changed: {d['embedder']['a']} -> {d['embedder']['b']}")
+    lines += [f"  + {n} ({c} vectors)" for n, c in d["added"].items()]
+    lines += [f"  - {n} ({c} vectors)" for n, c in d["removed"].items()]
+    lines += [f"  ~ {n}: {c['a']} -> {c['b']} vectors" for n, c in d["changed"].items()]
+    emit(args, d, "\n".join(lines))
+    return 0
+
+
+def _promote(args: argparse.Namespace) -> int:
+    from .releases import promote
+
+    res = promote(_ctx(args), args.version, alias=args.alias, force=args.force)
+    gate = res["gate"]
+    human = (f"alias {res['alias']} -> version {res['version']} (was {res['previous']}); "
+             f"gate {gate['status']}" + (f": {gate['reason']}" if gate.get("reason") else ""))
+    if not res["changed"]:
+        human = f"alias {res['alias']} already points at version {res['version']}"
+    emit(args, res, human)
+    return 0
+
+
+def _rollback(args: argparse.Namespace) -> int:
+    from .releases import rollback
+
+    res = rollback(_ctx(args), alias=args.alias)
+    emit(args, res, f"alias {res['alias']} rolled back to version {res['version']} (was {res['previous']})")
+    return 0

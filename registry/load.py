@@ -89,9 +89,10 @@ def _download(ctx: RegistryContext, version: int, dst: Path) -> None:
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", dir=dst.parent))
     try:
-        local = mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{ctx.model_name}/{version}",
-                                                    dst_path=str(tmp), tracking_uri=ctx.tracking_uri,
-                                                    registry_uri=ctx.tracking_uri)
+        # The version's own source URI, not models:/ (whose resolver uses the global registry URI).
+        source = ctx.model_version(version).source
+        local = mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(tmp),
+                                                    tracking_uri=ctx.tracking_uri)
         if dst.exists():
             shutil.rmtree(dst)
         os.replace(local, dst)

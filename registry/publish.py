@@ -99,6 +99,16 @@ def publish_snapshot(ctx: RegistryContext, snapshot_dir: str | Path, alias: Opti
             "bytes": manifest["bytes"]["index"]}
 
 
+def row_class_names(kept) -> list[str]:
+    """One class name per kept row, whether `kept.class_names` is per row or a vocabulary
+    indexed by `kept.class_ids`."""
+    names = list(kept.class_names)
+    ids = getattr(kept, "class_ids", None)
+    if len(names) == len(kept.ids) or ids is None:
+        return [str(n) for n in names]
+    return [str(names[int(i)]) for i in ids]
+
+
 def publish(settings: Settings, ws: Workspace, backbone: Optional[str] = None, alias: Optional[str] = None,
             index: Optional[str] = None, tag: Optional[str] = None) -> dict:
     """Build a snapshot from the KEPT rows of the memory of `backbone` (default
@@ -121,7 +131,7 @@ def publish(settings: Settings, ws: Workspace, backbone: Optional[str] = None, a
     budget = int(settings.curate.budget_mb * 1_000_000) if settings.curate.budget_mb else None
     work = Path(tempfile.mkdtemp(prefix="publish-", dir=ws.cache_dir))
     try:
-        build_snapshot(work / "snapshot", kept.vectors, list(kept.ids), list(kept.class_names), embedder.id,
+        build_snapshot(work / "snapshot", kept.vectors, list(kept.ids), row_class_names(kept), embedder.id,
                        lineage=lineage, factory=index or settings.publish.index, byte_budget=budget,
                        recall_floor=settings.publish.recall_floor)
         ctx = open_registry(settings, ws)

@@ -1,0 +1,133 @@
+"""Look at and move releases: list, show, diff, promote (through the quality gate), rollback."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import tempfile
+from pathlib import Path
+from typing import Optional
+
+import mlflow
+
+from knnclip_core.index.snapshot import MANIFEST_FILE
+from knnclip_core.errors import VerificationError
+
+from . import store
+from .aliases import move_alias, read_history, rollback_alias
+from .gate import Evaluator, default_evaluator, run_gate
+from .load import cache_path, parse_ref, resolve_ref
+from .store import RegistryContext
+
+logger = logging.getLogger(__name__)
+
+
+def _created(mv) -> str:
+    return dt.datetime.fromtimestamp(mv.creation_timestamp / 1000, dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _int(value) -> Optional[int]:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _summary(mv, aliases_by_version: dict[int, list[str]]) -> dict:
+    tags = mv.tags or {}
+    version = int(mv.version)
+    recall = tags.get(store.TAG_RECALL)
+    return {"version": version, "aliases": sorted(aliases_by_version.get(version, [])),
+            "classes": _int(tags.get(store.TAG_CLASSES)), "vectors": _int(tags.get(store.TAG_VECTORS)),
+            "created": _created(mv), "embedder_id": tags.get(store.TAG_EMBEDDER),
+            "backbone": tags.get(store.TAG_BACKBONE), "factory": tags.get(store.TAG_FACTORY),
+            "recall_at_10": float(recall) if recall else None, "run_id": mv.run_id, "status": mv.status}
+
+
+def _by_version(ctx: RegistryContext) -> dict[int, list[str]]:
+    out: dict[int, list[str]] = {}
+    for alias, version in ctx.aliases().items():
+        out.setdefault(version, []).append(alias)
+    return out
+
+
+def list_releases(ctx: RegistryContext) -> list[dict]:
+    """All versions of the model, oldest first: version, aliases, classes, vectors, created, ..."""
+    versions = ctx.client.search_model_versions(f"name = '{ctx.model_name}'")
+    by_version = _by_version(ctx)
+    return sorted((_summary(mv, by_version) for mv in versions), key=lambda r: r["version"])
+
+
+def read_manifest(ctx: RegistryContext, version: int) -> dict:
+    """manifest.json of a release (from the cache when present, else downloaded alone)."""
+    cached = cache_path(ctx, version) / MANIFEST_FILE
+    if cached.is_file():
+        return json.loads(cached.read_text())
+    mv = ctx.model_version(version)
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            local = mlflow.artifacts.download_artifacts(artifact_uri=f"{mv.source}/{MANIFEST_FILE}", dst_path=tmp,
+                                                        tracking_uri=ctx.tracking_uri)
+        except Exception as exc:  # noqa: BLE001 - any store error means the artifact is unreadable
+            raise VerificationError(f"release {version} has no readable {MANIFEST_FILE} ({type(exc).__name__})") from None
+        return json.loads(Path(local).read_text())
+
+
+def show_release(ctx: RegistryContext, ref: str | int) -> dict:
+    """Summary, tags, manifest (without per-file checksums' noise kept) and alias history of one release."""
+    version = resolve_ref(ref, ctx=ctx)
+    mv = ctx.model_version(version)
+    out = _summary(mv, _by_version(ctx))
+    out["tags"] = {k: v for k, v in (mv.tags or {}).items()}
+    out["source"] = mv.source
+    out["manifest"] = read_manifest(ctx, version)
+    out["alias_history"] = {a: read_history(ctx, a) for a in out["aliases"]}
+    return out
+
+
+def diff_releases(ctx: RegistryContext, a: str | int, b: str | int) -> dict:
+    """What changed from release a to b: classes added/removed, per-class vector counts changed,
+    embedder, index and totals. Returns a JSON-ready dict."""
+    va, vb = resolve_ref(a, ctx=ctx), resolve_ref(b, ctx=ctx)
+    ma, mb = read_manifest(ctx, va), read_manifest(ctx, vb)
+    ca, cb = ma.get("class_counts", {}), mb.get("class_counts", {})
+    changed = {name: {"a": ca[name], "b": cb[name], "delta": cb[name] - ca[name]}
+               for name in sorted(set(ca) & set(cb)) if ca[name] != cb[name]}
+    return {"a": va, "b": vb,
+            "added": {name: cb[name] for name in sorted(set(cb) - set(ca))},
+            "removed": {name: ca[name] for name in sorted(set(ca) - set(cb))},
+            "changed": changed,
+            "unchanged_classes": len(set(ca) & set(cb)) - len(changed),
+            "embedder": {"a": ma["embedder_id"], "b": mb["embedder_id"], "changed": ma["embedder_id"] != mb["embedder_id"]},
+            "factory": {"a": ma["factory"], "b": mb["factory"]},
+            "vectors": {"a": ma["vectors"], "b": mb["vectors"], "delta": mb["vectors"] - ma["vectors"]},
+            "classes": {"a": ma["classes"], "b": mb["classes"], "delta": mb["classes"] - ma["classes"]},
+            "lineage": {"a": ma.get("lineage", {}), "b": mb.get("lineage", {})}}
+
+
+def promote(ctx: RegistryContext, ref: str | int, alias: str = "production", force: bool = False,
+            evaluator: Optional[Evaluator] = "default", tolerance: Optional[float] = None) -> dict:
+    """Point `alias` at release `ref` after the quality gate (see registry.gate).
+
+    `evaluator` 'default' builds one from settings (None when no gate set is configured).
+    Returns {'alias', 'version', 'previous', 'gate'}; raises GateRefusedError on a regression
+    beyond the tolerance unless `force`, ReleaseNotFoundError for an unknown release."""
+    version = resolve_ref(ref, ctx=ctx)
+    if evaluator == "default":
+        evaluator = default_evaluator(ctx.settings)
+    tolerance = ctx.settings.publish.gate_tolerance if tolerance is None else tolerance
+    if ctx.aliases().get(alias) == version:
+        return {"alias": alias, "version": version, "previous": version, "gate": {"status": "unchanged"},
+                "changed": False}
+    gate = run_gate(ctx, version, alias, evaluator, tolerance, force=force)
+    moved = move_alias(ctx, alias, version, action="promote-forced" if gate["status"] == "forced" else "promote",
+                       note=gate.get("reason"))
+    return {**moved, "gate": gate, "changed": True}
+
+
+def rollback(ctx: RegistryContext, alias: str = "production") -> dict:
+    """Give `alias` back to the version that held it before. Returns {'alias', 'version', 'previous'}."""
+    return rollback_alias(ctx, alias)
+
+
+__all__ = ["diff_releases", "list_releases", "parse_ref", "promote", "read_manifest", "rollback", "show_release"]

@@ -1,0 +1,190 @@
+"""Releases on a real MLflow SQLite store: publish -> list -> promote -> publish -> diff ->
+rollback -> load, tampering refused, alias history across processes, the quality gate."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import urlparse
+from urllib.request import url2pathname
+
+import numpy as np
+import pytest
+
+from knnclip_core.errors import VerificationError
+from knnclip_core.index import build_snapshot
+
+EMB = "classic|lab-hist|none|mean|l2|dim=16"
+
+
+def seeded_snapshot(out: Path, classes: dict[str, int], seed: int, lineage: dict | None = None) -> Path:
+    """A Flat snapshot with `classes` {name: vectors} of seeded random unit vectors."""
+    rng = np.random.default_rng(seed)
+    names = [c for c, k in classes.items() for _ in range(k)]
+    xb = rng.standard_normal((len(names), 16)).astype(np.float32)
+    xb /= np.linalg.norm(xb, axis=1, keepdims=True)
+    build_snapshot(out, xb, [f"s{seed}-{i}" for i in range(len(names))], names, EMB, lineage=lineage or {})
+    return out
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """One MLflow store (SQLite + local artifacts) in a module-wide workspace."""
+    from knnclip_core.config import load_settings
+
+    home = tmp_path_factory.mktemp("registry") / "ws"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        mp.delenv("KNNCLIP_CONFIG", raising=False)
+        mp.setenv("KNNCLIP_HOME", str(home))
+        from registry.store import open_registry
+
+        settings = load_settings(home=str(home))
+        yield open_registry(settings), home
+
+
+def ctx_for(store, model_name):
+    from registry.store import RegistryContext
+
+    ctx = store[0]
+    return RegistryContext(ctx.client, ctx.tracking_uri, model_name, ctx.settings, ctx.ws, ctx.artifact_location)
+
+
+def cli(home: Path, *argv: str):
+    """Run `knnclip --home HOME ARGV --json` in-process; returns the last stdout line as JSON."""
+    import contextlib
+    import io
+
+    from knnclip_core.cli.main import main
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        rc = main(["--home", str(home), *argv, "--json"])
+    assert rc == 0, out.getvalue()
+    return json.loads(out.getvalue().strip().splitlines()[-1])
+
+
+def test_release_lifecycle(store, tmp_path):
+    from registry import load_release
+    from registry.publish import publish_snapshot
+    from registry.releases import promote, rollback
+
+    ctx, home = store
+    v1 = publish_snapshot(ctx, seeded_snapshot(tmp_path / "a", {"road": 30, "sky": 20, "tree": 10}, 1,
+                                               {"lance_version": 3, "batches": ["b1"]}))
+    assert v1["version"] == 1 and v1["alias"] == "staging"
+    rows = cli(home, "releases", "list")
+    assert rows == [dict(rows[0], version=1, aliases=["staging"], classes=3, vectors=60)]
+    assert rows[0]["created"]
+    promoted = promote(ctx, 1, alias="production")
+    assert promoted["gate"]["status"] == "skipped" and "gate_eval_path" in promoted["gate"]["reason"]
+
+    v2 = publish_snapshot(ctx, seeded_snapshot(tmp_path / "b", {"road": 30, "sky": 25, "car": 5}, 2,
+                                               {"lance_version": 4, "batches": ["b1", "b2"]}))
+    assert v2["version"] == 2 and v2["previous"] == 1
+    rows = cli(home, "releases", "list")
+    assert [(r["version"], r["aliases"]) for r in rows] == [(1, ["production"]), (2, ["staging"])]
+    d = cli(home, "releases", "diff", "1", "2")
+    assert d["added"] == {"car": 5} and d["removed"] == {"tree": 10}
+    assert d["changed"] == {"sky": {"a": 20, "b": 25, "delta": 5}}
+    assert d["embedder"]["changed"] is False and d["vectors"] == {"a": 60, "b": 60, "delta": 0}
+
+    res = cli(home, "releases", "promote", "2", "--alias", "production")
+    assert res["version"] == 2 and res["previous"] == 1
+    assert load_release("production", settings=ctx.settings).version == 2
+    back = rollback(ctx, "production")
+    assert (back["version"], back["previous"]) == (1, 2)
+
+    rel = load_release("models:/knnclip-memory@production", settings=ctx.settings, embedder_id=EMB)
+    assert rel.version == 1 and rel.alias == "production"
+    assert rel.snapshot.vocabulary == ["road", "sky", "tree"] and rel.snapshot.ntotal == 60
+    D, I = rel.snapshot.search(rel.snapshot.index.reconstruct_n(0, 3), 1)
+    assert I[:, 0].tolist() == [0, 1, 2]
+    shown = cli(home, "releases", "show", "production")
+    assert shown["version"] == 1 and shown["manifest"]["lineage"]["lance_version"] == 3
+    from registry import resolve_ref
+    assert resolve_ref("staging", settings=ctx.settings) == 2
+
+
+def test_alias_history_survives_a_new_process(store, tmp_path):
+    from registry.publish import publish_snapshot
+    from registry.releases import promote
+
+    ctx = ctx_for(store, "history-test")
+    home = store[1]
+    for i in range(3):
+        publish_snapshot(ctx, seeded_snapshot(tmp_path / f"h{i}", {"a": 5 + i}, 10 + i), alias="")
+    for v in (1, 2, 3):
+        promote(ctx, v, alias="production", evaluator=None)
+    code = ("import json,sys; from knnclip_core.config import load_settings; "
+            "from registry.store import open_registry; from registry.releases import rollback; "
+            "ctx = open_registry(load_settings(home=sys.argv[1]), model_name='history-test'); "
+            "print(json.dumps(rollback(ctx, 'production')))")
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    out = subprocess.run([sys.executable, "-c", code, str(home)], capture_output=True, text=True, env=env,
+                         timeout=120, check=True)
+    assert json.loads(out.stdout.strip().splitlines()[-1])["version"] == 2
+    # a fresh client (as after a restart) sees the move and can roll back once more
+    from mlflow import MlflowClient
+
+    from registry.releases import rollback
+    from registry.store import RegistryContext
+
+    fresh = RegistryContext(MlflowClient(ctx.tracking_uri, ctx.tracking_uri), ctx.tracking_uri, "history-test",
+                            ctx.settings, ctx.ws, ctx.artifact_location)
+    assert fresh.aliases()["production"] == 2
+    assert rollback(fresh, "production")["version"] == 1
+    from registry.aliases import RollbackError
+    with pytest.raises(RollbackError, match="nothing to roll back"):
+        rollback(fresh, "production")
+
+
+def test_tampered_release_is_refused(store, tmp_path):
+    from registry import load_release
+    from registry.publish import publish_snapshot
+
+    ctx = ctx_for(store, "tamper-test")
+    v = publish_snapshot(ctx, seeded_snapshot(tmp_path / "t", {"a": 10, "b": 10}, 5))["version"]
+    rel = load_release(v, ctx=ctx)  # good copy, now cached
+    cached = rel.snapshot.path / "index.faiss"
+    cached.write_bytes(cached.read_bytes()[:-1] + b"\x00")
+    assert load_release(v, ctx=ctx).snapshot.ntotal == 20  # bad cache: downloaded again, verified
+    source = Path(url2pathname(urlparse(ctx.model_version(v).source).path))
+    raw = bytearray((source / "index.faiss").read_bytes())
+    raw[100] ^= 0xFF
+    (source / "index.faiss").write_bytes(bytes(raw))
+    cached.write_bytes(b"x")
+    with pytest.raises(VerificationError, match="index.faiss"):
+        load_release(v, ctx=ctx)
+
+
+def test_quality_gate_refuses_regression_unless_forced(store, tmp_path):
+    from registry.gate import GateRefusedError
+    from registry.publish import publish_snapshot
+    from registry.releases import promote
+
+    ctx = ctx_for(store, "gate-test")
+    good = publish_snapshot(ctx, seeded_snapshot(tmp_path / "g", {"a": 8}, 20, {"score": 0.90}))["version"]
+    bad = publish_snapshot(ctx, seeded_snapshot(tmp_path / "w", {"a": 9}, 21, {"score": 0.80}))["version"]
+    ok = publish_snapshot(ctx, seeded_snapshot(tmp_path / "o", {"a": 7}, 22, {"score": 0.895}))["version"]
+    seen = []
+
+    def evaluator(snapshot):
+        seen.append(snapshot.manifest["lineage"]["score"])
+        return {"segment_accuracy": snapshot.manifest["lineage"]["score"], "images": 3}
+
+    first = promote(ctx, good, "production", evaluator=evaluator, tolerance=0.01)
+    assert first["gate"]["status"] == "first"
+    with pytest.raises(GateRefusedError, match=r"0\.8000 against 0\.9000 .* --force"):
+        promote(ctx, bad, "production", evaluator=evaluator, tolerance=0.01)
+    assert ctx.aliases()["production"] == good
+    passed = promote(ctx, ok, "production", evaluator=evaluator, tolerance=0.01)
+    assert passed["gate"]["status"] == "passed" and passed["gate"]["delta"] == pytest.approx(-0.005)
+    forced = promote(ctx, bad, "production", evaluator=evaluator, tolerance=0.01, force=True)
+    assert forced["gate"]["status"] == "forced" and ctx.aliases()["production"] == bad
+    tags = ctx.model_version(bad).tags
+    assert tags["knnclip.gate.production.segment_accuracy"] == "0.8"
+    run = ctx.client.get_run(ctx.model_version(bad).run_id)
+    assert run.data.metrics["gate_production_segment_accuracy"] == pytest.approx(0.8)
