@@ -3,6 +3,7 @@ curation/validation reports as artifacts) and a new version of the registered mo
 tagged with its counts, embedder and lineage; the publish alias (staging) moves to it."""
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import shutil
@@ -24,7 +25,7 @@ from .store import RegistryContext, open_registry
 logger = logging.getLogger(__name__)
 
 SNAPSHOT_ARTIFACT = "snapshot"
-REPORT_WORDS = ("curat", "valid")
+REPORT_WORDS = ("curat", "valid", "ingest")
 REPORT_SUFFIXES = (".json", ".md", ".html", ".csv", ".txt")
 
 
@@ -42,7 +43,8 @@ def find_reports(reports_dir: Path) -> list[Path]:
 
 
 def publish_snapshot(ctx: RegistryContext, snapshot_dir: str | Path, alias: Optional[str] = None,
-                     reports: Sequence[Path] = (), backbone: Optional[str] = None) -> dict:
+                     reports: Sequence[Path] = (), backbone: Optional[str] = None,
+                     fingerprint: Optional[str] = None) -> dict:
     """Register a verified snapshot folder as a new version of `ctx.model_name`.
 
     Returns {'version', 'model_name', 'uri', 'run_id', 'alias', 'previous', 'vectors',
@@ -80,6 +82,8 @@ def publish_snapshot(ctx: RegistryContext, snapshot_dir: str | Path, alias: Opti
                 store.TAG_LINEAGE: json.dumps(lineage, sort_keys=True, default=str)[:50_000]}
         if backbone or lineage.get("backbone"):
             tags[store.TAG_BACKBONE] = backbone or lineage.get("backbone")
+        if fingerprint:
+            tags[store.TAG_FINGERPRINT] = fingerprint
         mv = client.create_model_version(ctx.model_name, source=f"{run.info.artifact_uri}/{SNAPSHOT_ARTIFACT}",
                                          run_id=run_id, tags={k: str(v) for k, v in tags.items()},
                                          description=f"{manifest['vectors']} vectors, {manifest['classes']} classes, "
@@ -93,7 +97,7 @@ def publish_snapshot(ctx: RegistryContext, snapshot_dir: str | Path, alias: Opti
         raise
     logger.info("published %s version %d (%s)", ctx.model_name, version, manifest["factory"])
     return {"version": version, "model_name": ctx.model_name, "uri": f"models:/{ctx.model_name}/{version}",
-            "run_id": run_id, "alias": alias or None, "previous": moved["previous"],
+            "run_id": run_id, "alias": alias or None, "previous": moved["previous"], "reused": False,
             "vectors": manifest["vectors"], "classes": manifest["classes"], "factory": manifest["factory"],
             "recall_at_10": manifest["recall_at_10"], "embedder_id": manifest["embedder_id"],
             "bytes": manifest["bytes"]["index"]}
@@ -109,12 +113,51 @@ def row_class_names(kept) -> list[str]:
     return [str(names[int(i)]) for i in ids]
 
 
+def content_fingerprint(embedder_id: str, ids: Sequence[str], class_names: Sequence[str], build: dict) -> str:
+    """sha256 of what a release holds: embedder, (segment id, class) rows, index settings."""
+    h = hashlib.sha256(json.dumps({"embedder": embedder_id, "build": build}, sort_keys=True).encode())
+    for sid, name in sorted(zip(map(str, ids), map(str, class_names))):
+        h.update(f"{sid}\0{name}\n".encode())
+    return h.hexdigest()
+
+
+def reuse_latest(ctx: RegistryContext, fingerprint: str, alias: Optional[str]) -> Optional[dict]:
+    """The newest version when it already holds exactly this content (alias moved to it if
+    needed), else None: publishing an unchanged memory twice gives one release."""
+    mv = ctx.latest_version()
+    if mv is None or (mv.tags or {}).get(store.TAG_FINGERPRINT) != fingerprint:
+        return None
+    version = int(mv.version)
+    previous = ctx.aliases().get(alias) if alias else None
+    if alias and previous != version:
+        move_alias(ctx, alias, version, action="publish")
+    t = mv.tags or {}
+    return {"version": version, "model_name": ctx.model_name, "uri": f"models:/{ctx.model_name}/{version}",
+            "run_id": mv.run_id, "alias": alias or None, "previous": previous, "reused": True,
+            "vectors": int(t.get(store.TAG_VECTORS, 0)), "classes": int(t.get(store.TAG_CLASSES, 0)),
+            "factory": t.get(store.TAG_FACTORY), "recall_at_10": float(t.get(store.TAG_RECALL, "nan")),
+            "embedder_id": t.get(store.TAG_EMBEDDER)}
+
+
+def thing_classes(ws: Workspace, vocabulary: set[str]) -> list[str]:
+    """Classes of `vocabulary` the catalog knows as things (instances in panoptic output)."""
+    from sqlmodel import select
+
+    from knnclip_core.catalog import ClassName, session_scope
+
+    with session_scope(ws.catalog_url) as s:
+        rows = s.exec(select(ClassName.name).where(ClassName.is_thing == True)).all()  # noqa: E712
+    return sorted(set(rows) & vocabulary)
+
+
 def publish(settings: Settings, ws: Workspace, backbone: Optional[str] = None, alias: Optional[str] = None,
             index: Optional[str] = None, tag: Optional[str] = None) -> dict:
     """Build a snapshot from the KEPT rows of the memory of `backbone` (default
     settings.embed.backbone) and publish it (see `publish_snapshot`). `index` overrides the
     index choice (FAISS factory string); the byte budget is settings.curate.budget_mb.
-    Raises RecallFloorError, KnnclipError when the memory is empty."""
+    When the newest release already holds the same content, it is returned (`reused`)
+    instead of a duplicate version. Raises RecallFloorError, KnnclipError when the memory
+    is empty."""
     from knnclip_core.embedders import get_embedder
     from knnclip_core.errors import KnnclipError
     from knnclip_core.memory.published import load_kept
@@ -129,13 +172,23 @@ def publish(settings: Settings, ws: Workspace, backbone: Optional[str] = None, a
                "batches": sorted({str(b) for b in (getattr(kept, "batch_ids", None) or [])}),
                "datasets": sorted({str(d) for d in (getattr(kept, "datasets", None) or [])})}
     budget = int(settings.curate.budget_mb * 1_000_000) if settings.curate.budget_mb else None
+    names = row_class_names(kept)
+    lineage["thing_classes"] = thing_classes(ws, set(names))
+    factory = index or settings.publish.index
+    fingerprint = content_fingerprint(embedder.id, kept.ids, names, {"factory": factory, "byte_budget": budget,
+                                                                     "recall_floor": settings.publish.recall_floor})
+    ctx = open_registry(settings, ws)
+    alias = alias if alias is not None else settings.publish.alias
+    reused = reuse_latest(ctx, fingerprint, alias)
+    if reused is not None:
+        logger.info("memory unchanged since version %d: no new release", reused["version"])
+        return reused
     work = Path(tempfile.mkdtemp(prefix="publish-", dir=ws.cache_dir))
     try:
-        build_snapshot(work / "snapshot", kept.vectors, list(kept.ids), row_class_names(kept), embedder.id,
-                       lineage=lineage, factory=index or settings.publish.index, byte_budget=budget,
+        build_snapshot(work / "snapshot", kept.vectors, list(kept.ids), names, embedder.id,
+                       lineage=lineage, factory=factory, byte_budget=budget,
                        recall_floor=settings.publish.recall_floor)
-        ctx = open_registry(settings, ws)
         return publish_snapshot(ctx, work / "snapshot", alias=alias, reports=find_reports(ws.reports_dir),
-                                backbone=backbone)
+                                backbone=backbone, fingerprint=fingerprint)
     finally:
         shutil.rmtree(work, ignore_errors=True)

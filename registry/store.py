@@ -31,6 +31,7 @@ TAG_RECALL = "knnclip.recall_at_10"
 TAG_MANIFEST_SHA = "knnclip.manifest_sha256"
 TAG_CREATED = "knnclip.created"
 TAG_LINEAGE = "knnclip.lineage"
+TAG_FINGERPRINT = "knnclip.content_fingerprint"  # what was published: embedder, rows, classes, index settings
 
 
 class ReleaseNotFoundError(KnnclipError):
@@ -80,6 +81,16 @@ class RegistryContext:
                 raise
             return {}
         return {a: int(v) for a, v in (rm.aliases or {}).items()}
+
+    def latest_version(self):
+        """The newest ModelVersion of the model, or None when there is none."""
+        try:
+            versions = self.client.search_model_versions(f"name='{self.model_name}'")
+        except MlflowException as exc:
+            if not is_missing(exc):
+                raise
+            return None
+        return max(versions, key=lambda mv: int(mv.version), default=None)
 
     def model_version(self, version: int):
         """The MLflow ModelVersion; raises ReleaseNotFoundError when absent."""
