@@ -66,7 +66,7 @@ def embed_flow(backbone: Optional[str] = None, device: Optional[str] = None, bat
                shards: int = 1, settings: Optional[dict] = None) -> dict:
     """Embed every segment missing from the memory, in `shards` parallel tasks."""
     s = _settings_dict(settings)
-    ensure_gpu_limit(max(1, shards) if (device or "auto") == "cpu" else 1)
+    ensure_gpu_limit(Settings(**s).embed.gpu_concurrency)
     futures = [embed_task.submit(s, backbone, device, batch_size, (i, shards)) for i in range(shards)]
     results = [f.result() for f in futures]
     merged = dict(results[0])

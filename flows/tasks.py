@@ -3,6 +3,7 @@ on bad input. Settings travel as plain dicts so that task inputs hash and cache.
 from __future__ import annotations
 
 import logging
+from contextlib import nullcontext
 from typing import Optional
 
 from prefect import task
@@ -51,10 +52,13 @@ def ingest_task(settings: dict, path: str, fmt: str, reader: dict, min_area: Opt
 def embed_task(settings: dict, backbone: Optional[str], device: Optional[str], batch_size: Optional[int],
                shard: tuple[int, int] = (0, 1)) -> dict:
     """Embed the segments of one shard not yet in the memory (resumable by design)."""
+    from knnclip_core.embedders.base import resolve_device
     from knnclip_core.embedders.job import run_embed
 
     s = settings_of(settings)
-    with concurrency(GPU_LIMIT, occupy=1):
+    on_gpu = resolve_device(device or s.embed.device).startswith("cuda")
+    # The GPU slot's lease is short and renewed while held, so a killed run frees it quickly.
+    with concurrency(GPU_LIMIT, occupy=1, lease_duration=30) if on_gpu else nullcontext():
         return run_embed(s, backbone=backbone, device=device, batch_size=batch_size, shard=tuple(shard))
 
 

@@ -28,6 +28,7 @@ class EmbedConfig(BaseModel):
     device: str = Field("auto", description="auto | cpu | cuda.")
     batch_size: int = Field(16, description="Images per forward pass.")
     num_workers: int = Field(2, description="DataLoader workers decoding and resizing images.")
+    gpu_concurrency: int = Field(1, description="Embedding tasks allowed on the GPU at once (Prefect global concurrency limit).")
     chunk_segments: int = Field(2048, description="Vectors written to the memory table per upsert; a kill loses at most one chunk.")
 
 
