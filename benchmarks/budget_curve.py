@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from knnclip_core.config import load_settings  # noqa: E402
-from knnclip_core.memory.curate import curate  # noqa: E402
+from knnclip_core.memory.curate import curate, default_dedup_threshold  # noqa: E402
 from knnclip_core.memory.published import load_kept  # noqa: E402
 from knnclip_core.memory.table import MemoryTable, make_rows  # noqa: E402
 from knnclip_core.workspace import Workspace  # noqa: E402
@@ -86,7 +86,7 @@ def main() -> int:
     ap.add_argument("--strategies", default="balanced,diversity,random")
     ap.add_argument("--limit", type=int, default=None, help="images per split (quick runs)")
     ap.add_argument("--k", type=int, default=10)
-    ap.add_argument("--dedup-threshold", type=float, default=None, help="default: settings.curate")
+    ap.add_argument("--dedup-threshold", type=float, default=None, help="default: settings.curate, else the backbone's")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     if not CAMVID.is_dir():
@@ -114,7 +114,8 @@ def main() -> int:
             for frac in map(float, args.fractions.split(",")):
                 budget = int(round(frac * len(ytr)))
                 rep = curate(settings, ws, emb.id, budget_vectors=budget, strategy=strategy, lock_timeout_s=0,
-                             dedup_threshold=args.dedup_threshold)
+                             dedup_threshold=args.dedup_threshold if args.dedup_threshold is not None
+                             else default_dedup_threshold(settings, "classic"))
                 kept = load_kept(ws, emb.id)
                 yk = np.asarray([names.index(c) for c in kept.class_names])
                 acc = knn_accuracy(kept.vectors, yk, xva, yva, k=args.k)

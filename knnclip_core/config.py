@@ -34,7 +34,7 @@ class EmbedConfig(BaseModel):
 
 class CurateConfig(BaseModel):
     strategy: str = Field("balanced", description="Budget selection strategy: balanced | diversity | random.")
-    dedup_threshold: float = Field(0.98, description="Cosine similarity at or above which two segments are near-duplicates.")
+    dedup_threshold: Optional[float] = Field(None, description="Cosine similarity at or above which two segments are near-duplicates (None: the backbone's dedup_threshold in configs/backbones.yaml, else 0.98).")
     budget_vectors: Optional[int] = Field(None, description="Keep at most this many vectors (None: no vector budget).")
     budget_mb: Optional[float] = Field(None, description="Keep the published index under this many MB (None: no byte budget).")
     class_floor: int = Field(1, description="Minimum vectors kept per class when the budget allows.")

@@ -124,3 +124,14 @@ def test_cli_curate_stats_history(settings, workspace, capsys):
     assert cli_main(home + ["curate", "--strategy", "nope"]) == 2
     assert "unknown curation strategy" in capsys.readouterr().err
     assert cli_main(home + ["curate"]) == 0 and "curation 2" in capsys.readouterr().out
+
+
+def test_dedup_threshold_defaults_to_the_backbone(settings, monkeypatch):
+    from knnclip_core.config import load_settings
+    from knnclip_core.memory.curate import FALLBACK_DEDUP_THRESHOLD, default_dedup_threshold
+
+    assert default_dedup_threshold(settings, "classic") == 0.995  # configs/backbones.yaml
+    assert default_dedup_threshold(settings, "tiny-vit-random") == FALLBACK_DEDUP_THRESHOLD
+    assert default_dedup_threshold(settings, "classic|v1|dim=38") == FALLBACK_DEDUP_THRESHOLD
+    monkeypatch.setenv("KNNCLIP_CURATE__DEDUP_THRESHOLD", "0.9")
+    assert default_dedup_threshold(load_settings(), "classic") == 0.9

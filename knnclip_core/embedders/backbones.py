@@ -32,6 +32,7 @@ class BackboneSpec:
     pooling: str = "mask_mean"
     max_side: Optional[int] = None  # classic: long side cap of the working image
     description: str = ""
+    dedup_threshold: Optional[float] = None  # cosine of near-duplicates for this feature space
     kwargs: dict = field(default_factory=dict)  # extra model constructor arguments
 
     def as_dict(self) -> dict[str, Any]:

@@ -35,6 +35,8 @@ from .table import MemoryTable
 
 logger = logging.getLogger(__name__)
 
+FALLBACK_DEDUP_THRESHOLD = 0.98
+
 TAG_PREFIX = "curation-"
 KEEP_VERSIONS = timedelta(days=36500)  # compaction never deletes versions: tags point at them
 STATE_SCHEMA = pa.schema([pa.field("id", pa.string(), nullable=False), pa.field("state", pa.string()),
@@ -68,8 +70,21 @@ def compact(mt: MemoryTable) -> None:
         logger.warning("compaction of %s skipped: %s", mt.name, exc)
 
 
+def default_dedup_threshold(settings: Settings, backbone: Optional[str]) -> float:
+    """settings.curate.dedup_threshold, else the backbone's own (configs/backbones.yaml), else 0.98."""
+    if settings.curate.dedup_threshold is not None:
+        return float(settings.curate.dedup_threshold)
+    try:
+        from ..embedders.backbones import get_spec
+
+        spec_value = get_spec(backbone or settings.embed.backbone).dedup_threshold
+    except Exception:  # an embedder id or an unknown name: no backbone default
+        spec_value = None
+    return float(spec_value) if spec_value is not None else FALLBACK_DEDUP_THRESHOLD
+
+
 def _params(settings: Settings, dim: int, budget_vectors, budget_mb, dedup_threshold, strategy, class_floor,
-            class_ceiling, seed, dedup_method, dedup_nprobe) -> tuple[CurationParams, dict]:
+            class_ceiling, seed, dedup_method, dedup_nprobe, backbone: Optional[str] = None) -> tuple[CurationParams, dict]:
     cfg = settings.curate
     if budget_vectors is None and budget_mb is None:
         budget_vectors, budget_mb = cfg.budget_vectors, cfg.budget_mb
@@ -80,7 +95,7 @@ def _params(settings: Settings, dim: int, budget_vectors, budget_mb, dedup_thres
         budget = vectors_for_budget(dim, budget_vectors, budget_mb)
     except ValueError as exc:
         raise InputError(str(exc)) from None
-    threshold = cfg.dedup_threshold if dedup_threshold is None else float(dedup_threshold)
+    threshold = default_dedup_threshold(settings, backbone) if dedup_threshold is None else float(dedup_threshold)
     if not 0.0 < threshold <= 1.0:
         raise InputError(f"the dedup threshold must be in (0, 1], not {threshold}")
     params = CurationParams(
@@ -112,7 +127,7 @@ def curate(settings: Settings, ws: Workspace, backbone: Optional[str] = None, *,
     with memory_lock(ws, timeout, what="curation"):
         mt = MemoryTable.open(ws.memory_dir, embedder_id, create=False)
         params, recorded = _params(settings, mt.dim, budget_vectors, budget_mb, dedup_threshold, strategy,
-                                   class_floor, class_ceiling, seed, dedup_method, dedup_nprobe)
+                                   class_floor, class_ceiling, seed, dedup_method, dedup_nprobe, backbone)
         with session_scope(ws.catalog_url) as s:
             run = CurationRun(embedder_id=embedder_id, table_name=mt.name, params_json=json.dumps(recorded))
             s.add(run)
