@@ -27,24 +27,14 @@ class GateRefusedError(KnnclipError):
     """The candidate release scores worse than the current holder beyond the tolerance."""
 
 
-def load_eval_samples(path: str, fmt: str = "auto") -> tuple[list, list[str]]:
-    """Ground-truth samples (knnclip_core.segment.Sample) and class names of a dataset."""
-    import numpy as np
-    from PIL import Image
-
+def load_eval_samples(path: str, fmt: str = "auto", max_pixels: Optional[int] = None) -> tuple[list, list[str]]:
+    """Ground-truth samples (knnclip_core.segment.Sample) and class names of a dataset, kept
+    in memory since the gate evaluates two releases on them."""
     from knnclip_core.readers.detect import open_reader
-    from knnclip_core.segment import Sample
+    from knnclip_core.segment.evaluate import samples_from_reader
 
     reader = open_reader(path, fmt)
-    samples = []
-    for item in reader:
-        segs = [(s.class_name, s.mask) for s in item.segments if s.class_name and s.mask is not None]
-        if not segs or item.errors:
-            continue
-        with Image.open(item.image_path) as im:
-            image = np.asarray(im.convert("RGB"))
-        samples.append(Sample(image=image, segments=segs, name=item.rel_path))
-    return samples, [c.name for c in reader.classes]
+    return list(samples_from_reader(reader, max_pixels)), [c.name for c in reader.classes]
 
 
 def default_evaluator(settings: Settings) -> Optional[Evaluator]:
@@ -60,7 +50,8 @@ def default_evaluator(settings: Settings) -> Optional[Evaluator]:
         from knnclip_core.segment.release import EmbedderCache, segmenter_for_snapshot
 
         if "samples" not in cache:
-            cache["samples"], cache["classes"] = load_eval_samples(path, settings.publish.gate_eval_format)
+            cache["samples"], cache["classes"] = load_eval_samples(path, settings.publish.gate_eval_format,
+                                                                  settings.worker.max_pixels)
             cache["embedders"] = EmbedderCache(device=settings.embed.device, settings=settings)
         seg = segmenter_for_snapshot(snapshot, SegmentParams.from_settings(settings), cache["embedders"])
         report = evaluate(seg, cache["samples"], cache["classes"], masks_from="gt")

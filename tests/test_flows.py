@@ -127,3 +127,57 @@ def test_dask_runner_gives_the_same_memory(prefect_server, tmp_path):
     result = curation_pipeline(path=data, use_dask=True, embed_shards=2, settings=dask.model_dump(mode="json"))
     assert result["embed"]["shards"] == 2
     assert _memory_state(plain) == _memory_state(dask)
+
+
+def test_drop_folder_picks_up_only_new_batches(prefect_server, tmp_path):
+    from flows.pipeline import drop_folder_pipeline
+
+    drop = tmp_path / "drop"
+    write_sample_dataset(drop / "day1", images=6, classes=3, seed=21)
+    s = load_settings(home=tmp_path / "ws").model_dump(mode="json")
+    first = drop_folder_pipeline(str(drop), settings=s)
+    assert [Path(p).name for p in first["new_sources"]] == ["day1"] and first["release"]["version"] == 1
+    assert drop_folder_pipeline(str(drop), settings=s) == {"new_sources": [], "release": None}
+    write_sample_dataset(drop / "day2", images=6, classes=4, seed=22)
+    third = drop_folder_pipeline(str(drop), settings=s)
+    assert [Path(p).name for p in third["new_sources"]] == ["day2"] and third["release"]["version"] == 2
+
+
+def test_schedule_command_serves_a_cron_deployment(tmp_path):
+    """`knnclip schedule` starts a loopback Prefect server and registers the cron deployment."""
+    import httpx
+
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env.update(KNNCLIP_HOME=str(tmp_path / "ws"), PREFECT_HOME=str(tmp_path / "prefect"))
+    proc = subprocess.Popen([sys.executable, "-m", "knnclip_core.cli.main", "schedule", "--cron", "0 3 * * *",
+                             "--watch", str(drop)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, cwd=REPO, start_new_session=True)
+    try:
+        url = None
+        deadline = time.time() + 180
+        while time.time() < deadline and url is None:
+            line = proc.stderr.readline()
+            if "Prefect server at" in line:
+                url = line.split(" at ")[1].split()[0]
+            assert proc.poll() is None or url, proc.stderr.read()[-2000:]
+        assert url, "the schedule command did not start a server"
+        found = []
+        while time.time() < deadline and not found:
+            try:
+                r = httpx.post(f"{url}/deployments/filter", json={}, timeout=5)
+                found = [d for d in r.json() if d["name"] == "knnclip-drop-folder"]
+            except httpx.HTTPError:
+                pass
+            time.sleep(1)
+        assert found, "no knnclip-drop-folder deployment was registered"
+        crons = [s["schedule"].get("cron") for s in found[0].get("schedules", [])]
+        assert crons == ["0 3 * * *"]
+        assert found[0]["parameters"]["watch_dir"] == str(drop)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
