@@ -72,7 +72,7 @@ def bare_images_per_s(emb, items, batch_size: int, repeats: int) -> float:
     return repeats * len(xs) / (time.perf_counter() - t0)
 
 
-def pipeline_rates(emb, items, batch_size: int, num_workers: int, repeats: int) -> tuple[float, float]:
+def pipeline_rates(emb, items, batch_size: int, num_workers, repeats: int) -> tuple[float, float]:
     """(images/s, segments/s) of iter_embeddings from files to pooled vectors."""
     from knnclip_core.embedders.loader import iter_embeddings
 
@@ -103,7 +103,7 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--images", type=int, default=48)
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--num-workers", type=int, default=2)
+    p.add_argument("--num-workers", type=int, default=None, help="DataLoader workers (default: auto, as `knnclip embed`)")
     p.add_argument("--repeats", type=int, default=1, help="passes over the images per measurement")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
@@ -111,6 +111,7 @@ def main(argv=None) -> int:
     import torch
 
     from knnclip_core.embedders import get_embedder
+    from knnclip_core.embedders.loader import auto_workers
 
     emb = get_embedder(args.backbone, device=args.device)
     with tempfile.TemporaryDirectory() as tmp:
@@ -124,7 +125,7 @@ def main(argv=None) -> int:
         "segments_per_s": round(sps, 3), "segments_per_image": round(seg_per_image, 3),
         "one_forward_serves_all_masks": bool(sps >= 0.999 * seg_per_image * ips),
         "device": device, "torch_threads": torch.get_num_threads(), "backbone": args.backbone,
-        "embedder_id": emb.id, "batch_size": args.batch_size, "num_workers": args.num_workers,
+        "embedder_id": emb.id, "batch_size": args.batch_size, "num_workers": auto_workers(emb.device) if args.num_workers is None else args.num_workers,
         "images": len(items), "repeats": args.repeats, "source": source,
     }
     print(f"{args.backbone} on {device}: bare encode_image {bare:.1f} img/s; pipeline {ips:.1f} img/s, "

@@ -46,6 +46,6 @@ def register(sub) -> None:
     p.add_argument("--backbone", help="backbone name (default: embed.backbone, `classic`)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where the model runs (default: embed.device)")
     p.add_argument("--batch-size", type=int, help="images per forward pass (default: embed.batch_size)")
-    p.add_argument("--num-workers", type=int, help="DataLoader workers (default: embed.num_workers; 0: none)")
+    p.add_argument("--num-workers", type=int, help="DataLoader workers (default: embed.num_workers, auto; 0: none)")
     add_json_flag(p)
     p.set_defaults(func=cmd_embed)

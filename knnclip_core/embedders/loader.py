@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Iterator, Optional, Sequence
@@ -91,13 +92,28 @@ def size_batches(embedder: Embedder, items: Sequence[WorkItem], batch_size: int)
     return [idx[j:j + batch_size] for idx in by_key.values() for j in range(0, len(idx), batch_size)]
 
 
+def auto_workers(device: str) -> int:
+    """DataLoader workers worth starting: on CUDA up to 4 (decoding overlaps the GPU); on
+    the CPU only the cores the model's threads leave idle, since a worker decoding on a
+    core the model uses slows the model down by as much as it saves."""
+    import torch
+
+    cores = os.cpu_count() or 1
+    if device.startswith("cuda"):
+        return min(4, max(1, cores - 1))
+    return max(0, min(4, cores - torch.get_num_threads()))
+
+
 def iter_embeddings(embedder: Embedder, items: Sequence[WorkItem], batch_size: int = 16,
-                    num_workers: int = 0, progress: bool = False) -> Iterator[tuple[WorkItem, Optional[np.ndarray], Optional[str]]]:
+                    num_workers: Optional[int] = 0, progress: bool = False) -> Iterator[tuple[WorkItem, Optional[np.ndarray], Optional[str]]]:
     """Embed every mask of every item; yields (item, (n, D) vectors or None, error or None)."""
     import torch
     from torch.utils.data import DataLoader
 
     batches = size_batches(embedder, items, batch_size)
+    if num_workers is None:
+        num_workers = auto_workers(embedder.device)
+    num_workers = min(num_workers, len(batches))  # a worker per batch at most: start-up is not free
     if num_workers > 0 and multiprocessing.current_process().daemon:
         logger.info("decoding in process: a daemonic process (e.g. a Dask worker) cannot start DataLoader workers")
         num_workers = 0

@@ -46,9 +46,10 @@ def mask_weights(masks, grid_hw: tuple[int, int]) -> np.ndarray:
         return m.reshape(n, gh * gw)
     rh, rw = area_matrix(h, gh), area_matrix(w, gw)
     # (gh, H) @ (n, H, W) @ (W, gw) -> (n, gh, gw), as two plain GEMMs (numpy's stacked
-    # matmul does not use BLAS)
-    t = rh @ m.transpose(1, 0, 2).reshape(h, n * w)  # (gh, n*W)
-    t = t.reshape(gh * n, w) @ rw.T  # (gh*n, gw)
+    # matmul does not use BLAS). Columns first: the big operand is read once, in place,
+    # and only the small (n, H, gw) intermediate is transposed.
+    t = m.reshape(n * h, w) @ rw.T  # (n*H, gw)
+    t = rh @ t.reshape(n, h, gw).transpose(1, 0, 2).reshape(h, n * gw)  # (gh, n*gw)
     return np.ascontiguousarray(t.reshape(gh, n, gw).transpose(1, 0, 2)).reshape(n, gh * gw)
 
 
