@@ -24,7 +24,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from knnclip_core.index import build_index, choose_index, exact_knn, flat_bytes, recall_at_k  # noqa: E402
-from knnclip_core.index.choice import HNSW_M, nlist_for, pq_m_for  # noqa: E402
+from knnclip_core.index.choice import HNSW_M, nlist_for, nlist_of, pq_m_for  # noqa: E402
 
 
 def make_data(n: int, d: int, centres: int, sub: int, spread: float, noise: float, nq: int, seed: int):
@@ -108,7 +108,7 @@ def main(argv=None) -> int:
     rows = []
     for factory in names:
         built = build_index(xb, choose_index(n, d, factory=factory), recall_floor=args.recall_floor,
-                            seed=args.seed, coarse_centroids=coarse if factory.startswith("IVF") else None,
+                            seed=args.seed, coarse_centroids=coarse if nlist_of(factory) == nl else None,
                             enforce_floor=False)
         t0 = time.perf_counter()
         _, I = built.index.search(xq, k)

@@ -95,3 +95,16 @@ def test_estimated_bytes_close_to_serialised():
         built = build_index(xb, choose_index(n, d, factory=factory), recall_floor=0.0)
         actual = faiss.serialize_index(built.index).nbytes
         assert abs(actual - estimate_bytes(kind, n, d)) / actual < 0.15, (kind, actual)
+
+
+def test_ivf_takes_fewer_lists_before_a_coarser_code():
+    """SQ6 over 200k x 512 misses 1/5 of Flat's bytes by its 2048 centroids alone: the choice
+    keeps SQ6 with fewer lists rather than dropping to SQ4."""
+    from knnclip_core.index.choice import choose_index, estimate_bytes, flat_bytes, nlist_for
+
+    n, d = 200_000, 512
+    budget = flat_bytes(n, d) // 5
+    assert estimate_bytes("ivf_sq6", n, d) > budget
+    choice = choose_index(n, d, byte_budget=budget)
+    assert choice.kind == "ivf_sq6" and choice.nlist < nlist_for(n)
+    assert choice.factory == f"IVF{choice.nlist},SQ6" and choice.estimated_bytes <= budget

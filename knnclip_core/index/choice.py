@@ -97,13 +97,19 @@ def flat_bytes(n: int, d: int) -> int:
     return int(n) * int(d) * 4
 
 
-def estimate_bytes(kind: str, n: int, d: int) -> int:
-    """Approximate serialised bytes of index kind `kind` over n vectors of dimension d."""
+def estimate_bytes(kind: str, n: int, d: int, nlist: Optional[int] = None) -> int:
+    """Approximate serialised bytes of index kind `kind` over n vectors of dimension d
+    (IVF kinds with `nlist` lists, default `nlist_for(n)`)."""
     k = INDEX_KINDS.get(kind)
     total = k.bytes_per_vector(d) * n
     if k.ivf:
-        total += nlist_for(n) * d * 4  # coarse centroids
+        total += (nlist or nlist_for(n)) * d * 4  # coarse centroids
     return int(total)
+
+
+# An IVF kind that misses the budget by its coarse centroids alone is retried with fewer
+# lists (recall is kept by probing more of them) before a less exact code is taken.
+NLIST_SHRINK = (1, 2, 4)
 
 
 def choose_index(n: int, d: int, byte_budget: Optional[int] = None, factory: Optional[str] = None,
@@ -118,29 +124,41 @@ def choose_index(n: int, d: int, byte_budget: Optional[int] = None, factory: Opt
     assert n > 0 and d > 0
     if factory:
         return IndexChoice(factory, "override", 0, f"factory {factory!r} given explicitly",
-                           nlist=_nlist_of(factory))
+                           nlist=nlist_of(factory))
     if byte_budget is None:
         kind = "flat" if n <= FLAT_MAX_VECTORS else "hnsw" if n <= HNSW_MAX_VECTORS else "ivf_flat"
         f = INDEX_KINDS.get(kind).factory(n, d)
         return IndexChoice(f, kind, estimate_bytes(kind, n, d), f"no byte budget and {n} vectors",
-                           nlist=_nlist_of(f))
+                           nlist=nlist_of(f))
     tried = []
     for kind in BUDGET_ORDER:
         if kind in exclude:
             continue
         if INDEX_KINDS.get(kind).ivf and n < 39 * 16:
             continue  # too few vectors to train even the smallest IVF
-        est = estimate_bytes(kind, n, d)
-        tried.append({"kind": kind, "estimated_bytes": est})
-        if est <= byte_budget:
-            f = INDEX_KINDS.get(kind).factory(n, d)
-            return IndexChoice(f, kind, est, f"most exact index under the byte budget of {byte_budget} bytes",
-                               nlist=_nlist_of(f), tried=tried)
+        ivf = INDEX_KINDS.get(kind).ivf
+        for shrink in NLIST_SHRINK if ivf else (1,):
+            nlist = max(16, nlist_for(n) // shrink) if ivf else None
+            est = estimate_bytes(kind, n, d, nlist)
+            tried.append({"kind": kind, "nlist": nlist, "estimated_bytes": est})
+            if est <= byte_budget:
+                f = INDEX_KINDS.get(kind).factory(n, d)
+                f = with_nlist(f, nlist) if ivf else f
+                return IndexChoice(f, kind, est, f"most exact index under the byte budget of {byte_budget} bytes",
+                                   nlist=nlist_of(f), tried=tried)
     raise ValueError(f"no index kind fits {n} vectors of dimension {d} into {byte_budget} bytes "
                      f"(the smallest needs {min(t['estimated_bytes'] for t in tried) if tried else 'n/a'})")
 
 
-def _nlist_of(factory: str) -> Optional[int]:
+def with_nlist(factory: str, nlist: int) -> str:
+    """`factory` with its IVF list count replaced ('IVF2048,SQ6' -> 'IVF1024,SQ6')."""
+    head, _, rest = factory.partition(",")
+    assert head.startswith("IVF"), factory
+    return f"IVF{int(nlist)}" + ("," + rest if rest else "")
+
+
+def nlist_of(factory: str) -> Optional[int]:
+    """IVF list count of a factory string, None for non-IVF indexes."""
     head = factory.split(",")[0]
     if head.startswith("IVF"):
         digits = "".join(ch for ch in head[3:] if ch.isdigit())
