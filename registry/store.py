@@ -124,5 +124,7 @@ def open_registry(settings: Optional[Settings] = None, ws: Optional[Workspace] =
     if not os.environ.get("MLFLOW_TRACKING_URI"):
         ws.mlflow_dir.mkdir(parents=True, exist_ok=True)
         artifact_location = (ws.mlflow_dir / "artifacts").resolve().as_uri()
+    for noisy in ("mlflow.store.db.utils", "alembic.runtime.migration"):  # first-use schema creation chatter
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     return RegistryContext(client, uri, model_name or settings.publish.model_name, settings, ws, artifact_location)

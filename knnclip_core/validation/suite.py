@@ -49,7 +49,9 @@ class BatchValidator:
             warnings.simplefilter("ignore")
             import great_expectations as gx
             from great_expectations.data_context.types.base import ProgressBarsConfig
-        logging.getLogger("great_expectations").setLevel(logging.WARNING)
+        for name in ["great_expectations", *logging.root.manager.loggerDict]:
+            if name.startswith("great_expectations"):  # GX sets INFO on some of its own loggers
+                logging.getLogger(name).setLevel(logging.WARNING)
         self.gx = gx
         self.context = gx.get_context(mode="ephemeral")
         self.context.variables.progress_bars = ProgressBarsConfig(globally=False)
