@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import queue
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Iterator, Optional, Sequence
@@ -104,6 +106,43 @@ def auto_workers(device: str) -> int:
     return max(0, min(4, cores - torch.get_num_threads()))
 
 
+class _Raised:
+    def __init__(self, exc: BaseException):
+        self.exc = exc
+
+
+def prefetch(iterable, depth: int = 2) -> Iterator:
+    """Iterate `iterable` in a background thread, at most `depth` items ahead: decoding
+    (PIL and numpy release the GIL) overlaps the model's forward without worker processes."""
+    q: "queue.Queue" = queue.Queue(maxsize=depth)
+    done, stop = object(), threading.Event()
+
+    def produce() -> None:
+        try:
+            for x in iterable:
+                while not stop.is_set():
+                    try:
+                        q.put(x, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(done)
+        except BaseException as exc:  # handed to the consumer
+            q.put(_Raised(exc))
+
+    thread = threading.Thread(target=produce, name="knnclip-prefetch", daemon=True)
+    thread.start()
+    try:
+        while (x := q.get()) is not done:
+            if isinstance(x, _Raised):
+                raise x.exc
+            yield x
+    finally:
+        stop.set()
+
+
 def iter_embeddings(embedder: Embedder, items: Sequence[WorkItem], batch_size: int = 16,
                     num_workers: Optional[int] = 0, progress: bool = False) -> Iterator[tuple[WorkItem, Optional[np.ndarray], Optional[str]]]:
     """Embed every mask of every item; yields (item, (n, D) vectors or None, error or None)."""
@@ -129,7 +168,7 @@ def iter_embeddings(embedder: Embedder, items: Sequence[WorkItem], batch_size: i
         bar = tqdm(total=len(items), unit="img", desc=f"embed {embedder.name}", dynamic_ncols=True)
     t0, n_img, n_seg = time.perf_counter(), 0, 0
     try:
-        for batch in loader:
+        for batch in (loader if num_workers > 0 else prefetch(loader)):
             for index, error in batch["failed"]:
                 yield items[index], None, error
             if batch["x"] is not None:
