@@ -6,6 +6,7 @@ Nested fields are overridden with a double underscore, e.g.
 from __future__ import annotations
 
 import os
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Optional
 
@@ -84,13 +85,17 @@ class Settings(BaseSettings):
         return (init_settings, env_settings, _YamlSource(settings_cls))
 
 
+_CONFIG_FILE: ContextVar[Optional[str]] = ContextVar("knnclip_config_file", default=None)
+
+
 class _YamlSource(PydanticBaseSettingsSource):
-    """Reads configs/default.yaml, then the file named by KNNCLIP_CONFIG (set by --config)."""
+    """Reads configs/default.yaml, then the file given to `load_settings` (--config), else
+    the one named by KNNCLIP_CONFIG."""
 
     def __init__(self, settings_cls):
         super().__init__(settings_cls)
         self._data: dict[str, Any] = {}
-        for path in (DEFAULT_CONFIG_FILE, os.environ.get("KNNCLIP_CONFIG")):
+        for path in (DEFAULT_CONFIG_FILE, _CONFIG_FILE.get() or os.environ.get("KNNCLIP_CONFIG")):
             if path and Path(path).is_file():
                 _deep_update(self._data, read_yaml(Path(path)))
             elif path and path != DEFAULT_CONFIG_FILE:
@@ -122,6 +127,8 @@ def _deep_update(base: dict, new: dict) -> None:
 
 def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
     """Build Settings; `config_file` is layered over configs/default.yaml."""
-    if config_file is not None:
-        os.environ["KNNCLIP_CONFIG"] = str(config_file)
-    return Settings(**overrides)
+    token = _CONFIG_FILE.set(str(config_file) if config_file is not None else None)
+    try:
+        return Settings(**overrides)
+    finally:
+        _CONFIG_FILE.reset(token)

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from ..config import Settings, load_settings
@@ -11,9 +13,13 @@ from ..workspace import Workspace
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
-    """Settings layered with --config and --home from the command line."""
-    overrides = {"home": args.home} if getattr(args, "home", None) else {}
-    return load_settings(getattr(args, "config", None), **overrides)
+    """Settings layered with --config and --home from the command line. Both also go into
+    this process's environment, so that everything the command starts sees them."""
+    if getattr(args, "config", None):
+        os.environ["KNNCLIP_CONFIG"] = str(Path(args.config).resolve())
+    if getattr(args, "home", None):
+        os.environ["KNNCLIP_HOME"] = str(Path(args.home).resolve())
+    return load_settings()
 
 
 def workspace_from_args(args: argparse.Namespace) -> tuple[Settings, Workspace]:
