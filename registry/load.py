@@ -17,8 +17,9 @@ import mlflow
 
 from knnclip_core.config import Settings
 from knnclip_core.errors import KnnclipError, VerificationError
+from knnclip_core.hashing import sha256_file
 from knnclip_core.index import Snapshot, load_snapshot
-from knnclip_core.index.snapshot import MANIFEST_FILE, sha256_file
+from knnclip_core.index.snapshot import MANIFEST_FILE
 
 from . import store
 from .store import RegistryContext, ReleaseNotFoundError, open_registry

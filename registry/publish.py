@@ -14,8 +14,9 @@ from typing import Optional, Sequence
 from mlflow.entities import Metric, Param
 
 from knnclip_core.config import Settings
+from knnclip_core.hashing import sha256_file
 from knnclip_core.index import build_snapshot, verify_snapshot
-from knnclip_core.index.snapshot import MANIFEST_FILE, sha256_file
+from knnclip_core.index.snapshot import MANIFEST_FILE
 from knnclip_core.workspace import Workspace
 
 from . import store
@@ -103,16 +104,6 @@ def publish_snapshot(ctx: RegistryContext, snapshot_dir: str | Path, alias: Opti
             "bytes": manifest["bytes"]["index"]}
 
 
-def row_class_names(kept) -> list[str]:
-    """One class name per kept row, whether `kept.class_names` is per row or a vocabulary
-    indexed by `kept.class_ids`."""
-    names = list(kept.class_names)
-    ids = getattr(kept, "class_ids", None)
-    if len(names) == len(kept.ids) or ids is None:
-        return [str(n) for n in names]
-    return [str(names[int(i)]) for i in ids]
-
-
 def content_fingerprint(embedder_id: str, ids: Sequence[str], class_names: Sequence[str], build: dict) -> str:
     """sha256 of what a release holds: embedder, (segment id, class) rows, index settings."""
     h = hashlib.sha256(json.dumps({"embedder": embedder_id, "build": build}, sort_keys=True).encode())
@@ -167,12 +158,10 @@ def publish(settings: Settings, ws: Workspace, backbone: Optional[str] = None, a
     kept = load_kept(ws, embedder.id, tag=tag)
     if len(kept.ids) == 0:
         raise KnnclipError(f"the memory of backbone {backbone!r} has no kept rows; run `knnclip curate` first")
-    lineage = {"backbone": backbone, "lance_version": getattr(kept, "lance_version", None),
-               "lance_tag": getattr(kept, "lance_tag", None),
-               "batches": sorted({str(b) for b in (getattr(kept, "batch_ids", None) or [])}),
-               "datasets": sorted({str(d) for d in (getattr(kept, "datasets", None) or [])})}
+    lineage = {"backbone": backbone, "lance_version": kept.lance_version, "lance_tag": kept.lance_tag,
+               "batches": sorted(set(map(str, kept.batch_ids))), "datasets": sorted(set(map(str, kept.datasets)))}
     budget = int(settings.curate.budget_mb * 1_000_000) if settings.curate.budget_mb else None
-    names = row_class_names(kept)
+    names = list(kept.class_names)  # one per row
     lineage["thing_classes"] = thing_classes(ws, set(names))
     factory = index or settings.publish.index
     fingerprint = content_fingerprint(embedder.id, kept.ids, names, {"factory": factory, "byte_budget": budget,

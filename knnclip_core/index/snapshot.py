@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import logging
 import os
@@ -28,6 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import EmbedderMismatchError, VerificationError
+from ..hashing import sha256_file
 from .build import apply_search_params, build_index, check_vectors
 from .choice import choose_index, flat_bytes
 
@@ -40,15 +40,6 @@ VOCAB_FILE = "vocabulary.json"
 MANIFEST_FILE = "manifest.json"
 DATA_FILES = (INDEX_FILE, LABELS_FILE, VOCAB_FILE)
 METRIC = "cosine/ip"
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def build_snapshot(out_dir: str | Path, xb: np.ndarray, segment_ids: Sequence[str], class_names: Sequence[str],

@@ -6,7 +6,6 @@ plain columns; the Great Expectations suite (suite.py) turns them into verdicts.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from pycocotools import mask as mask_utils
 
+from ..hashing import sha256_file
 from ..readers.base import ImageItem
 
 logger = logging.getLogger(__name__)
@@ -85,16 +85,6 @@ def path_inside(path: Path, root: Path, rel_path: str) -> bool:
         return False
 
 
-def sha256_file(path: Path) -> tuple[str, int]:
-    h = hashlib.sha256()
-    n = 0
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-            n += len(chunk)
-    return h.hexdigest(), n
-
-
 def encode_mask(mask: np.ndarray) -> tuple[str, int, tuple[int, int, int, int]]:
     """(RLE counts, area, bbox xywh) of a bool mask."""
     rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
@@ -120,7 +110,7 @@ def inspect_item(item: ImageItem, root: Path, row_id: str, max_pixels: int) -> I
             facts.width, facts.height = im.size
             facts.pixels = facts.width * facts.height
             if facts.pixels <= max_pixels:
-                facts.sha256, facts.bytes = sha256_file(item.image_path)
+                facts.sha256, facts.bytes = sha256_file(item.image_path), item.image_path.stat().st_size
                 try:
                     im.load()
                 except Exception as exc:  # truncated or corrupt data
