@@ -1,7 +1,6 @@
 """Which memory table a command works on: backbone name or embedder id -> embedder id."""
 from __future__ import annotations
 
-import importlib
 import logging
 from typing import Optional
 
@@ -27,18 +26,11 @@ def memory_embedder_ids(ws: Workspace) -> list[str]:
     return sorted(ids)
 
 
-def _id_from_embedders(name: str) -> Optional[str]:
-    """The embedder id of backbone `name` from knnclip_core.embedders, when that package exists."""
-    try:
-        mod = importlib.import_module("knnclip_core.embedders")
-    except ImportError:
-        return None
-    for attr in ("embedder_id_for", "resolve_embedder_id"):  # cheap helpers, if the package offers one
-        fn = getattr(mod, attr, None)
-        if callable(fn):
-            return fn(name)
-    get = getattr(mod, "get_embedder", None)
-    return get(name, device="cpu").id if callable(get) else None
+def _id_from_embedders(name: str) -> str:
+    """The embedder id of backbone `name` (imported here: the embedders package writes memory tables)."""
+    from ..embedders import get_embedder
+
+    return get_embedder(name, device="cpu").id
 
 
 def resolve_embedder_id(ws: Workspace, backbone: Optional[str] = None) -> str:
