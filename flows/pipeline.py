@@ -70,10 +70,11 @@ def embed_flow(backbone: Optional[str] = None, device: Optional[str] = None, bat
     futures = [embed_task.submit(s, backbone, device, batch_size, (i, shards)) for i in range(shards)]
     results = [f.result() for f in futures]
     merged = dict(results[0])
-    for key in ("images", "embedded", "failed_images", "seconds"):
-        if all(isinstance(r.get(key), (int, float)) for r in results):
-            merged[key] = sum(r[key] for r in results)
-    merged["skipped_existing"] = min(r.get("skipped_existing", 0) for r in results) if shards > 1 else merged.get("skipped_existing", 0)
+    for key in ("images", "segments", "embedded", "skipped_existing", "failed_images"):  # shards are disjoint
+        merged[key] = sum(r[key] for r in results)
+    merged["missing_images"] = [p for r in results for p in r["missing_images"]][:20]
+    merged["seconds"] = max(r["seconds"] for r in results)  # shards run side by side
+    merged["rows"] = max(r["rows"] for r in results)
     merged["shards"] = shards
     return merged
 

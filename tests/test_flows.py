@@ -126,6 +126,7 @@ def test_dask_runner_gives_the_same_memory(prefect_server, tmp_path):
     dask = load_settings(home=tmp_path / "dask")
     result = curation_pipeline(path=data, use_dask=True, embed_shards=2, settings=dask.model_dump(mode="json"))
     assert result["embed"]["shards"] == 2
+    assert result["embed"]["embedded"] == result["embed"]["segments"] == len(_memory_state(plain))
     assert _memory_state(plain) == _memory_state(dask)
 
 
