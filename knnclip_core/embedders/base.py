@@ -3,7 +3,8 @@ the image pooled from them with one matrix product, L2-normalised float32 rows.
 
 Work is split so that a DataLoader can parallelise it (`embedder.prep`, a picklable
 Preparer, is all that DataLoader workers get):
-  `preprocess(image)`  CPU, in workers: resize/normalise -> float32 CHW array
+  `prep.read(path)`    CPU, in workers: decode + resize -> compact CHW array (uint8)
+  `prep.to_model(x)`   device: that batch -> normalised float model input
   `grid_hw(h, w)`      the feature grid an image of that size gives
   `forward(x)`         device: (B, C, H, W) tensor -> (B, gh, gw, D') dense features
   `finalize(pooled)`   CPU: (n, D') pooled means -> (n, D) final vectors (L2-normalised)
@@ -37,40 +38,80 @@ def resolve_device(device: str = "auto") -> str:
 
 
 class Preparer:
-    """The CPU side of an embedder (picklable, runs in DataLoader workers)."""
+    """The CPU side of an embedder (picklable, runs in DataLoader workers).
+
+    `pixels` gives the compact input that travels to the device (uint8 for image
+    models: a quarter of the bytes of float32); `to_model` finishes it there.
+    """
+
+    def pixels(self, image: np.ndarray) -> np.ndarray:
+        """HxWx3 uint8 RGB -> (C, H', W') array that `to_model` turns into model input."""
+        raise NotImplementedError
+
+    def read(self, path: str, height: int, width: int) -> np.ndarray:
+        """Image file -> `pixels` of it; ValueError when its size is not height x width."""
+        from .image_io import open_rgb
+
+        with open_rgb(path, (height, width)) as im:
+            return self.pixels(np.asarray(im))
+
+    def to_model(self, x):
+        """(B, C, H', W') tensor of `pixels`, on the device -> float model input."""
+        return x.float()
 
     def preprocess(self, image: np.ndarray) -> np.ndarray:
-        """HxWx3 uint8 RGB -> float32 (C, H', W') model input."""
-        raise NotImplementedError
+        """HxWx3 uint8 RGB -> float32 (C, H', W') model input, on the CPU."""
+        import torch
+
+        return self.to_model(torch.from_numpy(self.pixels(image))[None])[0].numpy()
 
     def grid_hw(self, h: int, w: int) -> tuple[int, int]:
         """Feature grid (gh, gw) that an h x w image gives."""
         raise NotImplementedError
 
     def prepare(self, image: np.ndarray, masks) -> tuple[np.ndarray, np.ndarray]:
-        """One image and its masks -> (model input, (n, gh*gw) area mask weights)."""
+        """One image and its masks -> (`pixels`, (n, gh*gw) area mask weights)."""
         image = np.asarray(image)
         assert image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8, (image.shape, image.dtype)
         h, w = image.shape[:2]
         masks = np.asarray(masks, dtype=bool).reshape(-1, h, w) if len(masks) else np.zeros((0, h, w), bool)
-        return self.preprocess(image), mask_weights(masks, self.grid_hw(h, w))
+        return self.pixels(image), mask_weights(masks, self.grid_hw(h, w))
 
 
 class ResizePreparer(Preparer):
-    """Whole image resized (bicubic, no crop) to a fixed square input, mean/std normalised."""
+    """Whole image resized (bicubic, no crop) to a fixed square input; uint8 on the CPU,
+    mean/std normalised on the device."""
 
     def __init__(self, input_hw: tuple[int, int], mean, std, grid: tuple[int, int]):
         self.input_hw, self.mean, self.std, self.grid = tuple(input_hw), tuple(mean), tuple(std), tuple(grid)
 
-    def preprocess(self, image: np.ndarray) -> np.ndarray:
+    def pixels(self, image: np.ndarray) -> np.ndarray:
+        from PIL import Image
+
+        return self._resized(Image.fromarray(image))
+
+    def read(self, path: str, height: int, width: int) -> np.ndarray:
+        """Decode and resize without a full-size array copy (JPEGs decode at a reduced
+        scale when that still leaves at least the input size)."""
+        from .image_io import open_rgb
+
+        with open_rgb(path, (height, width), draft_hw=self.input_hw) as im:
+            return self._resized(im)
+
+    def _resized(self, im) -> np.ndarray:
         from PIL import Image
 
         h, w = self.input_hw
-        if image.shape[:2] != (h, w):
-            image = np.asarray(Image.fromarray(image).resize((w, h), Image.BICUBIC))
-        x = image.astype(np.float32) / 255.0
-        x = (x - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
-        return np.ascontiguousarray(x.transpose(2, 0, 1))
+        if im.size != (w, h):
+            im = im.resize((w, h), Image.BICUBIC)
+        return np.ascontiguousarray(np.asarray(im).transpose(2, 0, 1))
+
+    def to_model(self, x):
+        import torch
+
+        mean = torch.tensor(self.mean, dtype=torch.float32, device=x.device).view(1, -1, 1, 1) * 255.0
+        inv_std = 1.0 / (torch.tensor(self.std, dtype=torch.float32, device=x.device).view(1, -1, 1, 1) * 255.0)
+        return x.float().sub_(mean).mul_(inv_std)
 
     def grid_hw(self, h: int, w: int) -> tuple[int, int]:
         return self.grid
@@ -107,6 +148,13 @@ class Embedder:
         """HxWx3 uint8 RGB -> float32 (C, H', W') model input (see `self.prep`)."""
         return self.prep.preprocess(image)
 
+    def model_input(self, pixels):
+        """Stacked `prep.pixels` (array or tensor) -> float model input on the device."""
+        import torch
+
+        x = pixels if isinstance(pixels, torch.Tensor) else torch.from_numpy(np.asarray(pixels))
+        return self.prep.to_model(x.to(self.device, non_blocking=True))
+
     def grid_hw(self, h: int, w: int) -> tuple[int, int]:
         """Feature grid (gh, gw) that an h x w image gives."""
         return self.prep.grid_hw(h, w)
@@ -130,13 +178,13 @@ class Embedder:
         return torch.autocast("cuda", dtype=dtype)
 
     def forward_batch(self, inputs: Sequence[np.ndarray] | "torch.Tensor"):
-        """Stacked inputs (same shape) -> (B, cells, D') float32 tensor on the device."""
+        """Stacked `prep.pixels` (same shape) -> (B, cells, D') float32 tensor on the device."""
         import torch
 
-        x = inputs if isinstance(inputs, torch.Tensor) else torch.from_numpy(np.stack(inputs))
-        x = x.to(self.device, non_blocking=True)
-        with torch.inference_mode(), self.autocast():
-            feats = self.forward(x)
+        with torch.inference_mode():
+            x = self.model_input(inputs if isinstance(inputs, torch.Tensor) else np.stack(inputs))
+            with self.autocast():
+                feats = self.forward(x)
         b, gh, gw, d = feats.shape
         return feats.reshape(b, gh * gw, d).float()
 

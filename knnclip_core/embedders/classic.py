@@ -105,7 +105,7 @@ class ClassicPreparer(Preparer):
     def grid_hw(self, h: int, w: int) -> tuple[int, int]:
         return working_size(h, w, self.max_side)
 
-    def preprocess(self, image: np.ndarray) -> np.ndarray:
+    def pixels(self, image: np.ndarray) -> np.ndarray:
         h, w = image.shape[:2]
         wh, ww = self.grid_hw(h, w)
         if (wh, ww) != (h, w):

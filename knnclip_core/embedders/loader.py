@@ -1,4 +1,5 @@
-"""Batched embedding of many images: decode + resize + mask weights in DataLoader workers,
+"""Batched embedding of many images: decode + resize + mask weights in DataLoader workers
+(mask weights straight from the RLE, see `rle_weights`),
 one forward per batch of same-size images on the device, one matrix product per image.
 
 `iter_embeddings(embedder, items, batch_size, num_workers)` yields `(item, vectors, error)`
@@ -18,6 +19,8 @@ from typing import Iterator, Optional, Sequence
 import numpy as np
 
 from .base import Embedder, Preparer
+from .pooling import mask_weights
+from .rle_weights import rle_area_weights
 
 logger = logging.getLogger(__name__)
 
@@ -35,21 +38,6 @@ class WorkItem:
     meta: list = field(default_factory=list)  # caller's per-mask payload, returned untouched
 
 
-def decode_rle(counts: str, height: int, width: int) -> np.ndarray:
-    """COCO compressed RLE counts string -> (height, width) bool mask."""
-    from pycocotools import mask as mask_utils
-
-    return mask_utils.decode({"size": [height, width], "counts": counts.encode()}).astype(bool)
-
-
-def read_rgb(path: str) -> np.ndarray:
-    """Image file -> HxWx3 uint8 RGB (EXIF orientation ignored, as the catalog hashes bytes)."""
-    from PIL import Image
-
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"))
-
-
 class _Prepared:
     """torch Dataset over WorkItems; each sample is prepared on the CPU (in a worker)."""
 
@@ -62,12 +50,12 @@ class _Prepared:
     def __getitem__(self, i: int) -> dict:
         item = self.items[i]
         try:
-            image = read_rgb(item.path)
-            if image.shape[:2] != (item.height, item.width):
-                raise ValueError(f"image is {image.shape[1]}x{image.shape[0]}, catalog says {item.width}x{item.height}")
-            masks = item.masks if item.masks is not None else \
-                [decode_rle(c, item.height, item.width) for c in item.masks_rle]
-            x, w = self.prep.prepare(image, masks)
+            x = self.prep.read(item.path, item.height, item.width)
+            grid = self.prep.grid_hw(item.height, item.width)
+            if item.masks is not None:
+                w = mask_weights(np.asarray(item.masks, dtype=bool).reshape(-1, item.height, item.width), grid)
+            else:
+                w = rle_area_weights(item.masks_rle, item.height, item.width, grid)
             return {"index": i, "x": x, "weights": w, "error": None}
         except FileNotFoundError:
             return {"index": i, "x": None, "weights": None, "error": f"missing file {item.path}"}
