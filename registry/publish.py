@@ -149,13 +149,13 @@ def publish(settings: Settings, ws: Workspace, backbone: Optional[str] = None, a
     When the newest release already holds the same content, it is returned (`reused`)
     instead of a duplicate version. Raises RecallFloorError, KnnclipError when the memory
     is empty."""
-    from knnclip_core.embedders import get_embedder
+    from knnclip_core.embedders import embedder_id_for
     from knnclip_core.errors import KnnclipError
     from knnclip_core.memory.published import load_kept
 
     backbone = backbone or settings.embed.backbone
-    embedder = get_embedder(backbone, device="cpu", settings=settings)
-    kept = load_kept(ws, embedder.id, tag=tag)
+    embedder_id = embedder_id_for(backbone)
+    kept = load_kept(ws, embedder_id, tag=tag)
     if len(kept.ids) == 0:
         raise KnnclipError(f"the memory of backbone {backbone!r} has no kept rows; run `knnclip curate` first")
     lineage = {"backbone": backbone, "lance_version": kept.lance_version, "lance_tag": kept.lance_tag,
@@ -164,7 +164,7 @@ def publish(settings: Settings, ws: Workspace, backbone: Optional[str] = None, a
     names = list(kept.class_names)  # one per row
     lineage["thing_classes"] = thing_classes(ws, set(names))
     factory = index or settings.publish.index
-    fingerprint = content_fingerprint(embedder.id, kept.ids, names, {"factory": factory, "byte_budget": budget,
+    fingerprint = content_fingerprint(embedder_id, kept.ids, names, {"factory": factory, "byte_budget": budget,
                                                                      "recall_floor": settings.publish.recall_floor})
     ctx = open_registry(settings, ws)
     alias = alias if alias is not None else settings.publish.alias
@@ -174,7 +174,7 @@ def publish(settings: Settings, ws: Workspace, backbone: Optional[str] = None, a
         return reused
     work = Path(tempfile.mkdtemp(prefix="publish-", dir=ws.cache_dir))
     try:
-        build_snapshot(work / "snapshot", kept.vectors, list(kept.ids), names, embedder.id,
+        build_snapshot(work / "snapshot", kept.vectors, list(kept.ids), names, embedder_id,
                        lineage=lineage, factory=factory, byte_budget=budget,
                        recall_floor=settings.publish.recall_floor)
         return publish_snapshot(ctx, work / "snapshot", alias=alias, reports=find_reports(ws.reports_dir),

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from knnclip_core.embedders import FAMILIES, get_embedder, get_spec, list_backbones
+from knnclip_core.embedders import FAMILIES, embedder_id_for, get_embedder, get_spec, list_backbones
 from knnclip_core.embedders.backbones import UnknownBackboneError
 from knnclip_core.errors import WeightsNotFoundError
 
@@ -63,6 +63,22 @@ def test_ids_are_deterministic_and_record_provenance():
     assert len({get_embedder(n, device="cpu").id for n in TINY + ["classic"]}) == len(TINY) + 1
 
 
+@pytest.mark.parametrize("name", TINY + ["classic"])
+def test_id_without_building_the_model_equals_the_built_id(name):
+    assert embedder_id_for(name) == get_embedder(name, device="cpu").id
+
+
+def test_id_of_a_local_checkpoint_names_its_checksum(tmp_path):
+    from knnclip_core.embedders.open_clip_family import OpenClipEmbedder
+
+    random_model = get_embedder("tiny-vit-random", device="cpu")
+    torch.save(random_model.model.state_dict(), tmp_path / "tiny.pt")
+    spec = dataclasses.replace(get_spec("tiny-vit-random"), name="tiny-local", weights=str(tmp_path / "tiny.pt"))
+    built = OpenClipEmbedder(spec)
+    assert OpenClipEmbedder.id_for(spec) == built.id
+    assert built.id.split("|")[2].startswith("tiny.pt+sha256:")
+
+
 def test_vit_dense_tokens_live_in_the_text_space():
     """Mean of ViT patch tokens through ln_post/proj == the model's own output for avg pooling."""
     emb = get_embedder("tiny-vit-random", device="cpu")
@@ -102,6 +118,8 @@ def test_missing_weights_offline_is_one_clear_sentence(monkeypatch, tmp_path):
         OpenClipEmbedder(local)
     with pytest.raises(WeightsNotFoundError, match="lvd142m"):
         get_embedder("dinov2-vits14", device="cpu")
+    with pytest.raises(WeightsNotFoundError, match="'openai'"):
+        embedder_id_for("vit-b-32-openai")  # naming a memory needs the weights' checksum too
 
 
 def test_backbones_are_data():

@@ -1,7 +1,8 @@
 """Embedders: turn segments (image + mask) into L2-normalised vectors.
 
 `get_embedder(name, device="auto", settings=None)` builds the backbone named in
-configs/backbones.yaml; `list_backbones()` lists them. Families are plug-ins of the
+configs/backbones.yaml; `embedder_id_for(name)` gives its id without building it;
+`list_backbones()` lists them. Families are plug-ins of the
 `FAMILIES` registry (open_clip, dinov2, classic).
 """
 from __future__ import annotations
@@ -42,6 +43,41 @@ def _dinov2(spec: BackboneSpec, device: str, cache_dir) -> Embedder:
     return Dinov2Embedder(spec, device=device)
 
 
+# family name -> id_for(spec) -> the embedder id, without loading weights
+FAMILY_IDS: Registry[Callable[[BackboneSpec], str]] = Registry("embedder family id")
+
+
+@FAMILY_IDS.register("classic")
+def _classic_id(spec: BackboneSpec) -> str:
+    from .classic import ClassicEmbedder
+
+    return ClassicEmbedder.id_for(spec)
+
+
+@FAMILY_IDS.register("open_clip")
+def _open_clip_id(spec: BackboneSpec) -> str:
+    from .open_clip_family import OpenClipEmbedder
+
+    return OpenClipEmbedder.id_for(spec)
+
+
+@FAMILY_IDS.register("dinov2")
+def _dinov2_id(spec: BackboneSpec) -> str:
+    from .dinov2 import Dinov2Embedder
+
+    return Dinov2Embedder.id_for(spec)
+
+
+def embedder_id_for(name: Optional[str] = None, settings=None) -> str:
+    """The id `get_embedder(name)` has, without building the model or reading its weights
+    (a weights file is hashed once and the hash cached). Raises UnknownBackboneError,
+    WeightsNotFoundError."""
+    if name is None:
+        name = settings.embed.backbone if settings is not None else DEFAULT_BACKBONE
+    spec = get_spec(name)
+    return FAMILY_IDS.get(spec.family)(spec)
+
+
 _CACHE: dict[tuple, Embedder] = {}
 
 
@@ -71,5 +107,5 @@ def get_embedder(name: Optional[str] = None, device: str = "auto", settings=None
     return embedder
 
 
-__all__ = ["DEFAULT_BACKBONE", "FAMILIES", "BackboneSpec", "Embedder", "UnknownBackboneError",
-           "get_embedder", "get_spec", "list_backbones", "resolve_device"]
+__all__ = ["DEFAULT_BACKBONE", "FAMILIES", "FAMILY_IDS", "BackboneSpec", "Embedder", "UnknownBackboneError",
+           "embedder_id_for", "get_embedder", "get_spec", "list_backbones", "resolve_device"]

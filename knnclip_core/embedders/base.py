@@ -37,6 +37,12 @@ def resolve_device(device: str = "auto") -> str:
     return device
 
 
+def format_id(family: str, spec: BackboneSpec, weights_label: str, dim: int, extra: str = "") -> str:
+    """An embedder id: family|architecture|weights|[extra|]pooling|l2|dim=D."""
+    parts = [family, spec.architecture, weights_label] + ([extra] if extra else [])
+    return "|".join(parts + [spec.pooling, "l2", f"dim={dim}"])
+
+
 class Preparer:
     """The CPU side of an embedder (picklable, runs in DataLoader workers).
 
@@ -134,11 +140,7 @@ class Embedder:
     # --- identity -------------------------------------------------------------------
     def make_id(self, weights_label: str, dim: int, extra: str = "") -> str:
         """family|architecture|weights|pooling|l2|dim=D (plus family extras)."""
-        parts = [self.family, self.spec.architecture, weights_label]
-        if extra:
-            parts.append(extra)
-        parts += [self.spec.pooling, "l2", f"dim={dim}"]
-        return "|".join(parts)
+        return format_id(self.family, self.spec, weights_label, dim, extra)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.id!r}, device={self.device!r})"

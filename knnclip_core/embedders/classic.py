@@ -14,7 +14,7 @@ import logging
 import numpy as np
 
 from .backbones import BackboneSpec
-from .base import Embedder, Preparer
+from .base import Embedder, Preparer, format_id
 from .pooling import l2_normalize
 
 logger = logging.getLogger(__name__)
@@ -125,8 +125,13 @@ class ClassicEmbedder(Embedder):
         super().__init__(spec, device)
         self.max_side = spec.max_side
         self.dim = N_CHANNELS
-        self.id = self.make_id("weights-free", self.dim, extra=f"max_side={self.max_side or 0}")
+        self.id = self.id_for(spec)
         self.prep = ClassicPreparer(self.max_side)
+
+    @staticmethod
+    def id_for(spec: BackboneSpec) -> str:
+        """The id of this spec's embedder."""
+        return format_id(ClassicEmbedder.family, spec, "weights-free", N_CHANNELS, f"max_side={spec.max_side or 0}")
 
     def forward(self, x):
         return x.permute(0, 2, 3, 1)  # the channels are the features

@@ -7,7 +7,7 @@ import logging
 import numpy as np
 
 from .backbones import BackboneSpec
-from .base import Embedder, ResizePreparer
+from .base import Embedder, ResizePreparer, format_id
 from .weights import resolve_timm
 
 logger = logging.getLogger(__name__)
@@ -44,6 +44,19 @@ class Dinov2Embedder(Embedder):
         self.prep = ResizePreparer(self.input_hw, self.mean, self.std, (int(probe.shape[1]), int(probe.shape[2])))
         self.dim = int(probe.shape[3])
         self.id = self.make_id(weights.label, self.dim, extra=f"input={size}x{size}")
+
+    @staticmethod
+    def id_for(spec: BackboneSpec) -> str:
+        """The id of this spec's embedder; the width comes from a model skeleton on the
+        meta device (no weights read, no memory allocated)."""
+        import timm
+        import torch
+
+        weights = resolve_timm(spec)
+        size = spec.input_size or 518
+        with torch.device("meta"):
+            model = timm.create_model(spec.architecture, pretrained=False, **dict(spec.kwargs, num_classes=0, img_size=size))
+        return format_id(Dinov2Embedder.family, spec, weights.label, int(model.num_features), f"input={size}x{size}")
 
     def forward(self, x):
         tokens = self.model.forward_features(x)  # (B, prefix + gh*gw, C), after the final norm

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .backbones import BackboneSpec
-from .base import Embedder, ResizePreparer
+from .base import Embedder, ResizePreparer, format_id
 from .text import TextEncoderMixin
 from .weights import resolve_open_clip
 
@@ -69,6 +69,21 @@ class OpenClipEmbedder(TextEncoderMixin, Embedder):
         self.dim = int(probe.shape[3])
         self.id = self.make_id(weights.label, self.dim, extra=f"input={self.input_hw[0]}x{self.input_hw[1]}")
         self.init_text_cache(cache_dir)
+
+    @staticmethod
+    def id_for(spec: BackboneSpec) -> str:
+        """The id of this spec's embedder, from the model config and the weights file's
+        checksum, without building the model."""
+        import open_clip
+
+        register_model_configs()
+        weights = resolve_open_clip(spec)
+        cfg = open_clip.get_model_config(spec.architecture)
+        if cfg is None:
+            raise ValueError(f"backbone {spec.name!r}: unknown open_clip architecture {spec.architecture!r}")
+        size = spec.input_size or cfg["vision_cfg"].get("image_size", 224)
+        h, w = tuple(size) if isinstance(size, (tuple, list)) else (int(size), int(size))
+        return format_id(OpenClipEmbedder.family, spec, weights.label, int(cfg["embed_dim"]), f"input={h}x{w}")
 
     def _tower_kind(self) -> str:
         v = self.visual

@@ -28,9 +28,9 @@ def memory_embedder_ids(ws: Workspace) -> list[str]:
 
 def _id_from_embedders(name: str) -> str:
     """The embedder id of backbone `name` (imported here: the embedders package writes memory tables)."""
-    from ..embedders import get_embedder
+    from ..embedders import embedder_id_for
 
-    return get_embedder(name, device="cpu").id
+    return embedder_id_for(name)
 
 
 def resolve_embedder_id(ws: Workspace, backbone: Optional[str] = None) -> str:
