@@ -30,7 +30,7 @@ class EmbedConfig(BaseModel):
     batch_size: int = Field(16, description="Images per forward pass.")
     num_workers: Optional[int] = Field(None, description="DataLoader workers decoding and resizing images (None: auto, 4 at most on CUDA, and on CPU only the cores the model leaves idle).")
     gpu_concurrency: int = Field(1, description="Embedding tasks allowed on the GPU at once (Prefect global concurrency limit).")
-    chunk_segments: int = Field(2048, description="Vectors written to the memory table per upsert; a kill loses at most one chunk.")
+    chunk_segments: int = Field(2048, description="Vectors written to the memory table per commit; a kill loses at most one chunk.")
 
 
 class CurateConfig(BaseModel):

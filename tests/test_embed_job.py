@@ -73,7 +73,7 @@ def test_table_refuses_vectors_of_another_embedder(settings, workspace, catalog)
                                 "ingested_at")}
     other = get_embedder("tiny-convnext-random", device="cpu")
     with pytest.raises(EmbedderMismatchError):
-        table.upsert(make_rows(other.id, np.zeros((1, classic.dim), np.float32), [meta]))
+        table.insert_missing(make_rows(other.id, np.zeros((1, classic.dim), np.float32), [meta]))
 
 
 def test_cli_backbones_and_embed_json(settings, workspace, catalog, capsys):

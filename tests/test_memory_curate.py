@@ -37,9 +37,9 @@ def test_curate_is_idempotent_and_versioned(settings, workspace):
     assert mt.count() == 300 and len(mt.ids()) == 300
     tags = mt.table.tags.list()
     assert {r1["lance_tag"], r2["lance_tag"]} <= set(tags)
-    # re-upserting the same rows (the embed job re-run) never duplicates a row, and curate restores states
+    # writing the same rows again (the embed job re-run) neither duplicates a row nor resets its state
     write_memory(workspace.memory_dir, EID, xb, labels)
-    assert mt.count() == 300
+    assert mt.count() == 300 and states_of(workspace) == s1
     curate(settings, workspace, budget_vectors=150)
     assert states_of(workspace) == s1
     # the kept memory at the first tag is what curate kept
@@ -63,7 +63,9 @@ def test_new_rows_are_curated_with_old_ones(settings, workspace):
     curate(settings, workspace)
     before = states_of(workspace)
     write_memory(workspace.memory_dir, EID, xb, labels)  # 40 new rows, PENDING
-    assert sum(s == "pending" for s, _ in states_of(workspace).values()) == 120  # upsert resets state
+    states = states_of(workspace)
+    assert {i for i, (s, _) in states.items() if s == "pending"} == set(states) - set(before)
+    assert all(states[i] == before[i] for i in before)  # curated rows keep their states
     curate(settings, workspace)
     after = states_of(workspace)
     assert len(after) == 120 and "pending" not in {s for s, _ in after.values()}
@@ -79,7 +81,7 @@ def test_embedder_mismatch_refused(settings, workspace):
     meta = [{"id": "z", "class_id": 0, "class_name": "c", "dataset": "d", "batch_id": "b", "image_sha256": "h",
              "area": 1, "ingested_at": None}]
     with pytest.raises(EmbedderMismatchError):
-        mt.upsert(make_rows(other, xb[:1], meta))
+        mt.insert_missing(make_rows(other, xb[:1], meta))
     with pytest.raises(EmbedderMismatchError):
         MemoryTable.open(workspace.memory_dir, EID, 32)
     # a table whose metadata names another embedder is refused by curate and load_kept

@@ -97,7 +97,7 @@ def run_embed(settings: Settings, backbone: Optional[str] = None, device: Option
         if pending_meta:
             import numpy as np
 
-            table.upsert(make_rows(emb.id, np.concatenate(pending_vecs), pending_meta))
+            table.insert_missing(make_rows(emb.id, np.concatenate(pending_vecs), pending_meta))
             embedded += len(pending_meta)
             pending_vecs, pending_meta = [], []
 

@@ -100,8 +100,11 @@ class MemoryTable:
         meta = self.table.schema.metadata or {}
         return meta.get(EMBEDDER_KEY, b"").decode()
 
-    def upsert(self, rows: pa.Table) -> None:
-        """Insert or update rows by segment id; refuses rows of another embedder."""
+    def insert_missing(self, rows: pa.Table) -> None:
+        """Insert the rows whose segment id is not in the table yet, in one commit; rows
+        already there are left as they are (a segment's vector under one embedder never
+        changes, and its curation state belongs to curate: re-running embed, or two embeds
+        racing a curation, cannot reset a kept row). Refuses rows of another embedder."""
         if rows.num_rows == 0:
             return
         ids = set(rows.column("embedder_id").unique().to_pylist())
@@ -109,7 +112,7 @@ class MemoryTable:
             other = sorted(i for i in ids if i != self.embedder_id)
             raise EmbedderMismatchError(f"refusing to write vectors of {other} into the memory of {self.embedder_id!r}")
         rows = rows.select(self.table.schema.names).cast(self.table.schema)
-        (self.table.merge_insert("id").when_matched_update_all().when_not_matched_insert_all().execute(rows))
+        self.table.merge_insert("id").when_not_matched_insert_all().execute(rows)
 
     def ids(self) -> set[str]:
         """All segment ids present in the table."""
@@ -131,7 +134,7 @@ def list_table_names(db) -> list[str]:
 
 
 def make_rows(embedder_id: str, vectors: np.ndarray, meta: Iterable[dict], state: str = PENDING) -> pa.Table:
-    """Rows for `upsert`: `meta` gives id, class_id, class_name, dataset, batch_id,
+    """Rows for `insert_missing`: `meta` gives id, class_id, class_name, dataset, batch_id,
     image_sha256, area, ingested_at for each vector."""
     meta = list(meta)
     assert vectors.ndim == 2 and len(meta) == vectors.shape[0], (vectors.shape, len(meta))
