@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -12,6 +11,7 @@ import urllib.request
 
 from knnclip_core.cli.common import add_json_flag, emit, workspace_from_args
 from knnclip_core.cli.ingest_cmd import add_reader_flags, reader_kwargs
+from knnclip_core.net import free_port
 
 from flows.prefect_env import configure
 
@@ -61,15 +61,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start_local_server(timeout: float = 90.0) -> tuple[subprocess.Popen, str]:
     """Start `prefect server start` on loopback and wait until it answers."""
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}/api"
     proc = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -10,7 +10,6 @@ from html import unescape
 import io
 import re
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -21,6 +20,8 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
+
+from knnclip_core.net import free_port
 
 PAGES = ("/", "/releases", "/releases/diff", "/try")
 CHROMIUM = Path("/usr/bin/chromium")
@@ -218,12 +219,6 @@ def test_try_segments_an_upload(built, client):
 
 # ---------------------------------------------------------------- browser
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_pages_render_in_headless_chromium(built, tmp_path):
     if not CHROMIUM.exists():
@@ -232,7 +227,7 @@ def test_pages_render_in_headless_chromium(built, tmp_path):
 
     from dashboards.app import create_app
 
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(built["settings"]), host="127.0.0.1", port=port,
                                            log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)

@@ -3,7 +3,6 @@ swapped in, and a swap under concurrent requests on loopback (real uvicorn)."""
 import base64
 import io
 import os
-import socket
 import threading
 import time
 
@@ -12,6 +11,7 @@ import pytest
 from PIL import Image
 
 from knnclip_core.index import build_snapshot
+from knnclip_core.net import free_port
 from knnclip_core.segment.release import EmbedderCache, LocalSnapshotSource
 from knnclip_core.segment.segmenter import SegmentParams
 from knnclip_core.segment.service import create_app
@@ -183,12 +183,6 @@ def test_tampered_release_is_not_swapped_in(settings, releases, embedders):
         rel = client.get("/release").json()
         assert rel["version"] == "v3" and rel["vocabulary_size"] == 4 and rel["last_reload_error"] is None
         assert "knnclip_worker_reload_failing 0.0" in client.get("/metrics").text
-
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.slow
