@@ -3,7 +3,10 @@
 Each alias has a registered-model tag `knnclip.alias_history.<alias>` holding JSON
 `{"stack": [versions that held it, oldest first], "log": [recent moves]}`. The tag lives
 in the MLflow store itself, so the history survives restarts and works with any tracking
-URI. `rollback` pops the current holder and gives the alias back to the one before.
+URI. `rollback` pops the current holder and gives the alias back to the one before. A move
+is a read-modify-write of that tag, so moves of one model's aliases take a workspace lock:
+two processes on this machine cannot lose each other's history entries (processes on other
+machines sharing a remote tracking server are not covered).
 """
 from __future__ import annotations
 
@@ -11,9 +14,12 @@ import datetime as dt
 import getpass
 import json
 import logging
-from typing import Optional
+import re
+from contextlib import contextmanager
+from typing import Iterator, Optional
 
 from knnclip_core.errors import KnnclipError
+from knnclip_core.locks import workspace_lock
 
 from .store import RegistryContext
 
@@ -22,6 +28,7 @@ logger = logging.getLogger(__name__)
 HISTORY_TAG = "knnclip.alias_history.{alias}"
 MAX_STACK = 100
 MAX_LOG = 50
+LOCK_TIMEOUT_S = 30.0
 
 
 class RollbackError(KnnclipError):
@@ -51,6 +58,14 @@ def _write_history(ctx: RegistryContext, alias: str, history: dict) -> None:
                                         json.dumps(history, separators=(",", ":")))
 
 
+@contextmanager
+def _alias_lock(ctx: RegistryContext, action: str) -> Iterator[None]:
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", ctx.model_name)
+    with workspace_lock(ctx.ws, f"aliases-{safe}.lock", LOCK_TIMEOUT_S, what=action,
+                        guards=f"the aliases of {ctx.model_name!r}"):
+        yield
+
+
 def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
@@ -66,6 +81,11 @@ def move_alias(ctx: RegistryContext, alias: str, version: int, action: str, note
     """Point `alias` at `version` and record the move. Returns {'alias', 'version', 'previous'}."""
     version = int(version)
     ctx.model_version(version)  # raises ReleaseNotFoundError
+    with _alias_lock(ctx, action):
+        return _move(ctx, alias, version, action, note)
+
+
+def _move(ctx: RegistryContext, alias: str, version: int, action: str, note: Optional[str]) -> dict:
     previous = ctx.aliases().get(alias)
     history = read_history(ctx, alias)
     stack = history["stack"]
@@ -84,6 +104,11 @@ def move_alias(ctx: RegistryContext, alias: str, version: int, action: str, note
 def rollback_alias(ctx: RegistryContext, alias: str) -> dict:
     """Give `alias` back to the version that held it before the current one.
     Returns {'alias', 'version', 'previous'}; raises RollbackError when there is none."""
+    with _alias_lock(ctx, "rollback"):
+        return _rollback(ctx, alias)
+
+
+def _rollback(ctx: RegistryContext, alias: str) -> dict:
     current = ctx.aliases().get(alias)
     if current is None:
         raise RollbackError(f"alias {alias!r} of {ctx.model_name!r} points at no version, so there is nothing to roll back")

@@ -188,3 +188,26 @@ def test_quality_gate_refuses_regression_unless_forced(store, tmp_path):
     assert tags["knnclip.gate.production.segment_accuracy"] == "0.8"
     run = ctx.client.get_run(ctx.model_version(bad).run_id)
     assert run.data.metrics["gate_production_segment_accuracy"] == pytest.approx(0.8)
+
+
+def test_concurrent_alias_moves_lose_no_history(store, tmp_path):
+    """4 processes move one alias 5 times each at once: the history logs all 20 moves."""
+    from registry.aliases import read_history
+    from registry.publish import publish_snapshot
+
+    ctx = ctx_for(store, "concurrent-aliases")
+    for i in range(3):
+        publish_snapshot(ctx, seeded_snapshot(tmp_path / f"c{i}", {"a": 4 + i}, 30 + i), alias="")
+    code = ("import sys; from knnclip_core.config import load_settings; "
+            "from registry.store import open_registry; from registry.aliases import move_alias; "
+            "ctx = open_registry(load_settings(home=sys.argv[1]), model_name='concurrent-aliases'); "
+            "[move_alias(ctx, 'canary', 1 + (int(sys.argv[2]) + i) % 3, 'promote', note=f'{sys.argv[2]}-{i}') "
+            "for i in range(5)]")
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(store[1]), str(p)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for p in range(4)]
+    for p in procs:
+        _, err = p.communicate(timeout=180)
+        assert p.returncode == 0, err
+    notes = sorted(e["note"] for e in read_history(ctx, "canary")["log"])
+    assert notes == sorted(f"{p}-{i}" for p in range(4) for i in range(5))
