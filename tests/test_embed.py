@@ -63,7 +63,7 @@ def test_ids_are_deterministic_and_record_provenance():
     assert len({get_embedder(n, device="cpu").id for n in TINY + ["classic"]}) == len(TINY) + 1
 
 
-@pytest.mark.parametrize("name", TINY + ["classic"])
+@pytest.mark.parametrize("name", TINY + ["classic", "classic-v2"])
 def test_id_without_building_the_model_equals_the_built_id(name):
     assert embedder_id_for(name) == get_embedder(name, device="cpu").id
 
