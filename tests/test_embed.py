@@ -130,3 +130,30 @@ def test_backbones_are_data():
         get_spec("nope")
     with pytest.raises(ValueError):
         FAMILIES.add("classic", lambda *a: None)
+
+
+@pytest.mark.parametrize("name", ["classic", "tiny-vit-random"])
+def test_loader_from_files_equals_in_memory_embedding(name, tmp_path):
+    """Files + RLE through the batched loader (host pooling for classic, device pooling for
+    models) give the vectors of the in-memory path; a missing file is reported alone."""
+    from PIL import Image
+    from pycocotools import mask as mask_utils
+
+    from knnclip_core.embedders.loader import WorkItem, iter_embeddings
+
+    emb = get_embedder(name, device="cpu")
+    items, expected = [], {}
+    for s in range(5):
+        image, masks = scene(s, h=64 + 16 * (s % 2), w=96)
+        Image.fromarray(image).save(tmp_path / f"{s}.png")
+        rles = [mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))["counts"].decode() for m in masks]
+        items.append(WorkItem(key=str(s), path=str(tmp_path / f"{s}.png"), height=image.shape[0],
+                              width=image.shape[1], masks_rle=rles))
+        expected[str(s)] = emb.embed_masks(image, masks)
+    items.append(WorkItem(key="gone", path=str(tmp_path / "gone.png"), height=64, width=96, masks_rle=rles))
+    out = {it.key: (v, err) for it, v, err in iter_embeddings(emb, items, batch_size=2)}
+    assert out["gone"][0] is None and "missing file" in out["gone"][1]
+    for key, want in expected.items():
+        got, err = out[key]
+        assert err is None
+        np.testing.assert_allclose(got, want, atol=1e-5)

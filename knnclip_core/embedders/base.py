@@ -47,8 +47,12 @@ class Preparer:
     """The CPU side of an embedder (picklable, runs in DataLoader workers).
 
     `pixels` gives the compact input that travels to the device (uint8 for image
-    models: a quarter of the bytes of float32); `to_model` finishes it there.
+    models: a quarter of the bytes of float32); `to_model` finishes it there. With
+    `features_on_host`, `pixels` already are the dense features (the embedder's forward is
+    the identity), so the loader pools them where they are made.
     """
+
+    features_on_host = False
 
     def pixels(self, image: np.ndarray) -> np.ndarray:
         """HxWx3 uint8 RGB -> (C, H', W') array that `to_model` turns into model input."""

@@ -116,6 +116,8 @@ def feature_set(version: str):
 class ClassicPreparer(Preparer):
     """Dense classic channels at the working size (long side at most `max_side`)."""
 
+    features_on_host = True
+
     def __init__(self, max_side: int | None, version: str = VERSION):
         self.max_side, self.version = max_side, version
 

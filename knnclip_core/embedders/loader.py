@@ -19,7 +19,7 @@ from typing import Iterator, Optional, Sequence
 import numpy as np
 
 from .base import Embedder, Preparer
-from .pooling import mask_weights
+from .pooling import mask_weights, pool
 from .rle_weights import rle_area_weights
 
 logger = logging.getLogger(__name__)
@@ -56,19 +56,22 @@ class _Prepared:
                 w = mask_weights(np.asarray(item.masks, dtype=bool).reshape(-1, item.height, item.width), grid)
             else:
                 w = rle_area_weights(item.masks_rle, item.height, item.width, grid)
+            if self.prep.features_on_host:  # pool here: only (n, C) means travel, not C full planes
+                return {"index": i, "pooled": pool(w, x.reshape(x.shape[0], -1).T, normalize=False), "error": None}
             return {"index": i, "x": x, "weights": w, "error": None}
         except FileNotFoundError:
-            return {"index": i, "x": None, "weights": None, "error": f"missing file {item.path}"}
+            return {"index": i, "error": f"missing file {item.path}"}
         except Exception as exc:  # unreadable image: report it, keep going
-            return {"index": i, "x": None, "weights": None, "error": f"{type(exc).__name__}: {exc}"}
+            return {"index": i, "error": f"{type(exc).__name__}: {exc}"}
 
 
 def _collate(samples: list[dict]) -> dict:
     import torch
 
-    ok = [s for s in samples if s["error"] is None]
-    x = torch.from_numpy(np.stack([s["x"] for s in ok])) if ok else None
-    return {"x": x, "ok": [(s["index"], s["weights"]) for s in ok],
+    ok = [s for s in samples if s["error"] is None and "x" in s]
+    return {"x": torch.from_numpy(np.stack([s["x"] for s in ok])) if ok else None,
+            "ok": [(s["index"], s["weights"]) for s in ok],
+            "pooled": [(s["index"], s["pooled"]) for s in samples if "pooled" in s],
             "failed": [(s["index"], s["error"]) for s in samples if s["error"] is not None]}
 
 
@@ -159,16 +162,20 @@ def iter_embeddings(embedder: Embedder, items: Sequence[WorkItem], batch_size: i
         for batch in (loader if num_workers > 0 else prefetch(loader)):
             for index, error in batch["failed"]:
                 yield items[index], None, error
+            done = [(index, embedder.finalize(m) if len(m) else np.zeros((0, embedder.dim), np.float32))
+                    for index, m in batch["pooled"]]
             if batch["x"] is not None:
                 feats = embedder.forward_batch(batch["x"])
-                vecs = embedder.pool_batch(feats, [w for _, w in batch["ok"]])
-                for (index, _), v in zip(batch["ok"], vecs):
-                    n_seg += len(v)
-                    yield items[index], v, None
-            n_img += len(batch["ok"]) + len(batch["failed"])
+                done += [(index, v) for (index, _), v in
+                         zip(batch["ok"], embedder.pool_batch(feats, [w for _, w in batch["ok"]]))]
+            for index, v in done:
+                n_seg += len(v)
+                yield items[index], v, None
+            n_batch = len(done) + len(batch["failed"])
+            n_img += n_batch
             if bar is not None:
                 dt = max(time.perf_counter() - t0, 1e-9)
-                bar.update(len(batch["ok"]) + len(batch["failed"]))
+                bar.update(n_batch)
                 bar.set_postfix_str(f"{n_img / dt:.1f} img/s, {n_seg / dt:.1f} seg/s")
     finally:
         if bar is not None:
