@@ -132,10 +132,12 @@ def test_backbones_are_data():
         FAMILIES.add("classic", lambda *a: None)
 
 
-@pytest.mark.parametrize("name", ["classic", "tiny-vit-random"])
-def test_loader_from_files_equals_in_memory_embedding(name, tmp_path):
+@pytest.mark.parametrize("name, workers", [("classic", 0), ("tiny-vit-random", 0), ("classic", 2),
+                                           ("tiny-vit-random", 2)])
+def test_loader_from_files_equals_in_memory_embedding(name, workers, tmp_path):
     """Files + RLE through the batched loader (host pooling for classic, device pooling for
-    models) give the vectors of the in-memory path; a missing file is reported alone."""
+    models; in process or in DataLoader worker processes, as on a GPU machine) give the
+    vectors of the in-memory path; a missing file is reported alone."""
     from PIL import Image
     from pycocotools import mask as mask_utils
 
@@ -151,7 +153,7 @@ def test_loader_from_files_equals_in_memory_embedding(name, tmp_path):
                               width=image.shape[1], masks_rle=rles))
         expected[str(s)] = emb.embed_masks(image, masks)
     items.append(WorkItem(key="gone", path=str(tmp_path / "gone.png"), height=64, width=96, masks_rle=rles))
-    out = {it.key: (v, err) for it, v, err in iter_embeddings(emb, items, batch_size=2)}
+    out = {it.key: (v, err) for it, v, err in iter_embeddings(emb, items, batch_size=2, num_workers=workers)}
     assert out["gone"][0] is None and "missing file" in out["gone"][1]
     for key, want in expected.items():
         got, err = out[key]
