@@ -62,15 +62,22 @@ def _one_hot(values: np.ndarray, lo: float, hi: float, bins: int) -> np.ndarray:
     return (idx[None] == np.arange(bins)[:, None, None]).astype(np.float32)
 
 
-def dense_channels(image: np.ndarray) -> np.ndarray:
-    """HxWx3 uint8 RGB -> (38, H, W) float32 per-pixel channels (see module doc)."""
+def lab_and_gradients(image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """HxWx3 uint8 RGB -> (CIE-Lab (H, W, 3) float32, Sobel gx, gy of its L channel)."""
     from scipy import ndimage as ndi
     from skimage.color import rgb2lab
 
     lab = rgb2lab(image).astype(np.float32)
+    L = lab[..., 0]
+    return lab, ndi.sobel(L, 1) / 8.0, ndi.sobel(L, 0) / 8.0
+
+
+def channels_from(lab: np.ndarray, gx: np.ndarray, gy: np.ndarray) -> np.ndarray:
+    """The (38, H, W) float32 v1 channels from `lab_and_gradients`."""
+    from scipy import ndimage as ndi
+
     L, a, b = lab[..., 0], lab[..., 1], lab[..., 2]
     h, w = L.shape
-    gx, gy = ndi.sobel(L, 1) / 8.0, ndi.sobel(L, 0) / 8.0
     mag = np.hypot(gx, gy)
     rows = np.broadcast_to((np.arange(h, dtype=np.float32) / h)[:, None], (h, w))
     chans = [L, a, b, L * L, a * a, b * b]
@@ -82,12 +89,22 @@ def dense_channels(image: np.ndarray) -> np.ndarray:
     return np.stack(chans).astype(np.float32, copy=False)
 
 
+def dense_channels(image: np.ndarray) -> np.ndarray:
+    """HxWx3 uint8 RGB -> (38, H, W) float32 per-pixel channels (see module doc)."""
+    return channels_from(*lab_and_gradients(image))
+
+
+def moment_std(m: np.ndarray, i: int, j: int) -> np.ndarray:
+    """Std from pooled moments: column i holds mean(x), column j mean(x^2)."""
+    return np.sqrt(np.maximum(m[:, j] - m[:, i] ** 2, 0.0))
+
+
 def statistics(means: np.ndarray) -> np.ndarray:
     """(n, 38) pooled channel means -> (n, 38) raw statistics in FEATURE_NAMES order."""
     m = np.asarray(means, np.float64)
 
     def std(i, j):
-        return np.sqrt(np.maximum(m[:, j] - m[:, i] ** 2, 0.0))
+        return moment_std(m, i, j)
 
     energy = np.maximum(m[:, 35] + m[:, 36], 1e-6)
     cols = [m[:, 0], m[:, 1], m[:, 2], std(0, 3), std(1, 4), std(2, 5)]

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .classic import MU, N_CHANNELS, SD, WEIGHTS, dense_channels, statistics
+from .classic import MU, N_CHANNELS, SD, WEIGHTS, channels_from, lab_and_gradients, moment_std, statistics
 
 VERSION = "classic-v2"
 ORIENT_BINS = 6
@@ -45,11 +45,13 @@ assert len(MU2) == len(SD2) == N_EXTRA_FEATURES
 
 def extra_channels(image: np.ndarray) -> np.ndarray:
     """HxWx3 uint8 RGB -> (52, H, W) float32: the channels v2 adds to v1's."""
-    from scipy import ndimage as ndi
-    from skimage.color import rgb2lab
+    return extra_channels_from(*lab_and_gradients(image))
+
+
+def extra_channels_from(lab: np.ndarray, gx: np.ndarray, gy: np.ndarray) -> np.ndarray:
+    """`extra_channels` from `lab_and_gradients` (shared with v1's channels)."""
     from skimage.feature import local_binary_pattern
 
-    lab = rgb2lab(image).astype(np.float32)
     L, a, b = lab[..., 0], lab[..., 1], lab[..., 2]
     h, w = L.shape
     lz = (L - L.mean()) / (L.std() + 1e-3)
@@ -60,7 +62,6 @@ def extra_channels(image: np.ndarray) -> np.ndarray:
     x = np.broadcast_to((np.arange(w, dtype=np.float32) / w)[None, :], (h, w))
     xc = np.abs(x - 0.5)
     y = np.broadcast_to((np.arange(h, dtype=np.float32) / h)[:, None], (h, w))
-    gx, gy = ndi.sobel(L, 1) / 8.0, ndi.sobel(L, 0) / 8.0
     mag = np.hypot(gx, gy)
     orient = np.minimum((np.mod(np.arctan2(gy, gx), np.pi) / np.pi * ORIENT_BINS).astype(np.int64), ORIENT_BINS - 1)
     gray = np.asarray(np.clip(L * 2.55, 0, 255), np.uint8)
@@ -74,8 +75,10 @@ def extra_channels(image: np.ndarray) -> np.ndarray:
 
 
 def dense_channels_v2(image: np.ndarray) -> np.ndarray:
-    """HxWx3 uint8 RGB -> (90, H, W) float32: v1's 38 channels, then v2's 52."""
-    return np.concatenate([dense_channels(image), extra_channels(image)])
+    """HxWx3 uint8 RGB -> (90, H, W) float32: v1's 38 channels, then v2's 52 (Lab and the
+    gradients computed once for both)."""
+    base = lab_and_gradients(image)
+    return np.concatenate([channels_from(*base), extra_channels_from(*base)])
 
 
 def extra_statistics(means: np.ndarray) -> np.ndarray:
@@ -83,7 +86,7 @@ def extra_statistics(means: np.ndarray) -> np.ndarray:
     m = np.asarray(means, np.float64)
 
     def std(i, j):
-        return np.sqrt(np.maximum(m[:, j] - m[:, i] ** 2, 0.0))
+        return moment_std(m, i, j)
 
     cols = [m[:, 0], std(0, 1), m[:, 2], std(2, 3), m[:, 4], std(4, 5), m[:, 6], std(6, 7)]
     cols += [m[:, 10], std(8, 9), std(10, 11)]
