@@ -68,13 +68,18 @@ def _dinov2_id(spec: BackboneSpec) -> str:
     return Dinov2Embedder.id_for(spec)
 
 
+def _spec(name: Optional[str], settings) -> BackboneSpec:
+    """The spec of backbone `name` (default: settings.embed.backbone, else `classic`)."""
+    if name is None:
+        name = settings.embed.backbone if settings is not None else DEFAULT_BACKBONE
+    return get_spec(name)
+
+
 def embedder_id_for(name: Optional[str] = None, settings=None) -> str:
     """The id `get_embedder(name)` has, without building the model or reading its weights
     (a weights file is hashed once and the hash cached). Raises UnknownBackboneError,
     WeightsNotFoundError."""
-    if name is None:
-        name = settings.embed.backbone if settings is not None else DEFAULT_BACKBONE
-    spec = get_spec(name)
+    spec = _spec(name, settings)
     return FAMILY_IDS.get(spec.family)(spec)
 
 
@@ -88,9 +93,7 @@ def get_embedder(name: Optional[str] = None, device: str = "auto", settings=None
     workspace cache folder. Instances are memoised per (name, device, cache dir).
     Raises UnknownBackboneError, WeightsNotFoundError (weights missing offline).
     """
-    if name is None:
-        name = settings.embed.backbone if settings is not None else DEFAULT_BACKBONE
-    spec = get_spec(name)
+    spec = _spec(name, settings)
     dev = resolve_device(device)
     cache_dir = None
     if settings is not None:

@@ -16,6 +16,12 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+def model_kwargs(spec: BackboneSpec) -> tuple[int, dict]:
+    """(input side, timm create_model kwargs) of a DINOv2 spec: no head, the input size."""
+    size = spec.input_size or 518
+    return size, dict(spec.kwargs, num_classes=0, img_size=size)
+
+
 class Dinov2Embedder(Embedder):
     """A timm DINOv2 ViT; weights from the hub cache, a local path, or `random` when named."""
 
@@ -28,8 +34,7 @@ class Dinov2Embedder(Embedder):
         import torch
 
         weights = resolve_timm(spec)
-        size = spec.input_size or 518
-        kwargs = dict(spec.kwargs, num_classes=0, img_size=size)
+        size, kwargs = model_kwargs(spec)
         if weights.path is None:
             model = timm.create_model(spec.architecture, pretrained=False, **kwargs)
         else:
@@ -53,9 +58,9 @@ class Dinov2Embedder(Embedder):
         import torch
 
         weights = resolve_timm(spec)
-        size = spec.input_size or 518
+        size, kwargs = model_kwargs(spec)
         with torch.device("meta"):
-            model = timm.create_model(spec.architecture, pretrained=False, **dict(spec.kwargs, num_classes=0, img_size=size))
+            model = timm.create_model(spec.architecture, pretrained=False, **kwargs)
         return format_id(Dinov2Embedder.family, spec, weights.label, int(model.num_features), f"input={size}x{size}")
 
     def forward(self, x):
