@@ -39,9 +39,11 @@ def camvid_segments(split: str, min_area: int = 16, limit: int | None = None):
     """Yield (image_name, image RGB, [(class value, bool mask)]) for one CamVid split."""
     from PIL import Image
 
+    from knnclip_core.embedders.image_io import read_rgb
+
     names = sorted(p.name for p in (CAMVID / split).glob("*.png"))[:limit]
     for name in names:
-        img = np.asarray(Image.open(CAMVID / split / name).convert("RGB"))
+        img = read_rgb(str(CAMVID / split / name))
         lab = np.asarray(Image.open(CAMVID / f"{split}annot" / name))
         segs = [(int(v), lab == v) for v in np.unique(lab) if v != VOID and (lab == v).sum() >= min_area]
         yield name, img, segs

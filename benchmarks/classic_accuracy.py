@@ -30,11 +30,13 @@ def read_split(root: Path, split: str, limit: int | None = None):
     (the sequence is the file name's prefix, e.g. 0016E5)."""
     from PIL import Image
 
+    from knnclip_core.embedders.image_io import read_rgb
+
     files = sorted((root / split).glob("*.png"))
     if limit and limit < len(files):  # evenly spaced, so that every sequence is represented
         files = [files[i] for i in np.linspace(0, len(files) - 1, limit).round().astype(int)]
     for f in files:
-        image = np.asarray(Image.open(f).convert("RGB"))
+        image = read_rgb(str(f))
         label = np.asarray(Image.open(root / f"{split}annot" / f.name))
         yield image, label, f.name.split("_")[0]
 

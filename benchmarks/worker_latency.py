@@ -56,9 +56,9 @@ def load_image(seed: int = 0) -> tuple[np.ndarray, str]:
     """First CamVid val image, else a synthetic 480x360 image of smooth colour blobs."""
     files = sorted(CAMVID_VAL.glob("*.png")) if CAMVID_VAL.is_dir() else []
     if files:
-        from PIL import Image
+        from knnclip_core.embedders.image_io import read_rgb
 
-        return np.asarray(Image.open(files[0]).convert("RGB")), str(files[0])
+        return read_rgb(str(files[0])), str(files[0])
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:360, 0:480]
     img = np.zeros((360, 480, 3))
