@@ -16,11 +16,12 @@ if [ -d .gpudata ] && [ ! -e ../shared/data ]; then mkdir -p ../shared && ln -s 
 run() {  # name, command...
     local name=$1; shift
     echo "== $name: $*"
-    timeout 150 python3 "$@" --json > "$OUT/$name.log" 2>&1; echo "exit $?" >> "$OUT/$name.log"
+    timeout ${BENCH_TIMEOUT:-150} python3 "$@" --json > "$OUT/$name.log" 2>&1; echo "exit $?" >> "$OUT/$name.log"
     tail -n 3 "$OUT/$name.log" | cut -c1-600
 }
-run embed_vitb32_camvid benchmarks/embed_throughput.py --device cuda --backbone vit-b-32-random --source camvid --images 48
-run embed_vitb32_ade20k benchmarks/embed_throughput.py --device cuda --backbone vit-b-32-random --source ade20k --images 33
-run embed_vitb16_camvid benchmarks/embed_throughput.py --device cuda --backbone vit-b-16-random --source camvid --images 48
-run latency_vitb32 benchmarks/worker_latency.py --device cuda --backbone vit-b-32-random --runs 10
-run latency_vitb16 benchmarks/worker_latency.py --device cuda --backbone vit-b-16-random --runs 10
+run embed_vitb32_camvid benchmarks/embed_throughput.py --device cuda --backbone vit-b-32-random --source camvid --images 48 --repeats 6
+run embed_vitb32_camvid_inproc benchmarks/embed_throughput.py --device cuda --backbone vit-b-32-random --source camvid --images 48 --repeats 6 --num-workers 0
+run embed_vitb32_ade20k benchmarks/embed_throughput.py --device cuda --backbone vit-b-32-random --source ade20k --images 33 --repeats 8
+run embed_vitb16_camvid benchmarks/embed_throughput.py --device cuda --backbone vit-b-16-random --source camvid --images 48 --repeats 6
+[ -n "${LATENCY-1}" ] && run latency_vitb32 benchmarks/worker_latency.py --device cuda --backbone vit-b-32-random --runs 10
+[ -n "${LATENCY-1}" ] && run latency_vitb16 benchmarks/worker_latency.py --device cuda --backbone vit-b-16-random --runs 10
