@@ -4,7 +4,8 @@ Memory = one ground-truth segment per class per CamVid train image, embedded wit
 `classic` embedder (weights-free); queries = the same for val images. For each strategy
 and budget (a fraction of the train rows) a real `curate` run (dedup at the default
 threshold, then the budget) picks the KEPT rows; each val segment is classified by a
-k-NN vote over them weighted by exp(cosine / temperature). Writes
+k-NN vote over them weighted by exp(cosine / temperature), through the product's
+`segment.retrieval.retrieve`. Writes
 benchmarks/out/budget_curve.json and .png; `--json`: the last stdout line is one JSON object.
 
     python benchmarks/budget_curve.py --json
@@ -28,6 +29,7 @@ from knnclip_core.config import load_settings  # noqa: E402
 from knnclip_core.memory.curate import curate, default_dedup_threshold  # noqa: E402
 from knnclip_core.memory.published import load_kept  # noqa: E402
 from knnclip_core.memory.table import MemoryTable, make_rows  # noqa: E402
+from knnclip_core.segment.retrieval import FlatMemory, retrieve  # noqa: E402
 from knnclip_core.workspace import Workspace  # noqa: E402
 
 CAMVID = ROOT.parent / "shared" / "data" / "camvid"
@@ -69,20 +71,15 @@ def embed_split(embedder, split: str, limit: int | None) -> tuple[np.ndarray, np
     return xb, labels, imgs
 
 
-def knn_accuracy(xb, yb, xq, yq, k: int = 10, temperature: float = 0.1) -> float:
-    """Accuracy of a similarity-weighted k-NN vote (exp(sim / T))."""
-    import faiss
-
-    index = faiss.IndexFlatIP(xb.shape[1])
-    index.add(xb)
-    D, I = index.search(xq, min(k, len(xb)))
-    n_cls = int(max(yb.max(), yq.max())) + 1
-    scores = np.zeros((len(xq), n_cls))
-    np.add.at(scores, (np.repeat(np.arange(len(xq)), I.shape[1]), yb[I].ravel()), np.exp(D / temperature).ravel())
-    return float((scores.argmax(1) == yq).mean())
+def knn_accuracy(xb, yb, xq, yq, names: list[str], k: int = 10, temperature: float = 0.1) -> float:
+    """Segment accuracy of the product's vote (`segment.retrieval.retrieve` over a flat FAISS
+    memory of xb labelled yb, indexes into `names`) on queries xq labelled yq."""
+    memory = FlatMemory(xb, yb, names)
+    ret = retrieve(memory, xq, k=min(k, len(xb)), temperature=temperature, classes=names)
+    return float((ret.P.argmax(axis=1) == np.asarray(yq)).mean())
 
 
-def main() -> int:
+def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--fractions", default="0.05,0.1,0.25,0.5,1.0")
     ap.add_argument("--strategies", default="balanced,diversity,random")
@@ -90,7 +87,7 @@ def main() -> int:
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--dedup-threshold", type=float, default=None, help="default: settings.curate, else the backbone's")
     ap.add_argument("--json", action="store_true")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     if not CAMVID.is_dir():
         print(json.dumps({"skipped": f"CamVid not found at {CAMVID}"}))
         return 0
@@ -120,7 +117,7 @@ def main() -> int:
                              else default_dedup_threshold(settings, "classic"))
                 kept = load_kept(ws, emb.id)
                 yk = np.asarray([names.index(c) for c in kept.class_names])
-                acc = knn_accuracy(kept.vectors, yk, xva, yva, k=args.k)
+                acc = knn_accuracy(kept.vectors, yk, xva, yva, names, k=args.k)
                 curve.append({"fraction": frac, "budget": budget, "kept": len(kept), "accuracy": round(acc, 4),
                               "classes_kept": len(set(kept.class_names)), "duplicates": rep["counts"]["duplicate"],
                               "conflicts": rep["counts"]["conflict"]})
@@ -128,7 +125,7 @@ def main() -> int:
             results[strategy] = curve
     out = {"embedder_id": emb.id, "train_segments": int(len(ytr)), "val_segments": int(len(yva)), "k": args.k,
            "dedup_threshold": rep["params"]["dedup_threshold"], "embed_seconds": round(embed_s, 1),
-           "uncurated_accuracy": round(knn_accuracy(xtr, ytr, xva, yva, k=args.k), 4), "curves": results}
+           "uncurated_accuracy": round(knn_accuracy(xtr, ytr, xva, yva, names, k=args.k), 4), "curves": results}
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "budget_curve.json").write_text(json.dumps(out, indent=1))
     import matplotlib

@@ -11,7 +11,7 @@ if [ -d .whl ]; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
 fi
 if [ -d .gpudata ] && [ ! -e ../shared/data ]; then mkdir -p ../shared && ln -s "$PWD/.gpudata" ../shared/data; fi
-{ date -u; nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader; nproc
+{ date -u; nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader; echo "$(nproc) CPU cores"
   python3 -c "import torch, open_clip, faiss; print('torch', torch.__version__, 'open_clip', open_clip.__version__, 'faiss', faiss.__version__)"; } | tee "$OUT/machine.txt"
 run() {  # name, command...
     local name=$1; shift

@@ -1,0 +1,102 @@
+"""Figures tables of benchmarks/README.md, generated from the benchmarks' own JSON.
+
+Each run of a benchmark saves its `--json` line under benchmarks/results/<machine>-<date>/
+(`<name>.json`, with `machine.txt` beside it saying the card, driver, cores and versions).
+This script renders every saved result into the part of benchmarks/README.md between the
+`figures` markers, so no figure there is typed by hand.
+
+    python benchmarks/report.py           # rewrite the figures in benchmarks/README.md
+    python benchmarks/report.py --check   # exit 1 when the README differs from the JSON
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+README = HERE / "README.md"
+START, END = "<!-- figures:start (benchmarks/report.py writes this part) -->", "<!-- figures:end -->"
+
+
+def _row(cells) -> str:
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def _table(head: list[str], rows: list[list]) -> list[str]:
+    return [_row(head), _row(["---"] * len(head)), *(_row(r) for r in rows)]
+
+
+def _ms(seconds) -> str:
+    return f"{1000 * seconds:.1f}"
+
+
+def embed_rows(results: list[tuple[str, dict]]) -> list[str]:
+    head = ["result", "images", "backbone", "workers", "bare img/s", "pipeline img/s", "seg/s",
+            "forwards/img", "start-up s", "ratio", "vs plain loop"]
+    rows = [[name, r["source"], r["backbone"], r["num_workers"], r["bare_images_per_s"], r["images_per_s"],
+             r["segments_per_s"], r.get("forwards_per_image", "n/a"), r.get("pipeline_startup_s", "in timing"),
+             f"**{r['ratio']}** ({', '.join(map(str, r['ratio_per_round']))})", r.get("ratio_vs_plain_loop")]
+            for name, r in results]
+    return _table(head, rows)
+
+
+def latency_rows(results: list[tuple[str, dict]]) -> list[str]:
+    head = ["result", "backbone", "memory", "index (chosen by)", "proposals ms", "forward ms", "retrieval ms",
+            "fusion ms", "bare AMP forward ms", "forwards/img", "overhead ratio (target <= 0.5)"]
+    rows = [[name, r["backbone"], r["memory_vectors"], f"{r['index']} ({r.get('index_chosen_by', '?')})",
+             _ms(r["proposals_s"]), _ms(r["forward_s"]), _ms(r["retrieval_s"]), _ms(r["fusion_s"]),
+             _ms(r["bare_encode_image_s"]), r.get("forwards_per_image", "n/a"), f"**{r['overhead_ratio']}**"]
+            for name, r in results]
+    return _table(head, rows)
+
+
+def other_rows(results: list[tuple[str, dict]]) -> list[str]:
+    out = []
+    for name, r in results:
+        flat = {k: v for k, v in r.items() if isinstance(v, (int, float, str, bool)) and len(str(v)) < 60}
+        out.append(f"- `{name}`: " + ", ".join(f"{k} {v}" for k, v in sorted(flat.items())))
+    return out
+
+
+KINDS = (("embed_throughput", "bare_images_per_s", embed_rows), ("worker_latency", "overhead_ratio", latency_rows))
+
+
+def render(results_dir: Path = RESULTS) -> str:
+    """Markdown of every results folder: machine, then one table per benchmark."""
+    lines: list[str] = []
+    for run in sorted(p for p in results_dir.iterdir() if p.is_dir()) if results_dir.is_dir() else []:
+        machine = (run / "machine.txt").read_text().strip().splitlines() if (run / "machine.txt").is_file() else []
+        lines += [f"### {run.name}", "", "Machine: " + ("; ".join(machine) or "not recorded"), ""]
+        results = [(p.stem, json.loads(p.read_text())) for p in sorted(run.glob("*.json"))]
+        left = list(results)
+        for title, key, rows in KINDS:
+            mine = [(n, r) for n, r in results if key in r]
+            if mine:
+                lines += [f"`{title}`:", "", *rows(mine), ""]
+                left = [x for x in left if x not in mine]
+        if left:
+            lines += other_rows(left) + [""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--check", action="store_true", help="exit 1 if README.md is not what the JSON gives")
+    args = ap.parse_args(argv)
+    text = README.read_text()
+    assert START in text and END in text, f"{README} lacks the figures markers"
+    new = text[:text.index(START) + len(START)] + "\n" + render() + text[text.index(END):]
+    if args.check:
+        if new != text:
+            print(f"{README} is out of date: run python benchmarks/report.py", file=sys.stderr)
+            return 1
+        return 0
+    README.write_text(new)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

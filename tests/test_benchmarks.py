@@ -1,0 +1,96 @@
+"""Every benchmark's --json runs on small inputs and reports the product-path figures it
+promises; benchmarks/README.md's figures are what the saved JSON gives."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_json(script: str, *args: str, timeout: int = 300) -> dict:
+    """Run benchmarks/<script> --json and return its last stdout line as JSON."""
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / script), *args, "--json"], cwd=REPO,
+                          capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_embed_throughput_counts_one_forward_per_image(shared_data):
+    out = run_json("embed_throughput.py", "--backbone", "tiny-vit-random", "--device", "cpu", "--images", "6",
+                   "--batch-size", "3", "--rounds", "1", "--repeats", "2")
+    assert out["forwards_per_image"] == 1.0  # counted by the hook, not derived from the rates
+    assert out["images"] == 6 and out["segments_per_image"] > 1
+    assert out["ratio"] == pytest.approx(out["images_per_s"] / out["bare_images_per_s"], rel=1e-3)
+    assert out["pipeline_startup_s"] >= 0
+
+
+@pytest.mark.slow
+def test_worker_latency_uses_the_published_index():
+    from knnclip_core.embedders import get_embedder
+    from knnclip_core.index.choice import choose_index
+
+    out = run_json("worker_latency.py", "--backbone", "tiny-vit-random", "--memory", "3000", "--classes", "8",
+                   "--runs", "1", "--proposals", "grid")
+    assert out["index"] == choose_index(3000, get_embedder("tiny-vit-random").dim).factory  # what publishing picks, not a hard-coded one
+    assert out["index_chosen_by"] == "flat" and out["recall_at_10"] == 1.0
+    assert out["forwards_per_image"] == 1.0
+    assert out["overhead_ratio"] == pytest.approx((out["retrieval_s"] + out["fusion_s"]) / out["forward_s"], rel=0.05)
+
+
+@pytest.mark.slow
+def test_worker_latency_honours_an_index_override():
+    out = run_json("worker_latency.py", "--backbone", "tiny-vit-random", "--memory", "3000", "--classes", "8",
+                   "--runs", "1", "--proposals", "grid", "--index", "HNSW16,Flat")
+    assert out["index"] == "HNSW16,Flat" and out["index_chosen_by"] == "override"
+    assert "efSearch" in out["search_params"]  # tuned by the snapshot build, not hard-coded
+
+
+@pytest.mark.slow
+def test_budget_curve_votes_through_retrieve(shared_data):
+    out = run_json("budget_curve.py", "--limit", "8", "--fractions", "0.5,1.0", "--strategies", "balanced")
+    curve = out["curves"]["balanced"]
+    assert [c["fraction"] for c in curve] == [0.5, 1.0]
+    assert all(0.0 <= c["accuracy"] <= 1.0 for c in curve)
+    assert curve[-1]["kept"] <= out["train_segments"]
+
+
+@pytest.mark.slow
+def test_dedup_scale_small():
+    out = run_json("dedup_scale.py", "--n", "3000", "--clusters", "60", "--skip-1m")
+    assert out  # the figures themselves are checked by tests/test_dedup.py against brute force
+
+
+def test_benchmark_readme_figures_come_from_saved_json():
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "report.py"), "--check"], cwd=REPO,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_budget_curve_accuracy_equals_a_brute_force_vote():
+    """The benchmark's accuracy is retrieve's argmax; check it against numpy on seeded data."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import numpy as np
+    from budget_curve import knn_accuracy
+
+    rng = np.random.default_rng(0)
+    xb = rng.standard_normal((200, 16)).astype(np.float32)
+    xb /= np.linalg.norm(xb, axis=1, keepdims=True)
+    yb = rng.integers(0, 5, 200)
+    xq = xb[:50] + 0.3 * rng.standard_normal((50, 16)).astype(np.float32)
+    xq /= np.linalg.norm(xq, axis=1, keepdims=True)
+    yq = yb[:50].copy()
+    yq[::3] = (yq[::3] + 1) % 5  # some wrong labels, so accuracy is not trivially 1
+    sims = xq @ xb.T
+    top = np.argsort(-sims, axis=1)[:, :10]
+    votes = np.zeros((50, 5))
+    for q in range(50):
+        for j in top[q]:
+            votes[q, yb[j]] += np.exp(sims[q, j] / 0.1)
+    expected = float((votes.argmax(1) == yq).mean())
+    assert knn_accuracy(xb, yb, xq, yq, [f"c{i}" for i in range(5)], k=10) == pytest.approx(expected)
