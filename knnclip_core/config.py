@@ -52,6 +52,7 @@ class PublishConfig(BaseModel):
     gate_tolerance: float = Field(0.01, description="Promotion refuses a drop in accuracy larger than this.")
     gate_eval_path: Optional[str] = Field(None, description="Dataset used by the promotion quality gate (None: the gate is skipped, and says so).")
     gate_eval_format: str = Field("auto", description="Reader format of gate_eval_path.")
+    gate_tasks: Optional[str] = Field(None, description="Tasks YAML (see knnclip_core.segment.tasks) the gate checks one by one: a release that drops any task's mIoU by more than gate_tolerance is refused; also the default of `releases compare`.")
 
 
 class WorkerConfig(BaseModel):

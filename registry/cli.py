@@ -31,6 +31,13 @@ def register(sub) -> None:
     a.add_argument("b", help="version number or alias")
     add_json_flag(a)
     a.set_defaults(func=_diff)
+    a = rs.add_parser("compare", help="evaluate releases on the same tasks: per task, each one's mIoU and the change")
+    a.add_argument("versions", nargs="+", metavar="VERSION", help="two or more versions or aliases (changes vs the first)")
+    a.add_argument("--tasks", help="tasks YAML (default: publish.gate_tasks)")
+    a.add_argument("--protocol", choices=["own", "union", "both"], default="both",
+                   help="each task with its own classes, with the release's whole vocabulary, or both")
+    add_json_flag(a)
+    a.set_defaults(func=_compare)
     a = rs.add_parser("promote", help="point an alias at a version, through the quality gate")
     a.add_argument("version", help="version number or alias")
     a.add_argument("--alias", default="production")
@@ -119,4 +126,21 @@ def _rollback(args: argparse.Namespace) -> int:
 
     res = rollback(_ctx(args), alias=args.alias)
     emit(args, res, f"alias {res['alias']} rolled back to version {res['version']} (was {res['previous']})")
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from knnclip_core.errors import InputError
+
+    from .compare import compare_releases, format_comparison
+
+    if len(args.versions) < 2:
+        raise InputError("name at least two releases to compare")
+    ctx = _ctx(args)
+    tasks = args.tasks or ctx.settings.publish.gate_tasks
+    if not tasks:
+        raise InputError("no evaluation tasks: pass --tasks FILE or set publish.gate_tasks")
+    protocols = ("own", "union") if args.protocol == "both" else (args.protocol,)
+    res = compare_releases(ctx, args.versions, tasks, protocols)
+    emit(args, res, format_comparison(res))
     return 0

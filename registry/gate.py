@@ -14,6 +14,7 @@ from typing import Callable, Optional
 from knnclip_core.config import Settings
 from knnclip_core.errors import KnnclipError
 
+from .compare import task_regressions
 from .store import RegistryContext
 
 logger = logging.getLogger(__name__)
@@ -38,24 +39,36 @@ def load_eval_samples(path: str, fmt: str = "auto", max_pixels: Optional[int] = 
 
 
 def default_evaluator(settings: Settings) -> Optional[Evaluator]:
-    """Evaluator over settings.publish.gate_eval_path (None when no gate dataset is set):
-    segment accuracy of the release's segmenter on the ground-truth masks."""
-    path = settings.publish.gate_eval_path
-    if not path:
+    """Evaluator over settings.publish.gate_eval_path (segment accuracy of the release's
+    segmenter on the ground-truth masks) and settings.publish.gate_tasks (figures per task,
+    each with its own vocabulary, under 'tasks'). None when neither is set."""
+    path, tasks_file = settings.publish.gate_eval_path, settings.publish.gate_tasks
+    if not path and not tasks_file:
         return None
     cache: dict = {}
 
     def evaluate_snapshot(snapshot) -> dict:
         from knnclip_core.segment import SegmentParams, evaluate
         from knnclip_core.segment.release import EmbedderCache, segmenter_for_snapshot
+        from knnclip_core.segment.tasks import load_task_samples, load_tasks
 
-        if "samples" not in cache:
-            cache["samples"], cache["classes"] = load_eval_samples(path, settings.publish.gate_eval_format,
-                                                                  settings.worker.max_pixels)
+        if "embedders" not in cache:
             cache["embedders"] = EmbedderCache(device=settings.embed.device, settings=settings)
+            if path:
+                cache["samples"], cache["classes"] = load_eval_samples(path, settings.publish.gate_eval_format,
+                                                                      settings.worker.max_pixels)
+            if tasks_file:
+                cache["tasks"] = load_task_samples(load_tasks(tasks_file), settings.worker.max_pixels)
         seg = segmenter_for_snapshot(snapshot, SegmentParams.from_settings(settings), cache["embedders"])
-        report = evaluate(seg, cache["samples"], cache["classes"], masks_from="gt")
-        return {k: report.get(k) for k in REPORTED}
+        figures: dict = {}
+        if path:
+            report = evaluate(seg, cache["samples"], cache["classes"], masks_from="gt")
+            figures = {k: report.get(k) for k in REPORTED}
+        if tasks_file:
+            from .compare import task_figures
+
+            figures["tasks"] = task_figures(seg, cache["tasks"], protocols=("own",))
+        return figures
 
     return evaluate_snapshot
 
@@ -64,12 +77,27 @@ def _log(ctx: RegistryContext, version: int, alias: str, figures: dict, role: st
     """Figures as version tags `knnclip.gate.<alias>.<name>` and metrics on the version's run."""
     mv = ctx.model_version(version)
     for name, value in figures.items():
+        if name == "tasks":
+            _log_tasks(ctx, mv, alias, value)
+            continue
         if value is None:
             continue
         ctx.client.set_model_version_tag(ctx.model_name, str(version), f"knnclip.gate.{alias}.{name}", str(value))
         if mv.run_id and isinstance(value, (int, float)):
             ctx.client.log_metric(mv.run_id, f"gate_{alias}_{name}", float(value))
     ctx.client.set_model_version_tag(ctx.model_name, str(version), f"knnclip.gate.{alias}.role", role)
+
+
+def _log_tasks(ctx: RegistryContext, mv, alias: str, tasks: dict) -> None:
+    """Per-task figures as metrics `gate_<alias>_task_<task>_<metric>` on the version's run."""
+    if not mv.run_id:
+        return
+    for protocol, by_task in tasks.items():
+        for task, figures in by_task.items():
+            for metric in ("miou", "segment_accuracy"):
+                if isinstance(figures.get(metric), (int, float)):
+                    ctx.client.log_metric(mv.run_id, f"gate_{alias}_task_{task}_{protocol}_{metric}",
+                                          float(figures[metric]))
 
 
 def run_gate(ctx: RegistryContext, candidate: int, alias: str, evaluator: Optional[Evaluator],
@@ -99,22 +127,33 @@ def run_gate(ctx: RegistryContext, candidate: int, alias: str, evaluator: Option
     inc = evaluator(load(holder))
     _log(ctx, holder, alias, inc, "incumbent")
     result["incumbent"] = inc
+    regressions = task_regressions(cand.get("tasks") or {}, inc.get("tasks") or {}, tolerance)
+    result["task_regressions"] = regressions
     c, i = cand.get(GATE_METRIC), inc.get(GATE_METRIC)
-    if c is None or i is None:
+    if (c is None or i is None) and not (cand.get("tasks") and inc.get("tasks")):
         result.update(status="skipped", reason=f"quality gate skipped: the evaluation gave no {GATE_METRIC}")
         return result
-    delta = float(c) - float(i)
-    result["delta"] = round(delta, 6)
+    delta = float(c) - float(i) if c is not None and i is not None else 0.0
+    result["delta"] = round(delta, 6) if c is not None and i is not None else None
     ctx.client.set_model_version_tag(ctx.model_name, str(candidate), f"knnclip.gate.{alias}.decision",
-                                     json.dumps({"vs": holder, "delta": round(delta, 6), "force": force}))
+                                     json.dumps({"vs": holder, "delta": result["delta"], "force": force,
+                                                 "task_regressions": [r["task"] for r in regressions]}))
+    problems = []
     if delta < -tolerance:
-        msg = (f"version {candidate} scores {GATE_METRIC} {c:.4f} against {i:.4f} for version {holder} "
-               f"(current {alias}), a drop of {-delta:.4f} beyond the tolerance {tolerance}")
+        problems.append(f"version {candidate} scores {GATE_METRIC} {c:.4f} against {i:.4f} for version {holder} "
+                        f"(current {alias}), a drop of {-delta:.4f} beyond the tolerance {tolerance}")
+    problems += [f"task {r['task']!r} drops {r['metric']} from {r['incumbent']:.4f} (version {holder}) to "
+                 f"{r['candidate']:.4f}, beyond the tolerance {tolerance}" for r in regressions]
+    if problems:
+        msg = "; ".join(problems)
         if not force:
             raise GateRefusedError(f"promotion refused: {msg}; use --force to promote anyway")
         logger.warning("promotion forced: %s", msg)
         result.update(status="forced", reason=msg)
         return result
-    result.update(status="passed", reason=f"{GATE_METRIC} {c:.4f} vs {i:.4f} for version {holder} "
-                                          f"(delta {delta:+.4f}, tolerance {tolerance})")
+    parts = [f"{GATE_METRIC} {c:.4f} vs {i:.4f} for version {holder} (delta {delta:+.4f}, tolerance {tolerance})"
+             ] if c is not None and i is not None else []
+    if cand.get("tasks"):
+        parts.append(f"no task dropped by more than {tolerance} (mIoU, own vocabulary)")
+    result.update(status="passed", reason="; ".join(parts))
     return result

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Optional, Sequence
+from typing import Callable, Iterable, Iterator, Optional, Sequence
 
 import numpy as np
 
@@ -147,31 +147,34 @@ def gt_label_map(shape: tuple[int, int], segments: Sequence[tuple[int, np.ndarra
 
 
 def evaluate(segmenter, samples: Iterable[Sample], classes: Sequence[str], masks_from: str = "gt",
-             panoptic: bool = False) -> dict:
+             panoptic: bool = False, canonical: Optional[Callable[[str], str]] = None) -> dict:
     """Run `segmenter` over `samples` answering with `classes` (the dataset's class list).
 
     masks_from 'gt' classifies the ground-truth masks (segment accuracy is then defined);
     'proposals' uses the segmenter's own proposals. With `panoptic` PQ is computed too.
-    Returns a JSON-ready dict with miou, pixel_accuracy, segment_accuracy, per_class_iou, ..."""
+    `canonical(name)` compares predictions and ground truth by canonical name (a class map;
+    the report then names canonical classes). Returns a JSON-ready dict with miou,
+    pixel_accuracy, segment_accuracy, per_class_iou, ..."""
     assert masks_from in ("gt", "proposals"), masks_from
-    classes = list(classes)
-    index = {normalise_class_name(c): i for i, c in enumerate(classes)}
+    request = list(classes)
+    canon = canonical or normalise_class_name
+    classes = list(dict.fromkeys(canon(c) for c in request)) if canonical else request
+    index = {canon(c): i for i, c in enumerate(classes)}
     conf = Confusion(len(classes))
     pq = PanopticQuality(len(classes)) if panoptic else None
     seg_right = seg_total = images = unknown_segments = 0
     out_classes: Optional[list[str]] = None
     for sample in samples:
-        gt = [(index[normalise_class_name(n)], np.asarray(m, dtype=bool)) for n, m in sample.segments
-              if normalise_class_name(n) in index]
+        gt = [(index[canon(n)], np.asarray(m, dtype=bool)) for n, m in sample.segments if canon(n) in index]
         gt = [(c, m) for c, m in gt if m.any()]
         if not gt:
             continue
         images += 1
         res = segmenter.segment(sample.image, masks=[m for _, m in gt] if masks_from == "gt" else None,
-                                vocabulary=classes, proposals="masks" if masks_from == "gt" else None)
+                                vocabulary=request, proposals="masks" if masks_from == "gt" else None)
         if out_classes is None:
             out_classes = res.classes
-        remap = np.array([index.get(normalise_class_name(c), -1) for c in res.classes] + [-1], dtype=np.int32)
+        remap = np.array([index.get(canon(c), -1) for c in res.classes] + [-1], dtype=np.int32)
         pred = remap[res.label_map]  # label -1 -> last entry
         conf.add(pred, gt_label_map(sample.image.shape[:2], gt))
         if masks_from == "gt":
