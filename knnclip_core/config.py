@@ -1,7 +1,10 @@
-"""Typed configuration: defaults < configs/default.yaml < --config FILE < KNNCLIP_* env.
+"""Typed configuration: defaults < configs/default.yaml < preset < --config FILE < KNNCLIP_* env.
 
 Nested fields are overridden with a double underscore, e.g.
-`KNNCLIP_INGEST__MIN_AREA=4` or `KNNCLIP_WORKER__K=20`.
+`KNNCLIP_INGEST__MIN_AREA=4` or `KNNCLIP_WORKER__K=20`. A preset is a named file of
+configs/presets/ (`preset: paper` in a config file, or KNNCLIP_PRESET=paper) that pairs a
+memory backbone with a base model: `paper` (DINOv2 memory + CLIP ConvNeXt base model) and
+`offline` (classic memory, no base model).
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 REPO_CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 DEFAULT_CONFIG_FILE = REPO_CONFIGS / "default.yaml"
+PRESETS_DIR = REPO_CONFIGS / "presets"
 
 
 class IngestConfig(BaseModel):
@@ -55,11 +59,20 @@ class PublishConfig(BaseModel):
     gate_tasks: Optional[str] = Field(None, description="Tasks YAML (see knnclip_core.segment.tasks) the gate checks one by one: a release that drops any task's mIoU by more than gate_tolerance is refused; also the default of `releases compare`.")
 
 
+class BaseModelConfig(BaseModel):
+    kind: str = Field("none", description="Base model from the BASE_MODELS registry (knnclip_core/segment/base_models.py): `none` (retrieval only; below T a segment is unknown) | `clip` (an open_clip model's dense features pooled in each mask, against prompt-ensembled text embeddings of any class names).")
+    backbone: Optional[str] = Field(None, description="The base model's backbone in configs/backbones.yaml (kind clip: an open_clip backbone; null: the memory backbone, which must then have a text tower).")
+    options: dict = Field(default_factory=dict, description="Extra keyword options for the base model's factory.")
+
+
 class WorkerConfig(BaseModel):
+    memory_backbone: Optional[str] = Field(None, description="Backbone that makes the query vectors (configs/backbones.yaml); null: the one the release records. A release built with another embedder is refused.")
+    base_model: BaseModelConfig = Field(default_factory=BaseModelConfig, description="The base model: proposes masks (through `proposals` unless it has its own) and gives P_base over any class names.")
     k: int = Field(10, description="Neighbours retrieved per mask proposal.")
     temperature: float = Field(0.1, description="Softmax temperature of the retrieval vote.")
-    fusion_lambda: float = Field(0.5, description="Weight of P_ret in P = lambda * P_ret + (1 - lambda) * P_clip.")
-    confidence_threshold: float = Field(0.5, description="Retrieval confidence T at or above which fusion applies.")
+    confidence: str = Field("similarity", description="Retrieval confidence: similarity (vote share x weighted mean cosine of the winning class's neighbours) | vote_share (the old, shift-invariant one).")
+    fusion_lambda: float = Field(0.5, description="Weight of P_ret in P = lambda * P_ret + (1 - lambda) * P_base.")
+    confidence_threshold: float = Field(0.6, description="Retrieval confidence T at or above which fusion applies (below it: P_base, or unknown without a base model).")
     proposals: str = Field("slic", description="Mask proposal generator: slic | grid | masks | sam.")
     poll_seconds: float = Field(10.0, description="How often the service checks the alias for a new release.")
     max_upload_mb: float = Field(20.0, description="Largest accepted upload.")
@@ -73,6 +86,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="KNNCLIP_", env_nested_delimiter="__", extra="ignore")
 
     home: Path = Field(Path(".knnclip"), description="Workspace folder holding all state (KNNCLIP_HOME).")
+    preset: Optional[str] = Field(None, description="Named pairing of configs/presets/ layered over default.yaml (paper | offline; KNNCLIP_PRESET).")
     catalog_url: Optional[str] = Field(None, description="SQLAlchemy URL of the catalog (default: SQLite in the workspace).")
     worker_token: Optional[str] = Field(None, description="Bearer token the worker requires when set.")
     ingest: IngestConfig = IngestConfig()
@@ -87,20 +101,42 @@ class Settings(BaseSettings):
 
 
 _CONFIG_FILE: ContextVar[Optional[str]] = ContextVar("knnclip_config_file", default=None)
+_PRESET: ContextVar[Optional[str]] = ContextVar("knnclip_preset", default=None)
+
+
+def list_presets() -> list[str]:
+    """Names of the presets in configs/presets/."""
+    return sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
+
+
+def preset_file(name: str) -> Path:
+    """configs/presets/<name>.yaml; raises ValueError naming the known presets when absent."""
+    path = PRESETS_DIR / f"{name}.yaml"
+    if not path.is_file():
+        raise ValueError(f"unknown preset {name!r}; known: {', '.join(list_presets()) or 'none'}")
+    return path
 
 
 class _YamlSource(PydanticBaseSettingsSource):
-    """Reads configs/default.yaml, then the file given to `load_settings` (--config), else
-    the one named by KNNCLIP_CONFIG."""
+    """Reads configs/default.yaml, then the preset (load_settings(preset=...), else
+    KNNCLIP_PRESET, else the config files' `preset`), then the file given to `load_settings`
+    (--config), else the one named by KNNCLIP_CONFIG."""
 
     def __init__(self, settings_cls):
         super().__init__(settings_cls)
-        self._data: dict[str, Any] = {}
+        layers = []
         for path in (DEFAULT_CONFIG_FILE, _CONFIG_FILE.get() or os.environ.get("KNNCLIP_CONFIG")):
             if path and Path(path).is_file():
-                _deep_update(self._data, read_yaml(Path(path)))
+                layers.append(read_yaml(Path(path)))
             elif path and path != DEFAULT_CONFIG_FILE:
                 raise FileNotFoundError(f"config file {path} does not exist")
+        preset = _PRESET.get() or os.environ.get("KNNCLIP_PRESET") or next(
+            (layer["preset"] for layer in reversed(layers) if layer.get("preset")), None)
+        if preset:
+            layers.insert(1, {**read_yaml(preset_file(preset)), "preset": preset})
+        self._data: dict[str, Any] = {}
+        for layer in layers:
+            _deep_update(self._data, layer)
 
     def get_field_value(self, field, field_name):
         return self._data.get(field_name), field_name, False
@@ -126,10 +162,13 @@ def _deep_update(base: dict, new: dict) -> None:
             base[key] = value
 
 
-def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
-    """Build Settings; `config_file` is layered over configs/default.yaml."""
+def load_settings(config_file: str | Path | None = None, preset: Optional[str] = None, **overrides: Any) -> Settings:
+    """Build Settings; `preset` (a configs/presets/ name) and then `config_file` are layered
+    over configs/default.yaml. Raises ValueError for an unknown preset."""
     token = _CONFIG_FILE.set(str(config_file) if config_file is not None else None)
+    ptoken = _PRESET.set(preset)
     try:
         return Settings(**overrides)
     finally:
         _CONFIG_FILE.reset(token)
+        _PRESET.reset(ptoken)

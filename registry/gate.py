@@ -2,7 +2,9 @@
 configured evaluation set and refuse a regression larger than the tolerance (unless forced).
 
 An evaluator is a callable `(snapshot) -> dict` holding at least `segment_accuracy`
-(ground-truth masks classified by the release). `default_evaluator(settings)` builds one from
+(ground-truth masks classified by the release); the default one also records the memory
+backbone's `embedder_id` and the `base_model_id` it was evaluated with (version tags
+`knnclip.gate.<alias>.<name>`). `default_evaluator(settings)` builds one from
 settings.publish.gate_eval_path with the worker's segmenter and evaluation code.
 """
 from __future__ import annotations
@@ -21,7 +23,8 @@ logger = logging.getLogger(__name__)
 
 Evaluator = Callable[[object], dict]
 GATE_METRIC = "segment_accuracy"
-REPORTED = ("segment_accuracy", "miou", "pixel_accuracy", "segments", "images")
+REPORTED = ("segment_accuracy", "miou", "pixel_accuracy", "segments", "images",
+            "embedder_id", "base_model_id")  # the two roles: memory backbone and base model
 
 
 class GateRefusedError(KnnclipError):

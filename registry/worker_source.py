@@ -2,8 +2,9 @@
 
 `RegistryReleaseSource(ref, settings)` is the callable `knnclip_core.segment.service.create_app`
 polls: it resolves the alias (one cheap registry call), and when the alias points at another
-version it downloads, verifies and loads that version, with the embedder named by the
-version's backbone tag (or found from the embedder id). A version that failed is not
+version it downloads, verifies and loads that version, with the memory backbone named by
+`worker.memory_backbone`, else the version's backbone tag (or found from the embedder id), and
+the base model `worker.base_model` names. A version that failed is not
 downloaded again until the alias moves; rollback is followed like any other move.
 """
 from __future__ import annotations
@@ -50,7 +51,7 @@ class RegistryReleaseSource:
         try:
             release = load_release(f"models:/{self.model_name}/{version}", ctx=self.ctx)
             tags = self.ctx.model_version(int(version)).tags or {}
-            backbone = self.backbone or tags.get(store.TAG_BACKBONE)
+            backbone = self.backbone or self.params.memory_backbone or tags.get(store.TAG_BACKBONE)
             seg = segmenter_for_snapshot(release.snapshot, self.params, self.embedders, backbone)
         except KnnclipError as exc:
             self._failed = (version, exc)

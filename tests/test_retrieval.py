@@ -1,9 +1,9 @@
-"""Retrieval votes against a brute-force numpy oracle, and vocabulary-restricted retrieval."""
+"""Retrieval votes and confidences against a brute-force numpy oracle, and vocabulary-restricted retrieval."""
 import numpy as np
 import pytest
 
 from knnclip_core.index import build_snapshot, load_snapshot
-from knnclip_core.segment.retrieval import FlatMemory, retrieve, vote
+from knnclip_core.segment.retrieval import FlatMemory, confidence, retrieve, vote
 
 
 def unit(rng, n, d):
@@ -11,22 +11,25 @@ def unit(rng, n, d):
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
-def oracle(xq, xb, class_ids, vocabulary, classes, k, t, restrict):
-    """Brute-force P_ret: exact similarities, take k best (allowed) rows, exp(s/t) per class."""
+def oracle(xq, xb, class_ids, vocabulary, classes, k, t, restrict, with_confidence=False):
+    """Brute-force P_ret: exact similarities, take k best (allowed) rows, exp(s/t) per class;
+    with_confidence also the similarity confidence: sum over the winner's neighbours of
+    exp(s/t) * max(s, 0), over the sum of exp(s/t) of all that voted."""
     cmap = {name: i for i, name in enumerate(classes)}
     P = np.zeros((len(xq), len(classes)))
+    conf = np.zeros(len(xq))
     for q in range(len(xq)):
         s = xb @ xq[q]
         order = np.argsort(-s, kind="stable")
         if restrict:
             order = [r for r in order if vocabulary[class_ids[r]] in cmap]
-        for r in order[:k]:
-            c = cmap.get(vocabulary[class_ids[r]])
-            if c is not None:
-                P[q, c] += np.exp(s[r] / t)
+        voted = [(cmap[vocabulary[class_ids[r]]], s[r]) for r in order[:k] if vocabulary[class_ids[r]] in cmap]
+        for c, sim in voted:
+            P[q, c] += np.exp(sim / t)
         if P[q].sum():
+            conf[q] = sum(np.exp(sim / t) * max(sim, 0) for c, sim in voted if c == P[q].argmax()) / P[q].sum()
             P[q] /= P[q].sum()
-    return P
+    return (P, conf) if with_confidence else P
 
 
 @pytest.fixture
@@ -44,9 +47,37 @@ def test_vote_matches_oracle(data, k, t):
     xb, class_ids, vocabulary, xq = data
     mem = FlatMemory(xb, class_ids, vocabulary)
     r = retrieve(mem, xq, k, t, vocabulary)
-    np.testing.assert_allclose(r.P, oracle(xq, xb, class_ids, vocabulary, vocabulary, k, t, False), atol=1e-5)
-    np.testing.assert_allclose(r.confidence, r.P.max(axis=1))
+    P, conf = oracle(xq, xb, class_ids, vocabulary, vocabulary, k, t, False, with_confidence=True)
+    np.testing.assert_allclose(r.P, P, atol=1e-5)
+    np.testing.assert_allclose(r.confidence, conf, atol=1e-5)  # default: similarity
     assert (r.I >= 0).all() and r.I.shape == (20, k)
+    share = retrieve(mem, xq, k, t, vocabulary, confidence_kind="vote_share")
+    np.testing.assert_allclose(share.confidence, P.max(axis=1), atol=1e-5)
+    np.testing.assert_allclose(share.P, r.P)
+
+
+def test_similarity_confidence_measures_closeness_and_vote_share_does_not():
+    labels = np.array([[0, 0, 0, 1]])
+    near = np.array([[0.95, 0.94, 0.93, 0.90]], np.float32)
+    far = near - 0.85  # every similarity shifted by a constant: same vote, far neighbours
+    for D in (near, far):
+        P, share = vote(D, labels, 2, 0.1)
+        np.testing.assert_allclose(confidence(P, D, labels, 0.1, "vote_share"), share)
+    P_near, share_near = vote(near, labels, 2, 0.1)
+    P_far, share_far = vote(far, labels, 2, 0.1)
+    np.testing.assert_allclose(P_near, P_far, atol=1e-6)
+    np.testing.assert_allclose(share_near, share_far, atol=1e-6)  # the old confidence cannot tell them apart
+    c_near, c_far = confidence(P_near, near, labels, 0.1)[0], confidence(P_far, far, labels, 0.1)[0]
+    w = np.exp(near[0] / 0.1)
+    assert c_near == pytest.approx((w[:3] * near[0, :3]).sum() / w.sum(), rel=1e-5)
+    assert c_far == pytest.approx((w[:3] * far[0, :3]).sum() / w.sum(), rel=1e-5)
+    assert c_far < 0.1 < 0.7 < c_near
+    # unanimous neighbours: the confidence is their weighted mean cosine; negative ones count 0
+    D = np.array([[0.5, 0.5], [-0.3, -0.4]], np.float32)
+    P, _ = vote(D, np.zeros((2, 2), int), 1, 0.1)
+    np.testing.assert_allclose(confidence(P, D, np.zeros((2, 2), int), 0.1), [0.5, 0.0], atol=1e-6)
+    with pytest.raises(ValueError, match="vote_share"):
+        confidence(P, D, np.zeros((2, 2), int), 0.1, "nearest")
 
 
 def test_restricted_vocabulary_finds_k_allowed_neighbours(data):
@@ -54,7 +85,9 @@ def test_restricted_vocabulary_finds_k_allowed_neighbours(data):
     mem = FlatMemory(xb, class_ids, vocabulary)
     asked = ["class 4", "class 1", "new class"]
     r = retrieve(mem, xq, 10, 0.1, asked, restrict=True)
-    np.testing.assert_allclose(r.P, oracle(xq, xb, class_ids, vocabulary, asked, 10, 0.1, True), atol=1e-5)
+    P, conf = oracle(xq, xb, class_ids, vocabulary, asked, 10, 0.1, True, with_confidence=True)
+    np.testing.assert_allclose(r.P, P, atol=1e-5)
+    np.testing.assert_allclose(r.confidence, conf, atol=1e-5)
     assert (r.I >= 0).all(), "k allowed neighbours must be found"
     assert set(np.array(vocabulary)[class_ids[r.I.ravel()]]) <= {"class 4", "class 1"}
     assert (r.P[:, 2] == 0).all()

@@ -154,7 +154,8 @@ def evaluate(segmenter, samples: Iterable[Sample], classes: Sequence[str], masks
     'proposals' uses the segmenter's own proposals. With `panoptic` PQ is computed too.
     `canonical(name)` compares predictions and ground truth by canonical name (a class map;
     the report then names canonical classes). Returns a JSON-ready dict with miou,
-    pixel_accuracy, segment_accuracy, per_class_iou, ..."""
+    pixel_accuracy, segment_accuracy, per_class_iou, ..., and the two roles it ran with:
+    embedder_id (memory backbone) and base_model_id."""
     assert masks_from in ("gt", "proposals"), masks_from
     request = list(classes)
     canon = canonical or normalise_class_name
@@ -187,7 +188,9 @@ def evaluate(segmenter, samples: Iterable[Sample], classes: Sequence[str], masks
             pred_segs = [(int(remap[p["class_index"]]), res.panoptic_map == p["id"]) for p in res.panoptic]
             pq.add(pred_segs, gt, void)
     report = conf.scores(classes)
-    report.update({"images": images, "masks_from": masks_from,
+    report.update({"embedder_id": getattr(getattr(segmenter, "embedder", None), "id", None),
+                   "base_model_id": getattr(getattr(segmenter, "base_model", None), "id", None),
+                   "images": images, "masks_from": masks_from,
                    "segment_accuracy": (seg_right / seg_total if seg_total else None),
                    "segments": seg_total, "unknown_segments": unknown_segments})
     if pq is not None:

@@ -1,8 +1,9 @@
-"""Fusion of retrieval and open-vocabulary scores, as in kNN-CLIP.
+"""Fusion of retrieval and the base model's open-vocabulary scores, as in kNN-CLIP.
 
-With CLIP scores: P = lambda * P_ret + (1 - lambda) * P_clip where the retrieval confidence
-is >= T, else P = P_clip. Without them (a non-CLIP backbone): P = P_ret, and a segment
-whose confidence is below T is labelled `UNKNOWN` (-1).
+With base scores: P = lambda * P_ret + (1 - lambda) * P_base where the retrieval confidence
+is >= T, else P = P_base (a distant neighbourhood never overrides the base model). Without
+them (base model `none`): P = P_ret, and a segment whose confidence is below T is labelled
+`UNKNOWN` (-1).
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ def clip_scores(xq: np.ndarray, text: np.ndarray, logit_scale: float) -> np.ndar
     return (e / e.sum(axis=1, keepdims=True)).astype(np.float32) if e.size else e.astype(np.float32)
 
 
-def fuse(P_ret: np.ndarray, confidence: np.ndarray, P_clip: Optional[np.ndarray],
+def fuse(P_ret: np.ndarray, confidence: np.ndarray, P_base: Optional[np.ndarray],
          fusion_lambda: float, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Combine the scores of nq segments over C classes.
 
@@ -33,12 +34,12 @@ def fuse(P_ret: np.ndarray, confidence: np.ndarray, P_clip: Optional[np.ndarray]
     assert 0.0 <= fusion_lambda <= 1.0
     assert P_ret.ndim == 2 and confidence.shape == (P_ret.shape[0],)
     fused = confidence >= threshold
-    if P_clip is None:
+    if P_base is None:
         P = P_ret.astype(np.float32)
         labels = np.where(fused, P.argmax(axis=1) if P.shape[1] else UNKNOWN, UNKNOWN)
         return P, labels.astype(np.int64), fused
-    assert P_clip.shape == P_ret.shape
-    P = np.where(fused[:, None], fusion_lambda * P_ret + (1.0 - fusion_lambda) * P_clip, P_clip)
+    assert P_base.shape == P_ret.shape
+    P = np.where(fused[:, None], fusion_lambda * P_ret + (1.0 - fusion_lambda) * P_base, P_base)
     P = P.astype(np.float32)
     labels = P.argmax(axis=1) if P.shape[1] else np.full(len(P), UNKNOWN)
     return P, labels.astype(np.int64), fused

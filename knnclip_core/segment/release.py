@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from ..errors import EmbedderMismatchError, KnnclipError
+from .base_models import build_base_model
 from .segmenter import Segmenter, SegmentParams
 
 logger = logging.getLogger(__name__)
@@ -41,11 +42,16 @@ class LoadedRelease:
     def embedder_id(self) -> str:
         return self.segmenter.embedder.id
 
+    @property
+    def base_model_id(self) -> str:
+        return self.segmenter.base_model.id
+
     def describe(self) -> dict:
-        """JSON-ready identity of the release."""
+        """JSON-ready identity of the release: the memory backbone's embedder id (the release
+        records it) and the base model the worker pairs it with."""
         return {"version": self.version, "alias": self.alias, "uri": self.uri,
                 "vocabulary_size": self.vocabulary_size, "embedder_id": self.embedder_id,
-                "loaded_at": self.loaded_at}
+                "base_model_id": self.base_model_id, "loaded_at": self.loaded_at}
 
 
 ReleaseSource = Callable[[Optional[str]], Optional[LoadedRelease]]
@@ -103,13 +109,16 @@ class EmbedderCache:
 
 def segmenter_for_snapshot(snapshot, params: SegmentParams, embedders: EmbedderCache,
                            backbone: Optional[str] = None) -> Segmenter:
-    """A Segmenter over `snapshot` with the embedder that reproduces it.
+    """A Segmenter over `snapshot` with the embedder that reproduces it (`backbone`, else
+    params.memory_backbone, else the one the snapshot records) and the base model
+    `params.base_model` names (its backbone loaded through the same cache).
 
     Raises EmbedderMismatchError when the backbone's embedder id differs from the snapshot's."""
-    embedder = embedders.get(backbone_for_snapshot(snapshot, backbone))
+    embedder = embedders.get(backbone_for_snapshot(snapshot, backbone or params.memory_backbone))
     manifest = getattr(snapshot, "manifest", {}) or {}
     things = manifest.get("thing_classes") or (manifest.get("lineage") or {}).get("thing_classes")
-    seg = Segmenter(embedder, snapshot, params, thing_classes=things)
+    base = build_base_model(params.base_model, embedder, embedders.get)
+    seg = Segmenter(embedder, snapshot, params, thing_classes=things, base_model=base)
     seg.warm_up()
     return seg
 

@@ -1,8 +1,10 @@
-"""kNN-CLIP inference on one image: proposals -> pooled features -> P_ret (+ P_clip) -> labels.
+"""kNN-CLIP inference on one image: proposals -> pooled features -> P_ret (+ P_base) -> labels.
 
-`Segmenter(embedder, memory, params)` is pure: no I/O, no registry. The memory is a
-`Snapshot` (or `retrieval.FlatMemory`); the embedder must be the one the memory was
-built with (checked by id when the memory records one).
+`Segmenter(embedder, memory, params, base_model=...)` is pure: no I/O, no registry. Two
+roles: `embedder` is the memory backbone (it must be the one the memory was built with,
+checked by id when the memory records one) and makes the query vectors; the base model
+(base_models.py; default: built from `params.base_model`) proposes the masks and gives
+P_base over any class names, or nothing (retrieval alone; below T a segment is unknown).
 """
 from __future__ import annotations
 
@@ -15,15 +17,14 @@ import numpy as np
 
 from ..errors import EmbedderMismatchError, InputError
 from ..readers.base import normalise_class_name
-from .fusion import UNKNOWN, clip_scores, fuse
-from .proposals import propose
-from .retrieval import Memory, retrieve
+from .base_models import BaseModel, BaseModelSpec, build_base_model
+from .fusion import UNKNOWN, fuse
+from .retrieval import DEFAULT_CONFIDENCE, Memory, retrieve
 
 logger = logging.getLogger(__name__)
 
 MAX_EXTRA_CLASSES = 256      # extra class names one request may add
 MAX_REQUEST_CLASSES = 4096   # classes one request may restrict its answer to
-TEXT_CACHE_LIMIT = 20_000    # cached text embeddings per segmenter (release vocabulary always kept)
 
 
 @dataclass
@@ -32,18 +33,24 @@ class SegmentParams:
 
     k: int = 10
     temperature: float = 0.1
+    confidence: str = DEFAULT_CONFIDENCE
     fusion_lambda: float = 0.5
-    confidence_threshold: float = 0.5
+    confidence_threshold: float = 0.6
     proposals: str = "slic"
     proposal_options: dict = field(default_factory=dict)
+    base_model: BaseModelSpec = field(default_factory=BaseModelSpec)
+    memory_backbone: Optional[str] = None
 
     @classmethod
     def from_settings(cls, settings) -> "SegmentParams":
         """Parameters from `settings.worker`."""
         w = settings.worker
-        return cls(k=w.k, temperature=w.temperature, fusion_lambda=w.fusion_lambda,
+        b = w.base_model
+        return cls(k=w.k, temperature=w.temperature, confidence=w.confidence, fusion_lambda=w.fusion_lambda,
                    confidence_threshold=w.confidence_threshold, proposals=w.proposals,
-                   proposal_options=dict(getattr(w, "proposal_options", None) or {}))
+                   proposal_options=dict(getattr(w, "proposal_options", None) or {}),
+                   base_model=BaseModelSpec(kind=b.kind, backbone=b.backbone, options=dict(b.options or {})),
+                   memory_backbone=w.memory_backbone)
 
 
 @dataclass
@@ -54,7 +61,7 @@ class Segment:
     label: int                # index into SegmentationResult.classes, or UNKNOWN (-1)
     score: float              # P[label] (0 for UNKNOWN)
     scores: np.ndarray        # (C,) fused scores
-    confidence: float         # retrieval confidence (top of P_ret)
+    confidence: float         # retrieval confidence (retrieval.CONFIDENCES)
     fused: bool               # retrieval took part in the decision
     neighbours: list          # [(memory row, similarity)] that voted
 
@@ -104,22 +111,24 @@ def check_embedder(embedder, memory) -> None:
 
 
 class Segmenter:
-    """kNN-CLIP segmenter over one (embedder, memory) pair.
+    """kNN-CLIP segmenter over one (memory backbone, memory) pair and a base model.
 
     `thing_classes`: names segmented as instances in the panoptic output (others are stuff).
-    Raises EmbedderMismatchError when the memory was built with another embedder."""
+    `base_model`: a base_models.BaseModel (default: `build_base_model(params.base_model, embedder)`).
+    Raises EmbedderMismatchError when the memory was built with another embedder, KnnclipError
+    when the base model cannot be built."""
 
     def __init__(self, embedder, memory: Memory, params: Optional[SegmentParams] = None,
-                 thing_classes: Optional[Sequence[str]] = None):
+                 thing_classes: Optional[Sequence[str]] = None, base_model: Optional[BaseModel] = None):
         check_embedder(embedder, memory)
         self.embedder = embedder
         self.memory = memory
         self.params = params or SegmentParams()
+        self.base_model = base_model if base_model is not None else build_base_model(self.params.base_model, embedder)
         self.vocabulary = list(memory.vocabulary)
         self._by_norm = {normalise_class_name(n): n for n in self.vocabulary}
         self.thing_classes = {normalise_class_name(n) for n in (thing_classes or [])}
-        self.has_text = bool(getattr(embedder, "has_text", False))
-        self._text: dict[str, np.ndarray] = {}
+        self.has_text = bool(self.base_model.open_vocabulary)
 
     def resolve_classes(self, vocabulary: Optional[Sequence[str]] = None,
                         extra_classes: Sequence[str] = ()) -> tuple[list[str], bool]:
@@ -134,7 +143,7 @@ class Segmenter:
             raise InputError(f"a request may name at most {MAX_EXTRA_CLASSES} extra classes "
                              f"and {MAX_REQUEST_CLASSES} vocabulary classes.")
         if extra_classes and not self.has_text:
-            logger.info("extra classes %s ignored: backbone without a text tower", list(extra_classes))
+            logger.info("extra classes %s ignored: no open-vocabulary base model", list(extra_classes))
             extra_classes = ()
         base = [spell(n) for n in vocabulary] if vocabulary else list(self.vocabulary)
         out, seen = [], set()
@@ -147,27 +156,9 @@ class Segmenter:
             raise InputError("the request names no classes.")
         return out, bool(vocabulary)
 
-    def text_embeddings(self, classes: Sequence[str]) -> np.ndarray:
-        """(C, d) text embeddings of `classes`, cached by name (thread-safe: a request works
-        on the dict it read, even when another request starts the cache over)."""
-        if not classes:
-            return np.zeros((0, self.embedder.dim), np.float32)
-        cache = self._text
-        missing = [c for c in dict.fromkeys(classes) if c not in cache]
-        if missing:
-            fresh = {c: np.asarray(v, dtype=np.float32)
-                     for c, v in zip(missing, self.embedder.encode_text(list(missing)))}
-            if len(cache) + len(fresh) > TEXT_CACHE_LIMIT:  # requests' extra names: start over
-                known = set(self.vocabulary)
-                cache = {c: v for c, v in cache.items() if c in known}
-                self._text = cache
-            cache.update(fresh)
-        return np.stack([cache[c] for c in classes])
-
     def warm_up(self) -> None:
-        """Encode the release vocabulary once (CLIP backbones), so the first request is not slow."""
-        if self.has_text:
-            self.text_embeddings(self.vocabulary)
+        """Let the base model prepare the release vocabulary (CLIP: encode its text once)."""
+        self.base_model.warm_up(self.vocabulary)
 
     def segment(self, image: np.ndarray, masks: Optional[Sequence[np.ndarray]] = None,
                 vocabulary: Optional[Sequence[str]] = None, extra_classes: Sequence[str] = (),
@@ -176,29 +167,29 @@ class Segmenter:
 
         `masks`: caller-supplied proposals (used with proposals='masks', the default when given);
         `vocabulary`: restrict the answer to these classes; `extra_classes`: class names added to
-        the vocabulary (found by CLIP text scores only). Raises InputError on a bad image."""
+        the vocabulary (found by the base model's scores only). Raises InputError on a bad image."""
         if not (isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8):
             raise InputError("the image must be an RGB picture (H x W x 3, 8 bit).")
         p = self.params
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         method = proposals or ("masks" if masks is not None else p.proposals)
-        props = propose(method, image, masks=masks, **p.proposal_options)
+        props = self.base_model.propose(image, method, masks=masks, **p.proposal_options)
         t1 = time.perf_counter()
         timings["proposals"] = t1 - t0
         xq = self.embedder.embed_masks(image, props) if props else np.zeros((0, self.embedder.dim), np.float32)
         t2 = time.perf_counter()
         timings["forward"] = t2 - t1
         classes, restrict = self.resolve_classes(vocabulary, extra_classes)
-        ret = retrieve(self.memory, xq, p.k, p.temperature, classes, restrict=restrict)
+        ret = retrieve(self.memory, xq, p.k, p.temperature, classes, restrict=restrict, confidence_kind=p.confidence)
         t3 = time.perf_counter()
         timings["retrieval"] = t3 - t2
-        P_clip = None
-        if self.has_text and len(xq):
-            P_clip = clip_scores(xq, self.text_embeddings(classes), self.embedder.logit_scale)
-        P, labels, fused = fuse(ret.P, ret.confidence, P_clip, p.fusion_lambda, p.confidence_threshold)
+        P_base = self.base_model.scores(image, props, classes, shared=(self.embedder.id, xq)) if props else None
+        t_base = time.perf_counter()
+        timings["base_model"] = t_base - t3
+        P, labels, fused = fuse(ret.P, ret.confidence, P_base, p.fusion_lambda, p.confidence_threshold)
         t4 = time.perf_counter()
-        timings["fusion"] = t4 - t3
+        timings["fusion"] = t4 - t_base
         segments = [Segment(mask=m, label=int(labels[i]),
                             score=float(P[i, labels[i]]) if labels[i] >= 0 else 0.0, scores=P[i],
                             confidence=float(ret.confidence[i]), fused=bool(fused[i]),

@@ -37,7 +37,8 @@ class ReleaseState(BaseModel):
     alias: Optional[str] = None
     uri: Optional[str] = None
     vocabulary_size: Optional[int] = None
-    embedder_id: Optional[str] = None
+    embedder_id: Optional[str] = None      # the memory backbone (the release records it)
+    base_model_id: Optional[str] = None    # the base model paired with it (worker.base_model)
     loaded_at: Optional[float] = None
     last_reload_error: Optional[str] = None
     last_check: Optional[float] = None
