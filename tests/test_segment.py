@@ -128,8 +128,11 @@ def test_segmenter_refuses_other_embedder(classic):
         Segmenter(classic, mem)
 
 
-def test_clip_backbone_fuses_and_finds_extra_class():
+def test_clip_memory_and_clip_base_share_one_forward():
+    """base_model clip with no backbone: the memory backbone's own text tower; P_base comes from
+    the query vectors themselves (one forward serves both roles)."""
     from knnclip_core.embedders import get_embedder
+    from knnclip_core.segment import BaseModelSpec
 
     emb = get_embedder("tiny-vit-random", device="cpu")
     rng = np.random.default_rng(0)
@@ -137,17 +140,33 @@ def test_clip_backbone_fuses_and_finds_extra_class():
     xb = rng.standard_normal((30, emb.dim)).astype(np.float32)
     xb /= np.linalg.norm(xb, axis=1, keepdims=True)
     mem = FlatMemory(xb, rng.integers(0, 2, 30), ["cat", "dog"])
-    seg = Segmenter(emb, mem, SegmentParams(proposals="grid", k=3, confidence_threshold=0.0, fusion_lambda=0.5))
+    params = SegmentParams(proposals="grid", k=3, confidence_threshold=0.0, fusion_lambda=0.5,
+                           base_model=BaseModelSpec(kind="clip"))
+    seg = Segmenter(emb, mem, params)
+    assert seg.base_model.id == f"clip|{emb.id}" and seg.base_model.embedder is emb
     res = seg.segment(img, extra_classes=["zebra"])
     assert res.classes == ["cat", "dog", "zebra"]
     xq = emb.embed_masks(img, [s.mask for s in res.segments])
     from knnclip_core.segment.fusion import clip_scores
     from knnclip_core.segment.retrieval import retrieve
 
-    P_clip = clip_scores(xq, emb.encode_text(res.classes), emb.logit_scale)
+    P_base = clip_scores(xq, emb.encode_text(res.classes), emb.logit_scale)
     P_ret = retrieve(mem, xq, 3, 0.1, res.classes).P
-    np.testing.assert_allclose(np.stack([s.scores for s in res.segments]), 0.5 * P_ret + 0.5 * P_clip, atol=1e-5)
-    assert all(s.scores[2] > 0 for s in res.segments), "the extra class gets CLIP scores"
+    np.testing.assert_allclose(np.stack([s.scores for s in res.segments]), 0.5 * P_ret + 0.5 * P_base, atol=1e-5)
+    assert all(s.scores[2] > 0 for s in res.segments), "the extra class gets base-model scores"
+
+
+def test_clip_memory_without_base_model_is_retrieval_only():
+    """The roles are apart: a CLIP memory backbone with base model `none` gives no text scores."""
+    from knnclip_core.embedders import get_embedder
+
+    emb = get_embedder("tiny-vit-random", device="cpu")
+    rng = np.random.default_rng(0)
+    xb = rng.standard_normal((10, emb.dim)).astype(np.float32)
+    mem = FlatMemory(xb / np.linalg.norm(xb, axis=1, keepdims=True), rng.integers(0, 2, 10), ["cat", "dog"])
+    seg = Segmenter(emb, mem, SegmentParams(proposals="grid", k=3))
+    res = seg.segment(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8), extra_classes=["zebra"])
+    assert seg.base_model.id == "none" and res.classes == ["cat", "dog"]
 
 
 def test_sam_refuses_clearly_without_package_or_checkpoint(tmp_path):

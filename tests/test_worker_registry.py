@@ -1,5 +1,7 @@
 """The worker against a real MLflow registry on tmp_path: the release source follows promote
-and rollback, refuses a tampered version, and `knnclip segment` / `knnclip eval` run on it."""
+and rollback, refuses a tampered version, `knnclip segment` / `knnclip eval` run on it, and a
+release built with one memory backbone is served beside a different base model."""
+import io
 import json
 from pathlib import Path
 
@@ -29,6 +31,22 @@ def scene(seed):
         img[m] = COLOURS[name]
         segs.append((name, m))
     return np.clip(img.astype(int) + rng.integers(0, 12, img.shape), 0, 255).astype(np.uint8), segs
+
+
+def write_evalset(data):
+    """Scenes 3-5 as a semantic-png dataset (images/, masks/, classes.txt); returns its folder."""
+    (data / "images").mkdir(parents=True)
+    (data / "masks").mkdir()
+    names = list(COLOURS)
+    (data / "classes.txt").write_text("\n".join(names) + "\n")
+    for s in range(3, 6):
+        img, segs = scene(s)
+        labels = np.zeros((H, W), np.uint8)
+        for n, m in segs:
+            labels[m] = names.index(n)
+        Image.fromarray(img).save(data / "images" / f"im{s}.png")
+        Image.fromarray(labels).save(data / "masks" / f"im{s}.png")
+    return data
 
 
 @pytest.fixture
@@ -93,18 +111,8 @@ def test_cli_segment_and_eval(settings, published, tmp_path, capsys):
 
     _, publish = published
     publish("s1", "production")
-    data = tmp_path / "evalset"
-    (data / "images").mkdir(parents=True)
-    (data / "masks").mkdir()
+    data = write_evalset(tmp_path / "evalset")
     names = list(COLOURS)
-    (data / "classes.txt").write_text("\n".join(names) + "\n")
-    for s in range(3, 6):
-        img, segs = scene(s)
-        labels = np.zeros((H, W), np.uint8)
-        for n, m in segs:
-            labels[m] = names.index(n)
-        Image.fromarray(img).save(data / "images" / f"im{s}.png")
-        Image.fromarray(labels).save(data / "masks" / f"im{s}.png")
     out = tmp_path / "seg"
     assert main(["segment", str(data / "images" / "im3.png"), "--release", "production", "--out", str(out),
                  "--json"]) == 0
@@ -121,3 +129,65 @@ def test_cli_segment_and_eval(settings, published, tmp_path, capsys):
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert report["segment_accuracy"] is None and report["miou"] > 0.3
     assert main(["segment", str(data / "images" / "nope.png"), "--release", "production"]) == 2
+
+
+def test_memory_backbone_and_base_model_apart_end_to_end(settings, tmp_path, capsys):
+    """A release built with the tiny DINOv2 memory backbone, served over HTTP from the real
+    registry beside the tiny CLIP ViT base model: /release, the eval report and the promotion
+    gate's figures all record both ids; the base model answers a class the memory lacks."""
+    from fastapi.testclient import TestClient
+
+    from knnclip_core.cli.main import main
+    from knnclip_core.segment.service import create_app
+    from registry.gate import default_evaluator, run_gate
+    from registry.publish import publish_snapshot
+    from registry.store import open_registry
+    from registry.worker_source import RegistryReleaseSource
+
+    embedders = EmbedderCache("cpu")
+    dino, vit = embedders.get("tiny-dinov2-random"), embedders.get("tiny-vit-random")
+    xb, names = [], []
+    for s in range(3):
+        img, segs = scene(s)
+        xb.append(dino.embed_masks(img, [m for _, m in segs]))
+        names += [n for n, _ in segs]
+    build_snapshot(tmp_path / "d1", np.concatenate(xb), [f"d1-{i}" for i in range(len(names))], names, dino.id,
+                   lineage={"backbone": "tiny-dinov2-random"}, factory="Flat")
+    ctx = open_registry(settings)
+    version = publish_snapshot(ctx, tmp_path / "d1", alias="production", backbone="tiny-dinov2-random")["version"]
+    settings.worker.base_model.kind = "clip"
+    settings.worker.base_model.backbone = "tiny-vit-random"
+    settings.worker.proposals = "grid"
+    base_id = f"clip|{vit.id}"
+    source = RegistryReleaseSource("models:/knnclip-memory@production", settings, embedders=embedders)
+    app = create_app(source, settings, start_watcher=False)
+    img, _ = scene(7)
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="PNG")
+    with TestClient(app) as client:
+        assert app.state.watcher.poll_once()
+        rel = client.get("/release").json()
+        assert (rel["version"], rel["embedder_id"], rel["base_model_id"]) == (str(version), dino.id, base_id)
+        r = client.post("/segment", files={"image": ("x.png", buf.getvalue(), "image/png")},
+                        params={"classes": ["zebra"]})
+        assert r.status_code == 200, r.text
+        body = r.json()
+    assert body["classes"] == [*sorted(COLOURS), "zebra"] and len(body["segments"]) == 16  # 4x4 grid
+    assert all("zebra" in s["scores"] for s in body["segments"]), "P_base covers the class the memory lacks"
+    # eval report (CLI, settings through the environment) and the promotion gate record both ids
+    data = write_evalset(tmp_path / "evalset")
+    env = {"KNNCLIP_WORKER__BASE_MODEL__KIND": "clip", "KNNCLIP_WORKER__BASE_MODEL__BACKBONE": "tiny-vit-random"}
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in env.items():
+            mp.setenv(key, value)
+        assert main(["eval", str(data), "--release", "production", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (report["embedder_id"], report["base_model_id"]) == (dino.id, base_id)
+    assert (report["release"]["embedder_id"], report["release"]["base_model_id"]) == (dino.id, base_id)
+    settings.publish.gate_eval_path = str(data)
+    gate = run_gate(ctx, version, "production", default_evaluator(settings), tolerance=0.01)
+    assert gate["status"] == "first"
+    assert (gate["candidate"]["embedder_id"], gate["candidate"]["base_model_id"]) == (dino.id, base_id)
+    tags = ctx.model_version(version).tags
+    assert tags["knnclip.gate.production.base_model_id"] == base_id
+    assert tags["knnclip.gate.production.embedder_id"] == dino.id
