@@ -111,7 +111,7 @@ def register(sub) -> None:
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.add_argument("--release", default=DEFAULT_RELEASE, help="alias, version, or models:/name@alias (default production)")
     p.add_argument("--out", default="segment-out", help="output folder (default ./segment-out)")
-    p.add_argument("--classes", nargs="+", metavar="EXTRA", help="extra class names (CLIP backbones)")
+    p.add_argument("--classes", nargs="+", metavar="EXTRA", help="extra class names (needs an open-vocabulary base model, worker.base_model)")
     p.add_argument("--proposals", help="proposal generator: slic | grid | sam (default from settings)")
     add_json_flag(p)
     p.set_defaults(func=cmd_segment)
