@@ -65,7 +65,8 @@ def auroc(pos: np.ndarray, neg: np.ndarray) -> float:
 
 def run_fold(xb, yb, xq, yq, left_out: str, embedder_id: str, backbone: str, params, workdir: Path) -> dict:
     """One left-out class: snapshot of the other classes' train segments, val queried.
-    Returns {kind: {'confidence', 'label', 'known' (bool per query), 'correct'}}."""
+    Returns {kind: {'P', 'confidence', 'known' (bool per query), 'right' (the class index
+    each query should get, -1 for the left-out class)}}."""
     from knnclip_core.index import build_snapshot, load_snapshot
     from knnclip_core.segment.retrieval import CONFIDENCES, retrieve
 
@@ -74,23 +75,27 @@ def run_fold(xb, yb, xq, yq, left_out: str, embedder_id: str, backbone: str, par
     build_snapshot(snap_dir, xb[keep], [f"train-{i}" for i in np.nonzero(keep)[0]], list(yb[keep]),
                    embedder_id, lineage={"backbone": backbone, "left_out": left_out}, factory="Flat")
     snap = load_snapshot(snap_dir, expected_embedder_id=embedder_id)
+    index = {name: i for i, name in enumerate(snap.vocabulary)}
+    right = np.array([index.get(name, -1) for name in yq])
     out = {}
     for kind in CONFIDENCES:
         r = retrieve(snap, xq, params.k, params.temperature, snap.vocabulary, confidence_kind=kind)
-        argmax = np.asarray(snap.vocabulary)[r.P.argmax(axis=1)]
-        out[kind] = {"confidence": r.confidence, "known": yq != left_out, "argmax_right": argmax == yq}
+        out[kind] = {"P": r.P, "confidence": r.confidence, "known": right >= 0, "right": right}
     return out
 
 
 def at_threshold(folds: list[dict], kind: str, T: float) -> tuple[float, float]:
-    """(known-class accuracy, share of left-out segments unknown) over all folds at T."""
+    """(known-class accuracy, share of left-out segments unknown) over all folds at T, with
+    the worker's fusion and no base model (below T a segment is unknown)."""
+    from knnclip_core.segment.fusion import UNKNOWN, fuse
+
     right = known = unknown_out = out = 0
     for f in folds:
         r = f[kind]
-        sure = r["confidence"] >= T  # fusion.fuse without a base model: below T -> unknown
-        right += int((sure & r["argmax_right"] & r["known"]).sum())
+        _, labels, _ = fuse(r["P"], r["confidence"], None, 1.0, T)
+        right += int(((labels == r["right"]) & r["known"]).sum())
         known += int(r["known"].sum())
-        unknown_out += int((~sure & ~r["known"]).sum())
+        unknown_out += int(((labels == UNKNOWN) & ~r["known"]).sum())
         out += int((~r["known"]).sum())
     return right / max(known, 1), unknown_out / max(out, 1)
 
@@ -139,8 +144,7 @@ def evaluate(root: Path, limit: int | None, threshold: float | None, confidence:
         report[f"highest_threshold_known_{KNOWN_FLOOR}_{kind}"] = float(floor[-1][0]) if floor else None
     report["known_accuracy"] = report[f"known_accuracy_{chosen}"]
     report["unknown_rate_left_out"] = report[f"unknown_rate_left_out_{chosen}"]
-    report["known_accuracy_no_threshold"] = round(float(np.mean(np.concatenate(
-        [f[chosen]["argmax_right"][f[chosen]["known"]] for f in folds]))), 4)
+    report["known_accuracy_no_threshold"] = round(at_threshold(folds, chosen, 0.0)[0], 4)
     report["higher_auroc"] = max(CONFIDENCES, key=lambda kind: report[f"auroc_{kind}"])
     return report
 

@@ -157,3 +157,21 @@ def test_fake_base_model_served_by_the_unchanged_worker(settings, tmp_path):
     # close neighbours (the same blocks): retrieval takes part and wins over the base model
     assert [s["class"] for s in body["segments"]] == list(COLOURS)
     assert all(s["fused"] and s["scores"]["zebra"] == pytest.approx(0.45, abs=1e-4) for s in body["segments"])
+
+
+def test_memory_backbone_setting_refuses_a_release_of_another(settings, tmp_path):
+    """worker.memory_backbone names the query embedder; a release built with another is refused."""
+    from knnclip_core.errors import EmbedderMismatchError
+
+    embedders = EmbedderCache("cpu")
+    emb = embedders.get("classic")
+    img, masks = blocks()
+    build_snapshot(tmp_path / "v1", emb.embed_masks(img, masks), ["a", "b", "c"], list(COLOURS), emb.id,
+                   lineage={"backbone": "classic"}, factory="Flat")
+    settings.worker.memory_backbone = "classic-v2"
+    source = LocalSnapshotSource(tmp_path / "v1", SegmentParams.from_settings(settings), embedders)
+    with pytest.raises(EmbedderMismatchError, match="classic-v1"):
+        source(None)
+    settings.worker.memory_backbone = "classic"
+    loaded = LocalSnapshotSource(tmp_path / "v1", SegmentParams.from_settings(settings), embedders)(None)
+    assert loaded.describe()["embedder_id"] == emb.id and loaded.describe()["base_model_id"] == "none"

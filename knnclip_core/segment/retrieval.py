@@ -88,7 +88,7 @@ def vote(D: np.ndarray, labels: np.ndarray, n_classes: int, temperature: float) 
     """Similarity-weighted temperature-softmax vote.
 
     D (nq, k) similarities, labels (nq, k) class index per neighbour (-1 = does not count),
-    returns (P (nq, n_classes) with rows summing to 1 or all 0, confidence (nq,) = row max)."""
+    returns (P (nq, n_classes) with rows summing to 1 or all 0, vote share (nq,) = row max)."""
     assert D.shape == labels.shape and temperature > 0
     nq = D.shape[0]
     P = np.zeros((nq, n_classes), dtype=np.float64)
