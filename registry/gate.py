@@ -23,8 +23,7 @@ logger = logging.getLogger(__name__)
 
 Evaluator = Callable[[object], dict]
 GATE_METRIC = "segment_accuracy"
-REPORTED = ("segment_accuracy", "miou", "pixel_accuracy", "segments", "images",
-            "embedder_id", "base_model_id")  # the two roles: memory backbone and base model
+REPORTED = ("segment_accuracy", "miou", "pixel_accuracy", "segments", "images")
 
 
 class GateRefusedError(KnnclipError):
@@ -63,10 +62,10 @@ def default_evaluator(settings: Settings) -> Optional[Evaluator]:
             if tasks_file:
                 cache["tasks"] = load_task_samples(load_tasks(tasks_file), settings.worker.max_pixels)
         seg = segmenter_for_snapshot(snapshot, SegmentParams.from_settings(settings), cache["embedders"])
-        figures: dict = {}
+        figures: dict = {"embedder_id": seg.embedder.id, "base_model_id": seg.base_model.id}  # the two roles
         if path:
             report = evaluate(seg, cache["samples"], cache["classes"], masks_from="gt")
-            figures = {k: report.get(k) for k in REPORTED}
+            figures.update({k: report.get(k) for k in REPORTED})
         if tasks_file:
             from .compare import task_figures
 
