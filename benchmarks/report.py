@@ -45,9 +45,10 @@ def embed_rows(results: list[tuple[str, dict]]) -> list[str]:
 
 def latency_rows(results: list[tuple[str, dict]]) -> list[str]:
     head = ["result", "backbone", "memory", "index (chosen by)", "proposals ms", "forward ms", "retrieval ms",
-            "fusion ms", "bare AMP forward ms", "forwards/img", "overhead ratio (target <= 0.5)"]
+            "base model ms", "fusion ms", "bare AMP forward ms", "forwards/img", "overhead ratio (target <= 0.5)"]
     rows = [[name, r["backbone"], r["memory_vectors"], f"{r['index']} ({r.get('index_chosen_by', '?')})",
-             _ms(r["proposals_s"]), _ms(r["forward_s"]), _ms(r["retrieval_s"]), _ms(r["fusion_s"]),
+             _ms(r["proposals_s"]), _ms(r["forward_s"]), _ms(r["retrieval_s"]),
+             _ms(r["base_model_s"]) if "base_model_s" in r else "in fusion", _ms(r["fusion_s"]),
              _ms(r["bare_encode_image_s"]), r.get("forwards_per_image", "n/a"), f"**{r['overhead_ratio']}**"]
             for name, r in results]
     return _table(head, rows)

@@ -8,7 +8,7 @@ The memory is `--memory` random unit vectors over `--classes` classes, published
 snapshot (`index.build_snapshot`: the index publishing picks for that many vectors, unless
 `--index` names a FAISS factory, with its tuned search parameters) and loaded the way the
 worker loads a release (`LocalSnapshotSource`: verified manifest, `load_snapshot`, the
-segmenter the worker builds). The image is the first CamVid val image when ../shared/data is
+segmenter the worker builds, with `--base-model` giving P_base). The image is the first CamVid val image when ../shared/data is
 present, else a synthetic one. Forwards are counted by a hook on the embedder
 (`forwards_per_image`); CUDA timings are synchronised. Target: overhead_ratio =
 (retrieval + fusion) / forward <= 0.5. Last stdout line with --json: one JSON object.
@@ -30,6 +30,7 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks.forward_counter import ForwardCounter, cuda_sync  # noqa: E402
 from knnclip_core.index import build_snapshot  # noqa: E402
+from knnclip_core.segment.base_models import BaseModelSpec  # noqa: E402
 from knnclip_core.segment.release import EmbedderCache, LocalSnapshotSource  # noqa: E402
 from knnclip_core.segment.segmenter import SegmentParams  # noqa: E402
 
@@ -92,6 +93,7 @@ def main(argv=None) -> int:
     ap.add_argument("--index", default=None,
                     help="FAISS factory string of the memory index (default: what publishing picks)")
     ap.add_argument("--proposals", default="slic")
+    ap.add_argument("--base-model", default="clip", help="base model kind (clip: P_base from the same CLIP; none)")
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--runs", type=int, default=5, help="timed runs (after one warm-up)")
     ap.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
@@ -109,15 +111,16 @@ def main(argv=None) -> int:
         log(f"snapshot {manifest['factory']} over {args.memory} vectors built in {build_s:.1f} s "
             f"(recall@10 {manifest['recall_at_10']}, search params {manifest['search_params']})")
         t0 = time.perf_counter()
-        release = LocalSnapshotSource(Path(tmp) / "release", SegmentParams(k=args.k, proposals=args.proposals),
-                                      embedders, backbone=args.backbone)(None)
+        params = SegmentParams(k=args.k, proposals=args.proposals, base_model=BaseModelSpec(kind=args.base_model))
+        release = LocalSnapshotSource(Path(tmp) / "release", params, embedders, backbone=args.backbone)(None)
         load_s = time.perf_counter() - t0  # verify + load + text embeddings of the vocabulary
         log(f"release loaded and warmed up in {load_s:.1f} s")
         seg = release.segmenter
         image, source = load_image()
         seg.segment(image)  # warm-up
         bare_forward(emb, image)
-        parts: dict[str, list[float]] = {k: [] for k in ("proposals", "forward", "retrieval", "fusion", "outputs")}
+        parts: dict[str, list[float]] = {k: [] for k in ("proposals", "forward", "retrieval", "base_model", "fusion",
+                                                         "outputs")}
         bare, n_props = [], []
         with ForwardCounter(emb) as counter:
             for _ in range(args.runs):
@@ -130,7 +133,7 @@ def main(argv=None) -> int:
     med = {k: statistics.median(v) for k, v in parts.items()}
     bare_s = statistics.median(bare)
     result = {
-        "backbone": args.backbone, "embedder_id": emb.id, "device": device_name(emb.device), "image": source,
+        "backbone": args.backbone, "embedder_id": emb.id, "base_model_id": release.segmenter.base_model.id, "device": device_name(emb.device), "image": source,
         "image_hw": list(image.shape[:2]), "memory_vectors": args.memory, "memory_classes": args.classes,
         "index": manifest["factory"], "index_chosen_by": manifest["build"]["chosen_by"],
         "search_params": manifest["search_params"], "recall_at_10": manifest["recall_at_10"],
