@@ -81,3 +81,32 @@ def test_text_scores_ensemble_over_synonyms():
     mean = (first + second) / 2
     np.testing.assert_allclose(both, mean / np.linalg.norm(mean), atol=1e-5)
     np.testing.assert_allclose(emb.encode_text(["road|"])[0], plain, atol=1e-6)  # a lone name: as before
+
+
+def test_dashboards_show_the_first_full_name():
+    from dashboards.charts import stacked_bars
+    from dashboards.pages_memory import _class_table
+    from dashboards.pages_releases import diff_page
+
+    label = "coffee table|cocktail table"
+    pair = {"a": 1, "b": 2, "delta": 1}
+    diff = {"a": 1, "b": 2, "vectors": pair, "classes": pair, "factory": {"a": "Flat", "b": "Flat"},
+            "embedder": {"a": "e", "b": "e", "changed": False}, "added": {label: 3}, "removed": {"wall|partition": 2},
+            "changed": {"sky": {"a": 1, "b": 2, "delta": 1}}, "unchanged_classes": 0}
+    html = diff_page([], diff, "1", "2")
+    assert "+ coffee table<" in html and "wall<" in html and "cocktail" not in html and "partition" not in html
+    per_class = {label: {"rows": 3, "kept": 3}}
+    assert "coffee table<" in _class_table(per_class) and "cocktail" not in _class_table(per_class)
+    chart = stacked_bars(per_class)
+    assert ">coffee table<title>coffee table|cocktail table</title>" in chart
+
+
+def test_a_request_naming_any_synonym_gets_the_memory_class():
+    from knnclip_core.embedders import get_embedder
+    from knnclip_core.segment import FlatMemory, Segmenter
+
+    classic = get_embedder("classic")
+    mem = FlatMemory(np.eye(classic.dim, dtype=np.float32)[:2], [0, 1], ["coffee table|cocktail table", "wall"])
+    seg = Segmenter(classic, mem)
+    assert seg.resolve_classes(["Cocktail table", "wall"]) == (["coffee table|cocktail table", "wall"], True)
+    assert seg.resolve_classes(["coffee table|cocktail table"])[0] == ["coffee table|cocktail table"]
