@@ -110,3 +110,21 @@ def test_a_request_naming_any_synonym_gets_the_memory_class():
     seg = Segmenter(classic, mem)
     assert seg.resolve_classes(["Cocktail table", "wall"]) == (["coffee table|cocktail table", "wall"], True)
     assert seg.resolve_classes(["coffee table|cocktail table"])[0] == ["coffee table|cocktail table"]
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_ade20k_ingest_stores_full_labels_in_the_catalog(settings, shared_data):
+    from sqlmodel import select
+
+    from knnclip_core.catalog import ClassName, session_scope
+    from knnclip_core.ingest import ingest_path
+    from knnclip_core.workspace import Workspace
+
+    root = shared_data / "ade20k/ADEChallengeData2016"
+    ingest_path(settings, root, split="validation", min_area=1, progress=False)
+    with session_scope(Workspace.from_settings(settings).catalog_url) as s:
+        stored = {c.name for c in s.exec(select(ClassName)).all()}
+    present = {s.class_name for item in open_reader(root, split="validation") for s in item.segments}
+    assert stored == present and len(stored) == 87
+    assert {"building|edifice", "floor|flooring"} <= stored and "building" not in stored

@@ -7,7 +7,8 @@ Preparer, is all that DataLoader workers get):
   `prep.to_model(x)`   device: that batch -> normalised float model input
   `grid_hw(h, w)`      the feature grid an image of that size gives
   `forward(x)`         device: (B, C, H, W) tensor -> (B, gh, gw, D') dense features
-  `finalize(pooled)`   CPU: (n, D') pooled means -> (n, D) final vectors (L2-normalised)
+  `finalize(pooled)`   (n, D') pooled means -> (n, D) final vectors (L2-normalised; CLIP
+                       towers run their head here, after pooling: see clip_dense)
 """
 from __future__ import annotations
 
