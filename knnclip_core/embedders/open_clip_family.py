@@ -45,15 +45,20 @@ def model_config(spec: BackboneSpec) -> dict:
     return cfg
 
 
-def uses_quick_gelu(spec: BackboneSpec, cfg: Optional[dict] = None) -> bool:
-    """Whether `spec`'s towers need QuickGELU: the spec's `quick_gelu` when set, else the
-    pretrained tag's config, else the model config. ValueError when the spec contradicts its tag."""
+def tag_config(spec: BackboneSpec) -> dict:
+    """open_clip's pretrained config of `spec.weights` when it is a tag ({} for a path, `random`)."""
     import open_clip
 
+    if spec.weights in ("random", "none") or looks_like_path(spec.weights):
+        return {}
+    return open_clip.get_pretrained_cfg(spec.architecture, spec.weights) or {}
+
+
+def uses_quick_gelu(spec: BackboneSpec, cfg: Optional[dict] = None) -> bool:
+    """Whether `spec`'s towers need QuickGELU: the spec's `quick_gelu` when set, else the
+    pretrained tag's config, else the model config. ValueError when the spec contradicts them."""
     cfg = cfg if cfg is not None else model_config(spec)
-    tag = {}
-    if spec.weights not in ("random", "none") and not looks_like_path(spec.weights):
-        tag = open_clip.get_pretrained_cfg(spec.architecture, spec.weights) or {}
+    tag = tag_config(spec)
     implied = bool(tag.get("quick_gelu", False) or cfg.get("quick_gelu", False))
     if spec.quick_gelu is None:
         return implied
@@ -104,8 +109,7 @@ class OpenClipEmbedder(TextEncoderMixin, Embedder):
         self.model = create_clip_model(spec, weights.path).eval().to(device)
         self.visual = self.model.visual
         self.tokenizer = open_clip.get_tokenizer(spec.architecture)
-        tag = {} if weights.path is None or looks_like_path(spec.weights) else \
-            open_clip.get_pretrained_cfg(spec.architecture, spec.weights)
+        tag = tag_config(spec)  # a path passed to open_clip loses the tag's preprocessing
         pcfg = getattr(self.visual, "preprocess_cfg", {}) or {}
         self.mean = tag.get("mean") or pcfg.get("mean", open_clip.OPENAI_DATASET_MEAN)
         self.std = tag.get("std") or pcfg.get("std", open_clip.OPENAI_DATASET_STD)
