@@ -9,12 +9,9 @@ import logging
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
-
 from .backbones import BackboneSpec
 from .base import Embedder, ResizePreparer, format_id
 from .clip_dense import DENSE_PATHS, config_tower_kind, dense, head, resize_attnpool_positions, tower_kind
-from .pooling import l2_normalize
 from .text import TextEncoderMixin
 from .weights import looks_like_path, resolve_open_clip
 
@@ -140,15 +137,6 @@ class OpenClipEmbedder(TextEncoderMixin, Embedder):
     def head(self, pooled):
         """(n, D') pooled features (tensor on the device) -> (n, D) embeddings, not normalised."""
         return head(self.kind, self.visual, pooled)
-
-    def finalize(self, pooled: np.ndarray) -> np.ndarray:
-        """(n, D') pooled means -> (n, D) float32 L2-normalised vectors (the head runs on the device)."""
-        import torch
-
-        with torch.inference_mode():
-            t = torch.from_numpy(np.ascontiguousarray(pooled, dtype=np.float32)).to(self.device)
-            out = self.head(t).float().cpu().numpy()
-        return l2_normalize(out)
 
     def encode_image_pooled(self, x):
         """The model's own pooled image embedding (for the throughput baseline)."""
