@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Mapping, Sequence
 
+from knnclip_core.classnames import display_name
+
 from .html import esc, fmt_num
 
 logger = logging.getLogger(__name__)
@@ -42,7 +44,8 @@ def stacked_bars(rows: Mapping[str, Mapping[str, int]], width: int = 900, max_ro
     parts = [legend(width, 0, [(STATE_LABELS[s], col) for s, col in STATE_COLOURS])]
     for i, name in enumerate(order):
         y = top + i * step
-        label = name if len(name) <= 22 else name[:21] + "\u2026"
+        shown = display_name(name)  # the first full name; all synonyms in the tooltip
+        label = shown if len(shown) <= 22 else shown[:21] + "\u2026"
         parts.append(f'<text x="{label_width - 8}" y="{y + bar_height - 5}" font-size="12" text-anchor="end" '
                      f'fill="#1f2933">{esc(label)}<title>{esc(name)}</title></text>')
         x = float(label_width)

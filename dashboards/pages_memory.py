@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 import logging
 
+from knnclip_core.classnames import display_name
+
 from .charts import STATE_COLOURS, STATE_LABELS, stacked_bars, state_bar
 from .html import Raw, esc, fmt_bytes, fmt_time, notice, page, stats, table
 
@@ -26,7 +28,7 @@ def _class_table(per_class: dict) -> str:
     rows = []
     for name in sorted(per_class, key=lambda c: (-per_class[c].get("rows", 0), c)):
         c = per_class[name]
-        rows.append([name, c.get("rows", 0), *(c.get(s, 0) for s in states)])
+        rows.append([display_name(name), c.get("rows", 0), *(c.get(s, 0) for s in states)])
     return table(["class", "rows", *(STATE_LABELS[s] for s in states)], rows, numeric=range(1, len(states) + 2))
 
 

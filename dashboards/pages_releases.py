@@ -4,6 +4,8 @@ from __future__ import annotations
 import logging
 from typing import Optional
 
+from knnclip_core.classnames import display_name
+
 from .charts import column_bars
 from .html import Raw, esc, fmt_num, fmt_time, notice, page, pills, stats, table
 
@@ -97,11 +99,12 @@ def diff_page(releases: list, diff: Optional[dict], a: Optional[str], b: Optiona
                         ["embedder", Raw(f'<span class="mono">{esc(diff["embedder"]["a"])}</span>'),
                          Raw(f'<span class="mono">{esc(diff["embedder"]["b"])}</span>'),
                          "changed" if diff["embedder"]["changed"] else ""]], numeric=(1, 2))
-        rows = ([[Raw(f'<span class="add">+ {esc(n)}</span>'), "added", "-", c, f"+{c}"]
+        rows = ([[Raw(f'<span class="add">+ {esc(display_name(n))}</span>'), "added", "-", c, f"+{c}"]
                  for n, c in diff["added"].items()]
-                + [[Raw(f'<span class="del">\u2212 {esc(n)}</span>'), "removed", c, "-", f"-{c}"]
+                + [[Raw(f'<span class="del">\u2212 {esc(display_name(n))}</span>'), "removed", c, "-", f"-{c}"]
                    for n, c in diff["removed"].items()]
-                + [[f"~ {n}", "changed", c["a"], c["b"], f"{c['delta']:+d}"] for n, c in diff["changed"].items()])
+                + [[f"~ {display_name(n)}", "changed", c["a"], c["b"], f"{c['delta']:+d}"]
+                   for n, c in diff["changed"].items()])
         classes = (table(["class", "change", f"vectors in {diff['a']}", f"vectors in {diff['b']}", "delta"], rows,
                          numeric=(2, 3, 4)) if rows else notice("Same classes with the same vector counts."))
         summary = stats([("classes added", len(diff["added"])), ("classes removed", len(diff["removed"])),

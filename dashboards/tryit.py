@@ -14,6 +14,7 @@ from typing import Optional
 
 from PIL import Image as PILImage
 
+from knnclip_core.classnames import display_name
 from knnclip_core.config import Settings
 from knnclip_core.errors import InputError, KnnclipError
 from knnclip_core.segment.render import decode_image, overlay_image, palette, png_bytes
@@ -92,14 +93,14 @@ class TryService:
         segments = []
         for seg in body["segments"]:
             idx = seg["class_index"]
-            segments.append({"id": seg["id"], "class": seg["class"], "score": seg["score"],
+            segments.append({"id": seg["id"], "class": display_name(seg["class"]), "score": seg["score"],
                              "confidence": seg["confidence"], "fused": seg["fused"], "area": seg["area"],
                              "bbox": seg["bbox"], "top_scores": seg["scores"],
                              "colour": colour_hex(colours[idx]) if idx >= 0 else None})
         pixels_per_class: dict[int, int] = {}
         for value, count in zip(*_bincount(result.label_map)):
             pixels_per_class[value] = count
-        found = [{"name": result.classes[i], "colour": colour_hex(colours[i]), "pixels": pixels_per_class[i]}
+        found = [{"name": display_name(result.classes[i]), "colour": colour_hex(colours[i]), "pixels": pixels_per_class[i]}
                  for i in sorted(pixels_per_class, key=lambda j: -pixels_per_class[j]) if i >= 0]
         return {"release": rel.describe(), "width": body["width"], "height": body["height"],
                 "overlay": "data:image/png;base64," + base64.b64encode(overlay).decode(),

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from knnclip_core.classnames import display_name
 from knnclip_core.cli.common import add_json_flag, emit, workspace_from_args
 
 
@@ -101,9 +102,9 @@ def _diff(args: argparse.Namespace) -> int:
              f"classes {d['classes']['a']} -> {d['classes']['b']}"]
     if d["embedder"]["changed"]:
         lines.append(f"  embedder changed: {d['embedder']['a']} -> {d['embedder']['b']}")
-    lines += [f"  + {n} ({c} vectors)" for n, c in d["added"].items()]
-    lines += [f"  - {n} ({c} vectors)" for n, c in d["removed"].items()]
-    lines += [f"  ~ {n}: {c['a']} -> {c['b']} vectors" for n, c in d["changed"].items()]
+    lines += [f"  + {display_name(n)} ({c} vectors)" for n, c in d["added"].items()]
+    lines += [f"  - {display_name(n)} ({c} vectors)" for n, c in d["removed"].items()]
+    lines += [f"  ~ {display_name(n)}: {c['a']} -> {c['b']} vectors" for n, c in d["changed"].items()]
     emit(args, d, "\n".join(lines))
     return 0
 

@@ -14,8 +14,9 @@ def rgb(h: int, w: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 255, (h, w, 3), dtype=np.uint8)
 
 
-def write_ade(root: Path, n: int = 3) -> Path:
-    """ADEChallengeData2016 with 3 classes; value 0 (other) in every mask."""
+def write_ade(root: Path, n: int = 3, txt: bool = True) -> Path:
+    """ADEChallengeData2016 with 3 classes; value 0 (other) in every mask. Names in
+    objectInfo150.txt (unless `txt` is false) and, ';'-joined, in objectInfo150.csv."""
     ade = root / "ADEChallengeData2016"
     for sub in ("images/validation", "annotations/validation"):
         (ade / sub).mkdir(parents=True)
@@ -23,6 +24,10 @@ def write_ade(root: Path, n: int = 3) -> Path:
         w = csv.writer(f)
         w.writerow(["Idx", "Ratio", "Train", "Val", "Stuff", "Name"])
         w.writerows([[1, 0.1, 1, 1, 1, "wall"], [2, 0.1, 1, 1, 1, "building;edifice"], [3, 0.1, 1, 1, 0, "car;auto"]])
+    if txt:
+        (ade / "objectInfo150.txt").write_text(
+            "Idx\tRatio\tTrain\tVal\tName\n1\t0.1\t1\t1\twall\n2\t0.1\t1\t1\tbuilding, edifice\n"
+            "3\t0.1\t1\t1\tcar, auto\n")
     for i in range(n):
         labels = np.zeros((32, 40), np.uint8)
         labels[:16, :] = 1

@@ -26,16 +26,16 @@ def test_sample_classes_are_a_superset():
     assert class_names(7)[:5] == class_names(5)
 
 
-def test_ade20k_ignores_zero_and_uses_first_synonym(tmp_path):
+def test_ade20k_ignores_zero_and_keeps_synonyms(tmp_path):
     write_ade(tmp_path)
     reader = open_reader(tmp_path)
     assert reader.format == "ade20k"
     items = list(reader)
     assert len(items) == 3
     names = {s.class_name for it in items for s in it.segments}
-    assert names == {"wall", "building", "car"}
+    assert names == {"wall", "building|edifice", "car|auto"}
     assert all(s.label != "0" for it in items for s in it.segments)
-    assert {s.class_name: s.is_thing for it in items for s in it.segments}["car"] is True
+    assert {s.class_name: s.is_thing for it in items for s in it.segments}["car|auto"] is True
 
 
 def test_coco_panoptic_one_segment_per_entry(tmp_path):

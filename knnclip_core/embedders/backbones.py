@@ -33,6 +33,9 @@ class BackboneSpec:
     max_side: Optional[int] = None  # classic: long side cap of the working image
     description: str = ""
     dedup_threshold: Optional[float] = None  # cosine of near-duplicates for this feature space
+    # open_clip: QuickGELU activations, as OpenAI-trained weights need. None: what the pretrained
+    # tag's config says (false for a local path or `random`); set it for a local checkpoint.
+    quick_gelu: Optional[bool] = None
     kwargs: dict = field(default_factory=dict)  # extra model constructor arguments
 
     def as_dict(self) -> dict[str, Any]:

@@ -7,7 +7,9 @@ Preparer, is all that DataLoader workers get):
   `prep.to_model(x)`   device: that batch -> normalised float model input
   `grid_hw(h, w)`      the feature grid an image of that size gives
   `forward(x)`         device: (B, C, H, W) tensor -> (B, gh, gw, D') dense features
-  `finalize(pooled)`   CPU: (n, D') pooled means -> (n, D) final vectors (L2-normalised)
+  `head(pooled)`       device: (n, D') pooled means -> (n, D) (CLIP towers' head after
+                       pooling, see clip_dense; identity for the others)
+  `finalize(pooled)`   CPU: (n, D) -> final vectors (L2-normalised)
 """
 from __future__ import annotations
 
@@ -169,8 +171,12 @@ class Embedder:
         """(B, C, H', W') float tensor on self.device -> (B, gh, gw, D') float tensor."""
         raise NotImplementedError
 
+    def head(self, pooled):
+        """(n, D') pooled means (tensor on the device) -> (n, D) tensor; identity here."""
+        return pooled
+
     def finalize(self, pooled: np.ndarray) -> np.ndarray:
-        """(n, D') area-weighted means -> (n, D) float32 L2-normalised vectors."""
+        """(n, D) area-weighted means (after `head`) -> (n, D) float32 L2-normalised vectors."""
         return l2_normalize(pooled)
 
     # --- driving them -----------------------------------------------------------------
@@ -208,7 +214,7 @@ class Embedder:
                     continue
                 wt = torch.from_numpy(np.ascontiguousarray(w, dtype=np.float32)).to(f.device)
                 pooled = (wt @ f) / wt.sum(dim=1, keepdim=True).clamp_min(1e-12)
-                out.append(self.finalize(pooled.cpu().numpy().astype(np.float32)))
+                out.append(self.finalize(self.head(pooled).float().cpu().numpy()))
         return out
 
     def prepare(self, image: np.ndarray, masks) -> tuple[np.ndarray, np.ndarray]:

@@ -1,4 +1,5 @@
-"""Text embeddings of class names: a prompt-template ensemble, cached on disk by
+"""Text embeddings of class labels: an ensemble over prompt templates and the label's
+synonyms (`coffee table|cocktail table`, see knnclip_core.classnames), cached on disk by
 (embedder id, vocabulary) under the workspace cache folder."""
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Optional
 
 import numpy as np
 
+from ..classnames import synonyms
 from .pooling import l2_normalize
 
 logger = logging.getLogger(__name__)
@@ -47,8 +49,11 @@ class TextEncoderMixin:
         self._text_memo: dict[str, np.ndarray] = {}
 
     def encode_text(self, class_names: list[str]) -> np.ndarray:
-        """(n, D) float32 L2-normalised: the normalised mean of the normalised template
-        embeddings of each name (underscores read as spaces). Cached by (id, vocabulary)."""
+        """(n, D) float32 L2-normalised, one row per class label: each synonym's embedding is
+        the normalised mean of its normalised template embeddings (underscores read as
+        spaces); the row is the normalised mean of its synonyms' embeddings. (FC-CLIP takes the
+        max over synonyms' logits instead; one vector per class keeps a single text matrix.)
+        Cached by (id, vocabulary)."""
         import torch
 
         key = text_cache_key(self.id, class_names, self.templates)
@@ -61,10 +66,11 @@ class TextEncoderMixin:
             rows = []
             with torch.inference_mode(), self.autocast():
                 for name in class_names:
-                    words = name.replace("_", " ").strip()
-                    emb = self._encode_text_tokens([t.format(words) for t in self.templates]).float()
-                    emb = torch.nn.functional.normalize(emb, dim=-1).mean(dim=0)
-                    rows.append(emb.cpu().numpy())
+                    names = [n.replace("_", " ").strip() for n in synonyms(name)]
+                    texts = [t.format(n) for n in names for t in self.templates]
+                    emb = torch.nn.functional.normalize(self._encode_text_tokens(texts).float(), dim=-1)
+                    per_name = emb.reshape(len(names), len(self.templates), -1).mean(dim=1)
+                    rows.append(torch.nn.functional.normalize(per_name, dim=-1).mean(dim=0).cpu().numpy())
             out = l2_normalize(np.stack(rows)) if rows else np.zeros((0, self.dim), np.float32)
             if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,7 @@ from typing import Iterator, Optional
 import numpy as np
 from PIL import Image
 
+from ..classnames import SYNONYM_SEP, join_synonyms
 from ..plugins import Registry
 
 logger = logging.getLogger(__name__)
@@ -86,8 +87,11 @@ READERS: Registry[type] = Registry("reader format")
 
 
 def normalise_class_name(name: str) -> str:
-    """Canonical class name: lower case, single spaces ('traffic_light' -> 'traffic light')."""
-    return re.sub(r"\s+", " ", name.replace("_", " ").replace("-", " ").strip().lower())
+    """Canonical class label: each synonym lower case with single spaces, synonyms joined by
+    `|` ('Traffic_light' -> 'traffic light', 'Coffee table | cocktail table' ->
+    'coffee table|cocktail table'; see knnclip_core.classnames)."""
+    return join_synonyms(re.sub(r"\s+", " ", n.replace("_", " ").replace("-", " ").strip().lower())
+                         for n in name.split(SYNONYM_SEP))
 
 
 def list_files(folder: Path) -> list[Path]:

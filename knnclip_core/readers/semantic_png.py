@@ -9,7 +9,8 @@ from .base import READERS, ClassInfo, ImageItem, Reader, list_files, normalise_c
 
 
 def read_classes_file(path: Path) -> list[ClassInfo]:
-    """Class list of a classes file: line i names value i (blank lines keep their index)."""
+    """Class list of a classes file: line i names value i (blank lines keep their index);
+    `a|b|c` gives a class its synonyms (shown as `a`, all three in the text ensemble)."""
     if not path.is_file():
         raise InputError(f"classes file {path} does not exist")
     names = path.read_text(encoding="utf-8").splitlines()

@@ -15,6 +15,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from ..classnames import synonyms
 from ..errors import EmbedderMismatchError, InputError
 from ..readers.base import normalise_class_name
 from .base_models import BaseModel, BaseModelSpec, build_base_model
@@ -126,7 +127,8 @@ class Segmenter:
         self.params = params or SegmentParams()
         self.base_model = base_model if base_model is not None else build_base_model(self.params.base_model, embedder)
         self.vocabulary = list(memory.vocabulary)
-        self._by_norm = {normalise_class_name(n): n for n in self.vocabulary}
+        self._by_norm = {normalise_class_name(s): n for n in reversed(self.vocabulary) for s in synonyms(n)}
+        self._by_norm.update({normalise_class_name(n): n for n in self.vocabulary})  # any synonym names its class
         self.thing_classes = {normalise_class_name(n) for n in (thing_classes or [])}
         self.has_text = bool(self.base_model.open_vocabulary)
 
