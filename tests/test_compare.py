@@ -21,9 +21,10 @@ from registry.store import open_registry
 def test_class_map_canonical_names():
     cmap = ClassMap.load()
     assert cmap.canonical("Pedestrian") == cmap.canonical("person") == "person"
-    assert cmap.canonical("sidewalk, pavement") == "sidewalk"  # ADE20K spelling: synonyms after commas
+    assert cmap.canonical("sidewalk|pavement") == "sidewalk"  # ADE20K label with its synonyms
     assert cmap.canonical("pavement-merged") == "sidewalk"     # COCO panoptic spelling
     assert cmap.canonical("coffee table|cocktail table") == "coffee table"  # unmapped: its first name
+    assert cmap.canonical("auto|car") == "car"  # a later synonym can be the mapped one
     assert cmap.canonical("Bicyclist") == "bicyclist"
     with pytest.raises(ValueError, match="both"):
         ClassMap({"a": ["x"], "b": ["x"]})

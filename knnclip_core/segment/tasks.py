@@ -14,11 +14,11 @@ scores a segmenter on each.
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Optional, Sequence
 
+from ..classnames import synonyms
 from ..config import REPO_CONFIGS, read_yaml
 from ..errors import InputError
 from ..readers.base import normalise_class_name
@@ -31,9 +31,8 @@ PROTOCOLS = ("own", "union")
 
 
 def class_synonyms(name: str) -> list[str]:
-    """Normalised spellings of a class: its full name, then each synonym (`a|b` or `a, b`)."""
-    parts = [name, *re.split(r"\||,", name)]
-    return list(dict.fromkeys(n for n in (normalise_class_name(p) for p in parts) if n))
+    """Normalised names of a class label, first name first (`coffee table|cocktail table`)."""
+    return list(dict.fromkeys(n for n in (normalise_class_name(x) for x in synonyms(name)) if n))
 
 
 class ClassMap:
@@ -62,12 +61,12 @@ class ClassMap:
         return cls(data)
 
     def canonical(self, name: str) -> str:
-        """Canonical name of `name` (tries the full name, then each synonym)."""
+        """Canonical name of `name` (tries each synonym in order)."""
         spellings = class_synonyms(name)
         for s in spellings:
             if s in self._to:
                 return self._to[s]
-        return normalise_class_name(re.split(r"\||,", name)[0]) or normalise_class_name(name)
+        return spellings[0] if spellings else normalise_class_name(name)
 
 
 @dataclass(frozen=True)
