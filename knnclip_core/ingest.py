@@ -234,7 +234,7 @@ def ingest_reader(settings: Settings, reader: Reader, min_area: int | None = Non
                           params_json=json.dumps(params, default=str)))
     report = IngestReport(batch_id=batch_id, dataset=reader.dataset_name, format=reader.format, source=source)
     writer = _BatchWriter(ws, report, dataset_id, min_area)
-    validator = BatchValidator(settings.ingest.max_pixels, name=f"batch_{batch_id}")
+    validator = BatchValidator(settings.ingest.max_pixels, name=f"{reader.dataset_name}_{batch_id}")
     docs_rows: tuple[list, list] = ([], [])
     root = Path(reader.root)
     try:

@@ -49,13 +49,14 @@ class BatchValidator:
             warnings.simplefilter("ignore")
             import great_expectations as gx
             from great_expectations.data_context.types.base import ProgressBarsConfig
-        for name in ["great_expectations", *logging.root.manager.loggerDict]:
-            if name.startswith("great_expectations"):  # GX sets INFO on some of its own loggers
-                logging.getLogger(name).setLevel(logging.WARNING)
+        for logger_name in ["great_expectations", *logging.root.manager.loggerDict]:
+            if logger_name.startswith("great_expectations"):  # GX sets INFO on some of its own loggers
+                logging.getLogger(logger_name).setLevel(logging.WARNING)
         self.gx = gx
         self.context = gx.get_context(mode="ephemeral")
         self.context.variables.progress_bars = ProgressBarsConfig(globally=False)
         source = self.context.data_sources.add_pandas(f"{name}_facts")
+        self.name = name
         self.suites = {}
         for kind, expectations in (("images", _image_expectations(gx, max_pixels)), ("segments", _segment_expectations(gx))):
             batch_def = source.add_dataframe_asset(kind).add_batch_definition_whole_dataframe(f"{kind}_batch")
