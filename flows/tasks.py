@@ -53,7 +53,7 @@ def embed_task(settings: dict, backbone: Optional[str], device: Optional[str], b
                shard: tuple[int, int] = (0, 1)) -> dict:
     """Embed the segments of one shard not yet in the memory (resumable by design)."""
     from knnclip_core.embedders.base import resolve_device
-    from knnclip_core.embedders.job import run_embed
+    from knnclip_core.embed_stage import run_embed
 
     s = settings_of(settings)
     on_gpu = resolve_device(device or s.embed.device).startswith("cuda")

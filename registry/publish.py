@@ -176,7 +176,7 @@ def publish(settings: Settings, ws: Workspace, backbone: Optional[str] = None, a
     try:
         build_snapshot(work / "snapshot", kept.vectors, list(kept.ids), names, embedder_id,
                        lineage=lineage, factory=factory, byte_budget=budget,
-                       recall_floor=settings.publish.recall_floor)
+                       recall_floor=settings.publish.recall_floor, provenance=kept.provenance)
         return publish_snapshot(ctx, work / "snapshot", alias=alias, reports=find_reports(ws.reports_dir),
                                 backbone=backbone, fingerprint=fingerprint)
     finally:

@@ -86,7 +86,7 @@ def _tiny_png() -> bytes:
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     """A workspace with two releases: v1 (3 classes) in production, v2 (+1 class) in staging."""
-    from knnclip_core.embedders.job import run_embed
+    from knnclip_core.embed_stage import run_embed
     from knnclip_core.ingest import ingest_path
     from knnclip_core.memory.curate import curate
     from knnclip_core.memory.published import load_kept

@@ -11,7 +11,7 @@ import pytest
 from knnclip_core.catalog.models import Image
 from knnclip_core.catalog.store import session_scope
 from knnclip_core.embedders import get_embedder
-from knnclip_core.embedders.job import run_embed
+from knnclip_core.embed_stage import run_embed
 from knnclip_core.errors import EmbedderMismatchError
 from knnclip_core.ingest import ingest_path
 from knnclip_core.memory.table import PENDING, MemoryTable, make_rows

@@ -2,7 +2,7 @@
 import numpy as np
 
 from knnclip_core.config import load_settings
-from knnclip_core.embedders.job import in_shard, run_embed
+from knnclip_core.embed_stage import in_shard, run_embed
 from knnclip_core.ingest import ingest_path
 from knnclip_core.memory.table import MemoryTable
 from knnclip_core.sample_data import write_sample_dataset

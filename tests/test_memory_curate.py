@@ -104,10 +104,13 @@ def test_backbone_resolution(settings, workspace):
         curate(settings, workspace)
     with pytest.raises(InputError, match="never curated"):
         load_kept(workspace, EID)
-    assert curate(settings, workspace, "test")["embedder_id"] == EID  # family name
     assert curate(settings, workspace, EID)["embedder_id"] == EID
-    with pytest.raises(InputError, match="no memory for backbone"):
+    with pytest.raises(InputError, match="no memory for backbone 'test'"):
+        curate(settings, workspace, "test")  # a family name is not a backbone: ids are not parsed
+    with pytest.raises(InputError, match="no memory for backbone 'nosuch'"):
         curate(settings, workspace, "nosuch")
+    with pytest.raises(InputError, match="no memory for backbone 'classic'"):
+        curate(settings, workspace, "classic")
 
 
 def test_cli_curate_stats_history(settings, workspace, capsys):

@@ -2,7 +2,7 @@
 publishing an unchanged memory again gives the same release (needed to resume a run)."""
 import numpy as np
 
-from knnclip_core.embedders.job import run_embed
+from knnclip_core.embed_stage import run_embed
 from knnclip_core.ingest import ingest_path
 from knnclip_core.memory.curate import curate
 from knnclip_core.memory.published import load_kept

@@ -22,7 +22,7 @@ def cmd_backbones(args: argparse.Namespace) -> int:
 
 
 def cmd_embed(args: argparse.Namespace) -> int:
-    from ..embedders.job import run_embed
+    from ..embed_stage import run_embed
 
     settings, _ws = workspace_from_args(args)
     summary = run_embed(settings, backbone=args.backbone, device=args.device, batch_size=args.batch_size,

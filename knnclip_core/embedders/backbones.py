@@ -14,6 +14,7 @@ logger = logging.getLogger(__name__)
 
 BACKBONES_FILE = REPO_CONFIGS / "backbones.yaml"
 RANDOM = "random"  # weights value that asks for random initialisation (tests, speed benchmarks)
+POOLINGS = ("mask_mean",)  # the mask poolings embedders implement (area-weighted mean)
 
 
 class UnknownBackboneError(KnnclipError):
@@ -38,6 +39,11 @@ class BackboneSpec:
     quick_gelu: Optional[bool] = None
     kwargs: dict = field(default_factory=dict)  # extra model constructor arguments
 
+    def __post_init__(self):
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"backbone {self.name!r}: unknown pooling {self.pooling!r} "
+                             f"(allowed: {', '.join(POOLINGS)})")
+
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -47,7 +53,14 @@ def list_backbones(path: str | Path | None = None) -> list[BackboneSpec]:
 
     Raises ValueError naming the entry when an entry lacks family or architecture.
     """
-    data = read_yaml(Path(path) if path else BACKBONES_FILE)
+    import yaml
+
+    try:
+        data = read_yaml(Path(path) if path else BACKBONES_FILE)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise ValueError(f"{path or BACKBONES_FILE} is not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
     specs = []
     for name, entry in data.items():
         entry = dict(entry or {})

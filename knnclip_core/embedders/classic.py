@@ -6,17 +6,14 @@ mean-pooled inside each mask with the same area-weighted matrix product as the n
 embedders; from the means of x and x^2 come the stds. The 38 statistics are standardised
 with constants fixed at version v1 (measured once on CamVid train), block-weighted and
 L2-normalised. The version is the spec's architecture and part of the embedder id;
-`classic_v2` adds features that carry better across scenes.
+`classic_v2` adds features that carry better across scenes; `classic_embedder` turns a
+version into an embedder (versions are entries of its `CLASSIC_VERSIONS` registry).
 """
 from __future__ import annotations
 
 import logging
 
 import numpy as np
-
-from .backbones import BackboneSpec
-from .base import Embedder, Preparer, format_id
-from .pooling import l2_normalize
 
 logger = logging.getLogger(__name__)
 
@@ -117,61 +114,3 @@ def statistics(means: np.ndarray) -> np.ndarray:
 def features_v1(pooled: np.ndarray) -> np.ndarray:
     """(n, 38) pooled channel means -> (n, 38) standardised, weighted v1 features (not normalised)."""
     return (statistics(pooled) - MU) / SD * WEIGHTS
-
-
-def feature_set(version: str):
-    """(dense channels fn, features fn, dimension) of a classic version (the spec's architecture)."""
-    if version == VERSION:
-        return dense_channels, features_v1, N_CHANNELS
-    if version == "classic-v2":
-        from .classic_v2 import DIM, dense_channels_v2, features_v2
-
-        return dense_channels_v2, features_v2, DIM
-    raise ValueError(f"unknown classic version {version!r} (known: {VERSION}, classic-v2)")
-
-
-class ClassicPreparer(Preparer):
-    """Dense classic channels at the working size (long side at most `max_side`)."""
-
-    features_on_host = True
-
-    def __init__(self, max_side: int | None, version: str = VERSION):
-        self.max_side, self.version = max_side, version
-
-    def grid_hw(self, h: int, w: int) -> tuple[int, int]:
-        return working_size(h, w, self.max_side)
-
-    def pixels(self, image: np.ndarray) -> np.ndarray:
-        h, w = image.shape[:2]
-        wh, ww = self.grid_hw(h, w)
-        if (wh, ww) != (h, w):
-            from PIL import Image
-
-            image = np.asarray(Image.fromarray(image).resize((ww, wh), Image.BILINEAR))
-        return feature_set(self.version)[0](image)
-
-
-class ClassicEmbedder(Embedder):
-    """Weights-free colour/texture/position statistics pooled per mask (v1: 38-d, v2: 89-d)."""
-
-    family = "classic"
-    has_text = False
-
-    def __init__(self, spec: BackboneSpec, device: str = "cpu"):
-        super().__init__(spec, device)
-        self.max_side = spec.max_side
-        _, self._features, self.dim = feature_set(spec.architecture)
-        self.id = self.id_for(spec)
-        self.prep = ClassicPreparer(self.max_side, spec.architecture)
-
-    @staticmethod
-    def id_for(spec: BackboneSpec) -> str:
-        """The id of this spec's embedder."""
-        dim = feature_set(spec.architecture)[2]
-        return format_id(ClassicEmbedder.family, spec, "weights-free", dim, f"max_side={spec.max_side or 0}")
-
-    def forward(self, x):
-        return x.permute(0, 2, 3, 1)  # the channels are the features
-
-    def finalize(self, pooled: np.ndarray) -> np.ndarray:
-        return l2_normalize(self._features(pooled))

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .classic import MU, N_CHANNELS, SD, WEIGHTS, channels_from, lab_and_gradients, moment_std, statistics
+from .classic import N_CHANNELS, channels_from, lab_and_gradients, moment_std, statistics
 
 VERSION = "classic-v2"
 ORIENT_BINS = 6
@@ -97,8 +97,6 @@ def extra_statistics(means: np.ndarray) -> np.ndarray:
     return np.stack(cols, axis=1).astype(np.float32)
 
 
-def features_v2(pooled: np.ndarray) -> np.ndarray:
-    """(n, 90) pooled channel means -> (n, 89) standardised, weighted v2 features (not normalised)."""
-    v1 = (statistics(pooled[:, :N_CHANNELS]) - MU) / SD * WEIGHTS
-    extra = (extra_statistics(pooled[:, N_CHANNELS:]) - MU2) / SD2
-    return np.concatenate([v1, extra], axis=1).astype(np.float32)
+def statistics_v2(pooled: np.ndarray) -> np.ndarray:
+    """(n, 90) pooled channel means -> (n, 89) raw statistics: v1's 38, then the 51 added."""
+    return np.concatenate([statistics(pooled[:, :N_CHANNELS]), extra_statistics(pooled[:, N_CHANNELS:])], axis=1)

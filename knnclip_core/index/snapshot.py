@@ -3,9 +3,10 @@
 - index.faiss      the index in faiss's own format (faiss.write_index)
 - labels.parquet   row -> segment_id, class_id (index into the vocabulary)
 - vocabulary.json  the class names, in class-id order
-- manifest.json    embedder id, dimension, metric, factory and build parameters, counts,
-                   bytes, recall@10 vs exact Flat, lineage, creation time, and the sha256
-                   of every other file
+- manifest.json    embedder id and its provenance record (full backbone spec, weights
+                   sha256; see embedders.provenance), dimension, metric, factory and build
+                   parameters, counts, bytes, recall@10 vs exact Flat, lineage, creation
+                   time, and the sha256 of every other file
 
 `build_snapshot` writes one; `load_snapshot` verifies every file and returns a searcher.
 """
@@ -44,16 +45,21 @@ METRIC = "cosine/ip"
 
 def build_snapshot(out_dir: str | Path, xb: np.ndarray, segment_ids: Sequence[str], class_names: Sequence[str],
                    embedder_id: str, lineage: Optional[dict] = None, factory: Optional[str] = None,
-                   byte_budget: Optional[int] = None, recall_floor: float = 0.95, seed: int = 0) -> dict:
+                   byte_budget: Optional[int] = None, recall_floor: float = 0.95, seed: int = 0,
+                   provenance: Optional[dict] = None) -> dict:
     """Build the index over xb (n, d) L2-normalised float32 and write a snapshot folder.
 
     `segment_ids` and `class_names` give one entry per row; the vocabulary is the sorted set
-    of class names. `factory` overrides the automatic index choice (see index.choice), which
+    of class names. `provenance` is the memory's provenance record (its embedder_id must be
+    `embedder_id`). `factory` overrides the automatic index choice (see index.choice), which
     otherwise fits `byte_budget` bytes. Writes into a temporary sibling and renames, so
     `out_dir` (which must not exist) is either complete or absent. Returns the manifest dict.
     Raises RecallFloorError when recall@10 < recall_floor, ValueError on inconsistent input.
     """
     xb = check_vectors(xb)
+    if provenance is not None and provenance.get("embedder_id") != embedder_id:
+        raise EmbedderMismatchError(f"provenance of {provenance.get('embedder_id')!r} given for a snapshot "
+                                    f"of {embedder_id!r}")
     n, d = xb.shape
     if len(segment_ids) != n or len(class_names) != n:
         raise ValueError(f"{n} vectors but {len(segment_ids)} segment ids and {len(class_names)} class names")
@@ -84,6 +90,7 @@ def build_snapshot(out_dir: str | Path, xb: np.ndarray, segment_ids: Sequence[st
             "format_version": FORMAT_VERSION,
             "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "embedder_id": embedder_id,
+            "provenance": provenance,
             "dim": int(d),
             "metric": METRIC,
             "normalized": True,
@@ -162,6 +169,11 @@ class Snapshot:
     @property
     def embedder_id(self) -> str:
         return self.manifest["embedder_id"]
+
+    @property
+    def provenance(self) -> Optional[dict]:
+        """The manifest's provenance record; None for snapshots written before it was kept."""
+        return self.manifest.get("provenance")
 
     @property
     def ntotal(self) -> int:

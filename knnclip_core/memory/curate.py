@@ -71,14 +71,16 @@ def compact(mt: MemoryTable) -> None:
 
 
 def default_dedup_threshold(settings: Settings, backbone: Optional[str]) -> float:
-    """settings.curate.dedup_threshold, else the backbone's own (configs/backbones.yaml), else 0.98."""
+    """settings.curate.dedup_threshold, else the backbone's own (configs/backbones.yaml), else
+    FALLBACK_DEDUP_THRESHOLD when `backbone` is an embedder id rather than a configured name.
+    Raises ValueError when configs/backbones.yaml cannot be read (never a silent fallback)."""
     if settings.curate.dedup_threshold is not None:
         return float(settings.curate.dedup_threshold)
-    try:
-        from ..embedders.backbones import get_spec
+    from ..embedders.backbones import UnknownBackboneError, get_spec
 
+    try:
         spec_value = get_spec(backbone or settings.embed.backbone).dedup_threshold
-    except Exception:  # an embedder id or an unknown name: no backbone default
+    except UnknownBackboneError:  # an embedder id: no backbone default
         spec_value = None
     return float(spec_value) if spec_value is not None else FALLBACK_DEDUP_THRESHOLD
 

@@ -36,6 +36,7 @@ class KeptMemory:
     embedder_id: str = ""
     table_name: str = ""
     vocabulary: list[str] = field(default_factory=list)  # sorted distinct class names
+    provenance: Optional[dict] = None  # the table's provenance record (None: written before it was kept)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -72,4 +73,4 @@ def load_kept(ws: Workspace, embedder_id: str, tag: Optional[str] = None) -> Kep
                       class_ids=np.asarray(rows.column("class_id").to_pylist(), np.int64),
                       batch_ids=rows.column("batch_id").to_pylist(), datasets=rows.column("dataset").to_pylist(),
                       lance_version=int(tags[tag]["version"]), lance_tag=tag, embedder_id=embedder_id,
-                      table_name=mt.name, vocabulary=sorted(set(class_names)))
+                      table_name=mt.name, vocabulary=sorted(set(class_names)), provenance=mt.provenance())

@@ -1,4 +1,9 @@
-"""Which memory table a command works on: backbone name or embedder id -> embedder id."""
+"""Which memory table a command works on: backbone name or embedder id -> embedder id.
+
+A backbone name is matched against each table's stored provenance by comparing backbone
+specs field by field (embedders.provenance); tables written before provenance was recorded
+are matched by the exact embedder id the backbone has today. Nothing is parsed out of ids.
+"""
 from __future__ import annotations
 
 import logging
@@ -6,56 +11,77 @@ from typing import Optional
 
 from ..errors import InputError
 from ..workspace import Workspace
-from .table import EMBEDDER_KEY, connect, list_table_names, table_name_for
+from .table import EMBEDDER_KEY, connect, list_table_names, stored_provenance, table_name_for
 
 logger = logging.getLogger(__name__)
 
 
-def memory_embedder_ids(ws: Workspace) -> list[str]:
-    """Embedder ids of every memory table in the workspace, sorted."""
+def memory_records(ws: Workspace) -> dict[str, Optional[dict]]:
+    """Embedder id -> stored provenance record (None for old tables) of every memory table."""
     if not ws.memory_dir.is_dir():
-        return []
+        return {}
     db = connect(ws.memory_dir)
-    ids = []
+    out = {}
     for name in list_table_names(db):
         if not name.startswith("memory_"):
             continue
         meta = db.open_table(name).schema.metadata or {}
         if EMBEDDER_KEY in meta:
-            ids.append(meta[EMBEDDER_KEY].decode())
-    return sorted(ids)
+            out[meta[EMBEDDER_KEY].decode()] = stored_provenance(meta, f"memory table {name}")
+    return out
 
 
-def _id_from_embedders(name: str) -> str:
-    """The embedder id of backbone `name` (imported here: the embedders package writes memory tables)."""
-    from ..embedders import embedder_id_for
+def memory_embedder_ids(ws: Workspace) -> list[str]:
+    """Embedder ids of every memory table in the workspace, sorted."""
+    return sorted(memory_records(ws))
 
-    return embedder_id_for(name)
+
+def _match_backbone(records: dict[str, Optional[dict]], backbone: str) -> list[str]:
+    """Embedder ids of the tables made by backbone `backbone` (by spec, then weights checksum).
+
+    Raises UnknownBackboneError when the name is not configured, WeightsNotFoundError when
+    telling tables apart (or reading an old table's id) needs weights that are missing."""
+    from ..embedders import embedder_id_for, get_spec, weights_sha256
+    from ..embedders.provenance import same_spec
+
+    spec = get_spec(backbone)
+    by_spec = [eid for eid, rec in records.items() if rec is not None and same_spec(rec, spec)]
+    if len(by_spec) > 1:  # same spec, different weights files: the checksum decides
+        sha = weights_sha256(spec)
+        by_spec = [eid for eid in by_spec if records[eid].get("weights_sha256") == sha]
+    if by_spec or all(rec is not None for rec in records.values()):
+        return by_spec
+    eid = embedder_id_for(backbone)  # an old table carries only its id
+    return [eid] if eid in records and records[eid] is None else []
 
 
 def resolve_embedder_id(ws: Workspace, backbone: Optional[str] = None) -> str:
     """Embedder id for `backbone`: an embedder id, a backbone name, or None (the only table).
 
-    Raises InputError when there is no memory, when None is ambiguous (several tables), or
-    when no table matches the name.
+    Raises InputError when there is no memory, when None is ambiguous (several tables), when
+    the name is neither an id nor a configured backbone, or when no table matches it;
+    WeightsNotFoundError when matching needs weights that are not on this machine.
     """
-    present = memory_embedder_ids(ws)
+    from ..embedders import UnknownBackboneError
+
+    records = memory_records(ws)
+    present = sorted(records)
     if not present:
         raise InputError(f"there is no memory in {ws.memory_dir}; run `knnclip embed` first")
     if backbone is None:
         if len(present) == 1:
             return present[0]
         raise InputError(f"the workspace holds {len(present)} memories ({', '.join(present)}); name one with --backbone")
-    if backbone in present or table_name_for(backbone) in list_table_names(connect(ws.memory_dir)):
+    if backbone in records or table_name_for(backbone) in list_table_names(connect(ws.memory_dir)):
         return backbone  # an embedder id (MemoryTable.open checks the table's metadata)
-    by_family = [e for e in present if backbone in e.split("|")]
-    if len(by_family) == 1:
-        return by_family[0]
     try:
-        eid = _id_from_embedders(backbone)
-    except Exception as exc:  # unknown name, weights missing, ...
-        logger.debug("embedder %s not resolved: %s", backbone, exc)
-        eid = None
-    if eid in present:
-        return eid
+        matches = _match_backbone(records, backbone)
+    except UnknownBackboneError as exc:
+        raise InputError(f"no memory for backbone {backbone!r}: it is neither the embedder id of a memory "
+                         f"({', '.join(present)}) nor a configured backbone") from None
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        raise InputError(f"backbone {backbone!r} matches {len(matches)} memories ({', '.join(matches)}); "
+                         f"name one by its embedder id")
     raise InputError(f"no memory for backbone {backbone!r} (memories: {', '.join(present)})")

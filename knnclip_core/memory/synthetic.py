@@ -34,9 +34,10 @@ def clustered_vectors(n: int, d: int, classes: int, dup_rate: float = 0.2, confl
 
 def write_memory(db_dir: str | Path, embedder_id: str, xb: np.ndarray, labels: np.ndarray,
                  datasets: Optional[list[str]] = None, batches: Optional[list[str]] = None,
-                 id_prefix: str = "seg") -> list[str]:
+                 id_prefix: str = "seg", provenance: Optional[dict] = None) -> list[str]:
     """Write rows (state PENDING) through MemoryTable.insert_missing; row i gets id f"{id_prefix}{i:06d}",
-    class f"class{label}", image sha f"img{i // 4}", ingested_at EPOCH + i seconds. Returns the ids."""
+    class f"class{label}", image sha f"img{i // 4}", ingested_at EPOCH + i seconds. A new table
+    records `provenance`. Returns the ids."""
     n = len(xb)
     datasets = datasets or ["synthetic"] * n
     batches = batches or ["batch0"] * n
@@ -44,6 +45,6 @@ def write_memory(db_dir: str | Path, embedder_id: str, xb: np.ndarray, labels: n
     meta = [{"id": ids[i], "class_id": int(labels[i]), "class_name": f"class{int(labels[i])}",
              "dataset": datasets[i], "batch_id": batches[i], "image_sha256": f"img{i // 4}", "area": 100 + i,
              "ingested_at": EPOCH + timedelta(seconds=i)} for i in range(n)]
-    mt = MemoryTable.open(db_dir, embedder_id, xb.shape[1])
+    mt = MemoryTable.open(db_dir, embedder_id, xb.shape[1], provenance=provenance)
     mt.insert_missing(make_rows(embedder_id, xb, meta))
     return ids

@@ -1,7 +1,9 @@
 """One LanceDB table per embedder: the memory's rows, their vectors and curation state.
 
-The embedder id is written into the table's schema metadata; vectors of another
-embedder are refused (EmbedderMismatchError).
+The embedder id and its provenance record (full backbone spec and weights checksum, as
+JSON; see embedders.provenance) are written into the table's schema metadata; vectors of
+another embedder are refused (EmbedderMismatchError). Tables written before provenance was
+recorded stay readable (`provenance()` is None for them).
 """
 from __future__ import annotations
 
@@ -9,17 +11,19 @@ import hashlib
 import logging
 import re
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Optional
 
 import numpy as np
 import pyarrow as pa
 
+from ..embedders.provenance import dumps, loads
 from ..errors import EmbedderMismatchError
 
 logger = logging.getLogger(__name__)
 
 EMBEDDER_KEY = b"knnclip.embedder_id"
 DIM_KEY = b"knnclip.dim"
+PROVENANCE_KEY = b"knnclip.provenance"
 
 # Curation states of a row.
 PENDING = "pending"        # embedded, not yet curated
@@ -31,8 +35,9 @@ FORGOTTEN = "forgotten"    # removed by a forget rule
 STATES = (PENDING, KEPT, DUPLICATE, CONFLICT, OVER_BUDGET, FORGOTTEN)
 
 
-def memory_schema(embedder_id: str, dim: int) -> pa.Schema:
-    """Arrow schema of a memory table for vectors of `dim` floats from `embedder_id`."""
+def memory_schema(embedder_id: str, dim: int, provenance: Optional[dict] = None) -> pa.Schema:
+    """Arrow schema of a memory table for vectors of `dim` floats from `embedder_id`, with its
+    provenance record (when given) in the metadata."""
     fields = [
         pa.field("id", pa.string(), nullable=False),  # segment id (catalog)
         pa.field("vector", pa.list_(pa.float32(), dim)),
@@ -47,7 +52,13 @@ def memory_schema(embedder_id: str, dim: int) -> pa.Schema:
         pa.field("state", pa.string()),
         pa.field("state_reason", pa.string()),
     ]
-    return pa.schema(fields, metadata={EMBEDDER_KEY: embedder_id.encode(), DIM_KEY: str(dim).encode()})
+    meta = {EMBEDDER_KEY: embedder_id.encode(), DIM_KEY: str(dim).encode()}
+    if provenance is not None:
+        if provenance.get("embedder_id") != embedder_id:
+            raise EmbedderMismatchError(f"provenance of {provenance.get('embedder_id')!r} given for a memory "
+                                        f"of {embedder_id!r}")
+        meta[PROVENANCE_KEY] = dumps(provenance).encode()
+    return pa.schema(fields, metadata=meta)
 
 
 def table_name_for(embedder_id: str) -> str:
@@ -70,8 +81,10 @@ class MemoryTable:
         self.table = db.open_table(name)
 
     @classmethod
-    def open(cls, db_dir: str | Path, embedder_id: str, dim: int | None = None, create: bool = True) -> "MemoryTable":
-        """Open (or create, when `dim` is given) the table of `embedder_id`.
+    def open(cls, db_dir: str | Path, embedder_id: str, dim: int | None = None, create: bool = True,
+             provenance: Optional[dict] = None) -> "MemoryTable":
+        """Open (or create, when `dim` is given) the table of `embedder_id`; a created table
+        records `provenance` (the embedder's record, see embedders.provenance).
 
         Raises EmbedderMismatchError when the table holds another embedder's vectors
         or another dimension, FileNotFoundError when absent and not created.
@@ -81,7 +94,7 @@ class MemoryTable:
         if name not in list_table_names(db):
             if not create or dim is None:
                 raise FileNotFoundError(f"no memory table for embedder {embedder_id!r} in {db_dir}; run `knnclip embed` first")
-            tbl = db.create_table(name, schema=memory_schema(embedder_id, dim), exist_ok=True)
+            tbl = db.create_table(name, schema=memory_schema(embedder_id, dim, provenance), exist_ok=True)
             try:
                 tbl.set_unenforced_primary_key("id")
             except Exception as exc:  # older tables or concurrent creation
@@ -99,6 +112,11 @@ class MemoryTable:
     def stored_embedder_id(self) -> str:
         meta = self.table.schema.metadata or {}
         return meta.get(EMBEDDER_KEY, b"").decode()
+
+    def provenance(self) -> Optional[dict]:
+        """The provenance record stored with the table; None for tables written before it was
+        recorded. Raises ProvenanceError when it is stored but unreadable."""
+        return stored_provenance(self.table.schema.metadata, f"memory table {self.name}")
 
     def insert_missing(self, rows: pa.Table) -> None:
         """Insert the rows whose segment id is not in the table yet, in one commit; rows
@@ -124,6 +142,12 @@ class MemoryTable:
 
     def count(self) -> int:
         return self.table.count_rows()
+
+
+def stored_provenance(metadata: Optional[dict], where: str) -> Optional[dict]:
+    """The provenance record in a table's schema metadata (None when absent)."""
+    raw = (metadata or {}).get(PROVENANCE_KEY)
+    return None if raw is None else loads(raw, where)
 
 
 def list_table_names(db) -> list[str]:

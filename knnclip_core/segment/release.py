@@ -59,33 +59,31 @@ ReleaseSource = Callable[[Optional[str]], Optional[LoadedRelease]]
 
 def backbone_for_snapshot(snapshot, backbone: Optional[str] = None) -> str:
     """Name of the backbone that reproduces the snapshot's embedder: `backbone` when given,
-    else the manifest lineage's `backbone`, else the configs/backbones.yaml entry whose family,
-    architecture and weights start the embedder id. Raises EmbedderMismatchError when none fits."""
+    else the configs/backbones.yaml entry whose spec matches the manifest's provenance record
+    field by field and whose weights checksum is the recorded one (the recorded name first
+    among equals). A snapshot written before provenance was recorded falls back to its
+    lineage's backbone name. Raises EmbedderMismatchError when nothing fits,
+    WeightsNotFoundError when a candidate's weights are missing."""
     if backbone:
         return backbone
     manifest = getattr(snapshot, "manifest", {}) or {}
-    named = (manifest.get("lineage") or {}).get("backbone") or manifest.get("backbone")
-    if named:
-        return str(named)
-    from ..embedders import list_backbones
+    record = manifest.get("provenance")
+    if record is None:
+        named = (manifest.get("lineage") or {}).get("backbone") or manifest.get("backbone")
+        if named:
+            return str(named)
+        raise EmbedderMismatchError(f"snapshot {getattr(snapshot, 'path', '')} records neither a provenance nor a "
+                                    f"backbone (written by an older knnclip), so name its backbone explicitly.")
+    from ..embedders import list_backbones, weights_sha256
+    from ..embedders.provenance import same_spec
 
-    parts = str(snapshot.embedder_id).split("|") + ["", "", ""]
-    for name, cfg in _backbone_items(list_backbones()):
-        fam, arch, weights = (str(cfg.get(key, "")) for key in ("family", "architecture", "weights"))
-        same_weights = parts[2].startswith(weights) or (weights == "random" and parts[2].startswith("random"))
-        if parts[:2] == [fam, arch] and same_weights:
-            return name
-    raise EmbedderMismatchError(f"no configured backbone reproduces the release's embedder {snapshot.embedder_id!r}.")
-
-
-def _backbone_items(backbones):
-    """(name, config dict) pairs from whatever list_backbones returns (dict or list of objects)."""
-    if isinstance(backbones, dict):
-        items = backbones.items()
-    else:
-        items = ((getattr(b, "name", None) or b.get("name"), b) for b in backbones)
-    for name, cfg in items:
-        yield name, (cfg if isinstance(cfg, dict) else vars(cfg))
+    recorded_name = record["backbone"].get("name")
+    candidates = sorted((s for s in list_backbones() if same_spec(record, s)), key=lambda s: s.name != recorded_name)
+    for spec in candidates:
+        if weights_sha256(spec) == record.get("weights_sha256"):
+            return spec.name
+    raise EmbedderMismatchError(f"no configured backbone reproduces the release's embedder {snapshot.embedder_id!r} "
+                                f"(spec of {recorded_name!r} with weights sha256 {record.get('weights_sha256')}).")
 
 
 class EmbedderCache:

@@ -1,6 +1,8 @@
-"""The `embed` job: every catalog segment not yet in the memory table of an embedder is
+"""The embed stage: every catalog segment not yet in the memory table of an embedder is
 embedded (each image decoded once, all its masks pooled from one forward) and written in
-chunks, so a rerun does only what is missing and a kill loses at most one chunk."""
+chunks, so a rerun does only what is missing and a kill loses at most one chunk.
+
+It joins the catalog, the embedders and the memory, so it lives above all three."""
 from __future__ import annotations
 
 import logging
@@ -9,14 +11,14 @@ from collections import OrderedDict
 from datetime import timezone
 from typing import Optional
 
-from ..catalog.models import ClassName, Dataset, Image, Segment
-from ..catalog.store import session_scope
-from ..config import Settings
-from ..memory.table import MemoryTable, make_rows
-from ..workspace import Workspace
-from . import get_embedder
-from .base import Embedder
-from .loader import WorkItem, iter_embeddings
+from .catalog.models import ClassName, Dataset, Image, Segment
+from .catalog.store import session_scope
+from .config import Settings
+from .embedders import embedder_provenance, get_embedder
+from .embedders.base import Embedder
+from .embedders.loader import WorkItem, iter_embeddings
+from .memory.table import MemoryTable, make_rows
+from .workspace import Workspace
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +84,7 @@ def run_embed(settings: Settings, backbone: Optional[str] = None, device: Option
     t0 = time.perf_counter()
     ws = Workspace.from_settings(settings).ensure()
     emb = embedder or get_embedder(backbone or cfg.backbone, device=device or cfg.device, settings=settings)
-    table = MemoryTable.open(ws.memory_dir, emb.id, emb.dim)
+    table = MemoryTable.open(ws.memory_dir, emb.id, emb.dim, provenance=embedder_provenance(embedder=emb))
     items, total, skipped = pending_work(ws, table.ids(), shard)
     chunk = max(1, chunk_segments or cfg.chunk_segments)
     n_segments = sum(len(it.meta) for it in items)

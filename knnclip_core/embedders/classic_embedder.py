@@ -1,0 +1,108 @@
+"""The classic embedders: a registry of feature versions (`CLASSIC_VERSIONS`, keyed by the
+spec's architecture) and the Embedder that runs one.
+
+A version is data: its dense channels, its raw statistics of pooled channel means, and the
+standardisation constants and block weights applied to them (fitted by
+`classic_fit.fit_constants`). New versions register here; nothing else dispatches on them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from ..plugins import Registry
+from . import classic, classic_v2
+from .backbones import BackboneSpec
+from .base import Embedder, Preparer, format_id
+from .pooling import l2_normalize
+
+
+@dataclass(frozen=True)
+class ClassicVersion:
+    """One classic feature version: `dense(image) -> (C, H, W)` channels, `raw(pooled (n, C))
+    -> (n, D)` statistics, standardised as (raw - mu) / sd * weights."""
+
+    name: str
+    dense: Callable[[np.ndarray], np.ndarray]
+    raw: Callable[[np.ndarray], np.ndarray]
+    mu: np.ndarray
+    sd: np.ndarray
+    weights: np.ndarray
+
+    @property
+    def dim(self) -> int:
+        return len(self.mu)
+
+    def features(self, pooled: np.ndarray) -> np.ndarray:
+        """(n, C) pooled channel means -> (n, D) standardised, weighted features (not normalised)."""
+        return ((self.raw(pooled) - self.mu) / self.sd * self.weights).astype(np.float32)
+
+
+CLASSIC_VERSIONS: Registry[ClassicVersion] = Registry("classic version")
+CLASSIC_VERSIONS.add(classic.VERSION, ClassicVersion(
+    classic.VERSION, classic.dense_channels, classic.statistics, classic.MU, classic.SD, classic.WEIGHTS))
+CLASSIC_VERSIONS.add(classic_v2.VERSION, ClassicVersion(
+    classic_v2.VERSION, classic_v2.dense_channels_v2, classic_v2.statistics_v2, np.concatenate([classic.MU, classic_v2.MU2]),
+    np.concatenate([classic.SD, classic_v2.SD2]), np.concatenate([classic.WEIGHTS, np.ones(len(classic_v2.MU2), np.float32)])))
+
+
+def classic_version(spec: BackboneSpec) -> ClassicVersion:
+    """The registered version named by the spec's architecture; ValueError naming the backbone otherwise."""
+    if spec.architecture not in CLASSIC_VERSIONS:
+        raise ValueError(f"backbone {spec.name!r}: unknown classic version {spec.architecture!r} "
+                         f"(known: {', '.join(CLASSIC_VERSIONS.names())})")
+    return CLASSIC_VERSIONS.get(spec.architecture)
+
+
+class ClassicPreparer(Preparer):
+    """Dense classic channels at the working size (long side at most `max_side`)."""
+
+    features_on_host = True
+
+    def __init__(self, max_side: int | None, dense: Callable[[np.ndarray], np.ndarray] = classic.dense_channels):
+        self.max_side, self.dense = max_side, dense  # a module-level function: pickles by name
+
+    def grid_hw(self, h: int, w: int) -> tuple[int, int]:
+        return classic.working_size(h, w, self.max_side)
+
+    def pixels(self, image: np.ndarray) -> np.ndarray:
+        h, w = image.shape[:2]
+        wh, ww = self.grid_hw(h, w)
+        if (wh, ww) != (h, w):
+            from PIL import Image
+
+            image = np.asarray(Image.fromarray(image).resize((ww, wh), Image.BILINEAR))
+        return self.dense(image)
+
+
+class ClassicEmbedder(Embedder):
+    """Weights-free colour/texture/position statistics pooled per mask (v1: 38-d, v2: 89-d).
+    With `raw=True` it returns the unstandardised statistics (for fitting the constants)."""
+
+    family = "classic"
+    has_text = False
+
+    def __init__(self, spec: BackboneSpec, device: str = "cpu", raw: bool = False):
+        super().__init__(spec, device)
+        self.version = classic_version(spec)
+        self.max_side = spec.max_side
+        self.dim = self.version.dim
+        self.raw = raw
+        self.id = self.id_for(spec) + ("|raw" if raw else "")
+        self.prep = ClassicPreparer(self.max_side, self.version.dense)
+
+    @staticmethod
+    def id_for(spec: BackboneSpec) -> str:
+        """The id of this spec's embedder."""
+        return format_id(ClassicEmbedder.family, spec, "weights-free", classic_version(spec).dim,
+                         f"max_side={spec.max_side or 0}")
+
+    def forward(self, x):
+        return x.permute(0, 2, 3, 1)  # the channels are the features
+
+    def finalize(self, pooled: np.ndarray) -> np.ndarray:
+        if self.raw:
+            return self.version.raw(pooled)
+        return l2_normalize(self.version.features(pooled))
