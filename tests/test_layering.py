@@ -31,3 +31,73 @@ def test_importing_the_whole_library_loads_no_orchestration():
             "print(sorted(r for r in {n.split('.')[0] for n in sys.modules} if r in %r))" % (FORBIDDEN,))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """knnclip_core module -> the knnclip_core modules it imports (at any depth of its AST,
+    so imports inside functions count too; `from pkg import name` resolves to pkg.name when
+    that is a module)."""
+    mods = {}
+    for p in CORE.rglob("*.py"):
+        parts = list(p.relative_to(CORE.parent).with_suffix("").parts)
+        mods[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = p
+
+    def module_of(name: str) -> str:
+        while name and name not in mods:
+            name = name.rpartition(".")[0]
+        return name
+
+    graph: dict[str, set[str]] = {m: set() for m in mods}
+    for m, p in mods.items():
+        pkg = m if p.name == "__init__.py" else m.rpartition(".")[0]
+        for node in ast.walk(ast.parse(p.read_text(), str(p))):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    head = pkg.split(".")[: len(pkg.split(".")) - node.level + 1]
+                    base = ".".join(head + ([node.module] if node.module else []))
+                names = [f"{base}.{a.name}" for a in node.names]
+            else:
+                continue
+            graph[m] |= {t for t in map(module_of, names) if t.startswith("knnclip_core") and t != m}
+    return graph
+
+
+def _cycle_edges(graph: dict[str, set[str]]) -> list[tuple[str, str]]:
+    """Edges a -> b that lie on a cycle (b reaches a)."""
+    def reach(a):
+        seen, stack = set(), [a]
+        while stack:
+            for y in graph.get(stack.pop(), ()):
+                if y not in seen:
+                    seen.add(y)
+                    stack.append(y)
+        return seen
+    return sorted((a, b) for a in graph for b in graph[a] if a in reach(b))
+
+
+def _unit(module: str) -> str:
+    """The subpackage (or top-level module) of knnclip_core that a module belongs to."""
+    return ".".join(module.split(".")[:2])
+
+
+def test_no_import_cycles_between_subpackages():
+    graph = _import_graph()
+    units: dict[str, set[str]] = {}
+    for a, targets in graph.items():
+        units.setdefault(_unit(a), set()).update(_unit(b) for b in targets if _unit(b) != _unit(a))
+    assert _cycle_edges(units) == []
+
+
+def test_no_import_cycles_between_modules():
+    """Inside a package too (a package's __init__ may import its modules and they it)."""
+    graph = _import_graph()
+    own = {a: {b for b in targets if b != a.rpartition(".")[0] and a != b.rpartition(".")[0]}
+           for a, targets in graph.items()}
+    assert _cycle_edges(own) == []
+
+
+def test_the_cycle_check_sees_a_cycle():
+    assert _cycle_edges({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [("a", "b"), ("b", "c"), ("c", "a")]
