@@ -108,3 +108,19 @@ def test_ivf_takes_fewer_lists_before_a_coarser_code():
     choice = choose_index(n, d, byte_budget=budget)
     assert choice.kind == "ivf_sq6" and choice.nlist < nlist_for(n)
     assert choice.factory == f"IVF{choice.nlist},SQ6" and choice.estimated_bytes <= budget
+
+
+def test_a_newly_registered_kind_takes_its_declared_place(monkeypatch):
+    from knnclip_core.index.choice import INDEX_KINDS, IndexKind, budget_order, pq_m_for
+
+    n, d = 1_000_000, 512
+    tiny_budget = int(3.5 * n) + nlist_for(n) * d * 4  # below d/16 PQ codes: no default kind fits
+    with pytest.raises(ValueError, match="no index kind fits"):
+        choose_index(n, d, byte_budget=tiny_budget)
+    monkeypatch.setattr(INDEX_KINDS, "_items", dict(INDEX_KINDS._items))  # registered for this test only
+    INDEX_KINDS.add("ivf_pq_2", IndexKind("ivf_pq_2", lambda n, d: f"IVF{nlist_for(n)},PQ2", lambda d: 2.0,
+                                          ivf=True, budget_rank=99))
+    assert budget_order()[-1] == "ivf_pq_2"
+    choice = choose_index(n, d, byte_budget=tiny_budget)
+    assert choice.kind == "ivf_pq_2" and choice.factory.endswith(",PQ2")
+    assert pq_m_for(d, d // 16) == 32  # the smallest default code, which did not fit

@@ -2,8 +2,9 @@
 the memory grows or the byte budget tightens.
 
 Index kinds are plug-ins (`INDEX_KINDS`, a `knnclip_core.plugins.Registry`): each kind
-turns (n, d) into a factory string and estimates its serialised bytes. `choose_index`
-walks the kinds from most to least exact and returns the first that fits.
+turns (n, d) into a factory string, estimates its serialised bytes and declares its place
+in the budget walk (`budget_rank`, lower = more exact; None = never chosen for a budget).
+`choose_index` walks the registered kinds by that rank and returns the first that fits.
 """
 from __future__ import annotations
 
@@ -25,12 +26,14 @@ HNSW_M = 32
 @dataclass(frozen=True)
 class IndexKind:
     """A family of indexes: `factory(n, d)` gives the factory string, `bytes_per_vector(d)`
-    the approximate serialised size per vector (coarse centroids are added separately)."""
+    the approximate serialised size per vector (coarse centroids are added separately),
+    `budget_rank` its place in the budget walk (lower = more exact; None: not a budget choice)."""
 
     name: str
     factory: Callable[[int, int], str]
     bytes_per_vector: Callable[[int], float]
     ivf: bool = False
+    budget_rank: Optional[float] = None
 
 
 @dataclass
@@ -71,25 +74,30 @@ def _ivf(code: str) -> Callable[[int, int], str]:
 
 
 def _add_default_kinds() -> None:
-    INDEX_KINDS.add("flat", IndexKind("flat", lambda n, d: "Flat", lambda d: 4.0 * d))
+    INDEX_KINDS.add("flat", IndexKind("flat", lambda n, d: "Flat", lambda d: 4.0 * d, budget_rank=0))
     INDEX_KINDS.add("hnsw", IndexKind("hnsw", lambda n, d: f"HNSW{HNSW_M},Flat",
-                                      lambda d: 4.0 * d + HNSW_M * 2 * 4 * 1.1))
-    INDEX_KINDS.add("ivf_flat", IndexKind("ivf_flat", _ivf("Flat"), lambda d: 4.0 * d + IVF_ID_BYTES, ivf=True))
-    INDEX_KINDS.add("ivf_sq8", IndexKind("ivf_sq8", _ivf("SQ8"), lambda d: 1.0 * d + IVF_ID_BYTES, ivf=True))
-    INDEX_KINDS.add("ivf_sq6", IndexKind("ivf_sq6", _ivf("SQ6"), lambda d: 0.75 * d + IVF_ID_BYTES, ivf=True))
-    INDEX_KINDS.add("ivf_sq4", IndexKind("ivf_sq4", _ivf("SQ4"), lambda d: 0.5 * d + IVF_ID_BYTES, ivf=True))
-    for frac in (4, 8, 16):  # PQ with d/4, d/8, d/16 bytes per vector
+                                      lambda d: 4.0 * d + HNSW_M * 2 * 4 * 1.1))  # larger than flat: no budget use
+    INDEX_KINDS.add("ivf_flat", IndexKind("ivf_flat", _ivf("Flat"), lambda d: 4.0 * d + IVF_ID_BYTES, ivf=True,
+                                          budget_rank=10))
+    for rank, (bits, per_dim) in enumerate(((8, 1.0), (6, 0.75), (4, 0.5))):
+        INDEX_KINDS.add(f"ivf_sq{bits}", IndexKind(f"ivf_sq{bits}", _ivf(f"SQ{bits}"),
+                                                   (lambda pd: lambda d: pd * d + IVF_ID_BYTES)(per_dim),
+                                                   ivf=True, budget_rank=20 + rank))
+    for rank, frac in enumerate((4, 8, 16)):  # PQ with d/4, d/8, d/16 bytes per vector
         INDEX_KINDS.add(f"ivf_pq_d{frac}", IndexKind(
             f"ivf_pq_d{frac}",
             (lambda fr: lambda n, d: f"IVF{nlist_for(n)},PQ{pq_m_for(d, max(1, d // fr))}")(frac),
             (lambda fr: lambda d: float(pq_m_for(d, max(1, d // fr)) or 1) + IVF_ID_BYTES)(frac),
-            ivf=True))
+            ivf=True, budget_rank=30 + rank))
 
 
 _add_default_kinds()
 
-# From most to least exact; the budget walk stops at the first kind that fits.
-BUDGET_ORDER = ["flat", "ivf_flat", "ivf_sq8", "ivf_sq6", "ivf_sq4", "ivf_pq_d4", "ivf_pq_d8", "ivf_pq_d16"]
+
+def budget_order() -> list[str]:
+    """Names of the registered kinds that take part in the budget walk, most exact first."""
+    ranked = [(INDEX_KINDS.get(name).budget_rank, name) for name in INDEX_KINDS.names()]
+    return [name for rank, name in sorted(r for r in ranked if r[0] is not None)]
 
 
 def flat_bytes(n: int, d: int) -> int:
@@ -118,7 +126,7 @@ def choose_index(n: int, d: int, byte_budget: Optional[int] = None, factory: Opt
 
     `factory` (a FAISS factory string) overrides the choice. Without a byte budget: Flat up
     to FLAT_MAX_VECTORS, HNSW32 up to HNSW_MAX_VECTORS, IVF-Flat above. With a budget: the
-    most exact kind of BUDGET_ORDER whose estimated bytes fit (kinds in `exclude` skipped).
+    most exact kind of `budget_order()` whose estimated bytes fit (kinds in `exclude` skipped).
     Raises ValueError when nothing fits the budget.
     """
     assert n > 0 and d > 0
@@ -131,7 +139,7 @@ def choose_index(n: int, d: int, byte_budget: Optional[int] = None, factory: Opt
         return IndexChoice(f, kind, estimate_bytes(kind, n, d), f"no byte budget and {n} vectors",
                            nlist=nlist_of(f))
     tried = []
-    for kind in BUDGET_ORDER:
+    for kind in budget_order():
         if kind in exclude:
             continue
         if INDEX_KINDS.get(kind).ivf and n < 39 * 16:
