@@ -6,7 +6,8 @@ in the MLflow store itself, so the history survives restarts and works with any 
 URI. `rollback` pops the current holder and gives the alias back to the one before. A move
 is a read-modify-write of that tag, so moves of one model's aliases take a workspace lock:
 two processes on this machine cannot lose each other's history entries (processes on other
-machines sharing a remote tracking server are not covered).
+machines sharing a remote tracking server are not covered). A history that cannot be
+read raises AliasHistoryError and the alias is not moved, so it is never overwritten.
 """
 from __future__ import annotations
 
@@ -18,10 +19,12 @@ import re
 from contextlib import contextmanager
 from typing import Iterator, Optional
 
+from mlflow.exceptions import MlflowException
+
 from knnclip_core.errors import KnnclipError
 from knnclip_core.locks import workspace_lock
 
-from .store import RegistryContext
+from .store import RegistryContext, is_missing
 
 logger = logging.getLogger(__name__)
 
@@ -35,21 +38,31 @@ class RollbackError(KnnclipError):
     """There is no earlier version to roll an alias back to."""
 
 
+class AliasHistoryError(KnnclipError):
+    """The recorded history of an alias cannot be read (so the alias must not be moved)."""
+
+
 def read_history(ctx: RegistryContext, alias: str) -> dict:
-    """The recorded history of `alias`: {'stack': [int], 'log': [dict]} (empty when none)."""
+    """The recorded history of `alias`: {'stack': [int], 'log': [dict]} (empty when the model
+    or the tag does not exist yet). Raises AliasHistoryError when the store cannot be read
+    or the tag is not a history."""
     try:
         rm = ctx.client.get_registered_model(ctx.model_name)
-    except Exception:  # noqa: BLE001 - no model yet means no history
-        return {"stack": [], "log": []}
-    raw = (rm.tags or {}).get(HISTORY_TAG.format(alias=alias))
+    except MlflowException as exc:
+        if is_missing(exc):
+            return {"stack": [], "log": []}
+        raise AliasHistoryError(f"the history of alias {alias!r} of {ctx.model_name!r} cannot be read from "
+                                f"{ctx.tracking_uri} ({exc.error_code}), so the alias is left where it is") from exc
+    tag = HISTORY_TAG.format(alias=alias)
+    raw = (rm.tags or {}).get(tag)
     if not raw:
         return {"stack": [], "log": []}
     try:
         data = json.loads(raw)
-        return {"stack": [int(v) for v in data.get("stack", [])], "log": list(data.get("log", []))}
-    except (ValueError, TypeError):
-        logger.warning("alias history of %r is unreadable; starting a new one", alias)
-        return {"stack": [], "log": []}
+        return {"stack": [int(v) for v in data["stack"]], "log": list(data["log"])}
+    except (ValueError, TypeError, KeyError, AttributeError):
+        raise AliasHistoryError(f"tag {tag} of {ctx.model_name!r} is not a valid alias history; fix or delete it "
+                                f"before moving alias {alias!r}, so that its rollback stack is not overwritten") from None
 
 
 def _write_history(ctx: RegistryContext, alias: str, history: dict) -> None:
