@@ -81,7 +81,9 @@ def test_classic_knn_accuracy_on_camvid(shared_data):
 
     root = shared_data / "camvid"
     if not root.is_dir():
-        pytest.skip(f"{root} not found")
+        from conftest import require_or_skip
+
+        require_or_skip(f"{root} not found")
     result = evaluate(root, train_limit=120, val_limit=40)
     assert result["accuracy"] >= 0.88, result
     v2 = evaluate(root, train_limit=120, val_limit=40, backbone="classic-v2")

@@ -222,7 +222,9 @@ def test_try_segments_an_upload(built, client):
 @pytest.mark.slow
 def test_pages_render_in_headless_chromium(built, tmp_path):
     if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} not installed (apt-get install chromium)")
+        from conftest import require_or_skip
+
+        require_or_skip(f"{CHROMIUM} not installed (apt-get install chromium)")
     import uvicorn
 
     from dashboards.app import create_app
