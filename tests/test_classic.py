@@ -84,7 +84,7 @@ def test_classic_knn_accuracy_on_camvid(shared_data):
         from conftest import require_or_skip
 
         require_or_skip(f"{root} not found")
-    result = evaluate(root, train_limit=120, val_limit=40)
+    result = evaluate(root, train_limit=120, val_limit=40, backbone="classic")
     assert result["accuracy"] >= 0.88, result
     v2 = evaluate(root, train_limit=120, val_limit=40, backbone="classic-v2")
     assert v2["accuracy"] >= 0.88, v2

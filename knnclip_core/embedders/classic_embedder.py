@@ -3,7 +3,7 @@ spec's architecture) and the Embedder that runs one.
 
 A version is data: its dense channels, its raw statistics of pooled channel means, and the
 standardisation constants and block weights applied to them (fitted by
-`classic_fit.fit_constants`). New versions register here; nothing else dispatches on them.
+`classic_fit.fit_constants`; benchmarks/fit_classic_constants.py regenerates them). New versions register here; nothing else dispatches on them.
 """
 from __future__ import annotations
 
@@ -35,9 +35,13 @@ class ClassicVersion:
     def dim(self) -> int:
         return len(self.mu)
 
+    def standardise(self, stats: np.ndarray) -> np.ndarray:
+        """(n, D) raw statistics -> (n, D) standardised, weighted features (not normalised)."""
+        return ((stats - self.mu) / self.sd * self.weights).astype(np.float32)
+
     def features(self, pooled: np.ndarray) -> np.ndarray:
         """(n, C) pooled channel means -> (n, D) standardised, weighted features (not normalised)."""
-        return ((self.raw(pooled) - self.mu) / self.sd * self.weights).astype(np.float32)
+        return self.standardise(self.raw(pooled))
 
 
 CLASSIC_VERSIONS: Registry[ClassicVersion] = Registry("classic version")
