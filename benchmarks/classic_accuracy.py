@@ -54,19 +54,20 @@ def camvid_segments(root: Path, split: str, limit: int | None = None):
 
 
 def split_statistics(backbone: str, root: Path, split: str, limit: int | None = None):
-    """(raw statistics (n, D), class ids (n,), sequences (n,)) of a split's segments."""
+    """(raw statistics (n, D), class ids (n,), sequences (n,), image numbers (n,)) of a split's segments."""
     from knnclip_core.embedders.classic_fit import raw_statistics
 
-    ys, seqs = [], []
+    ys, seqs, images = [], [], []
 
     def items():
-        for image, masks, classes, seq in camvid_segments(root, split, limit):
+        for i, (image, masks, classes, seq) in enumerate(camvid_segments(root, split, limit)):
             ys.extend(classes)
             seqs.extend([seq] * len(classes))
+            images.extend([i] * len(classes))
             yield image, masks
 
     stats = raw_statistics(backbone, items())
-    return stats, np.asarray(ys), np.asarray(seqs)
+    return stats, np.asarray(ys), np.asarray(seqs), np.asarray(images)
 
 
 def accuracy(xb, yb, xq, yq, k: int) -> float:
@@ -78,6 +79,28 @@ def accuracy(xb, yb, xq, yq, k: int) -> float:
     memory = FlatMemory(xb, np.array([index[int(c)] for c in yb]), vocabulary)
     r = retrieve(memory, xq, k, TEMPERATURE, vocabulary)
     return float((r.P.argmax(axis=1) == np.array([index[int(c)] for c in yq])).mean())
+
+
+def dedup_sweep(xb, yb, images, xq, yq, thresholds, k: int = 10) -> dict:
+    """Per dedup threshold: the product's curation plan (no budget) over the train memory, the
+    share of rows it drops, its cross-class (conflict) rows, and val accuracy of the kept rows."""
+    import datetime as dt
+
+    from knnclip_core.memory.plan import CurationParams, plan_curation
+    from knnclip_core.memory.table import KEPT, make_rows
+
+    epoch = dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc)
+    meta = [{"id": f"s{i:06d}", "class_id": int(c), "class_name": str(c), "dataset": "camvid", "batch_id": "train",
+             "image_sha256": f"img{int(im)}", "area": 1, "ingested_at": epoch + dt.timedelta(seconds=i)}
+            for i, (c, im) in enumerate(zip(yb, images))]
+    rows = make_rows("benchmark", xb, meta)
+    out = {}
+    for t in thresholds:
+        plan = plan_curation(rows, [], CurationParams(dedup_threshold=t, budget_vectors=None))
+        kept = plan.states == KEPT
+        out[str(t)] = {"dropped_share": round(float(1 - kept.mean()), 4), "conflict_rows": int((plan.states == "conflict").sum()),
+                       "accuracy": accuracy(xb[kept], yb[kept], xq, yq, k)}
+    return out
 
 
 def leave_one_sequence_out(version, stats, y, seqs, k: int = 10) -> dict:
@@ -95,7 +118,7 @@ def leave_one_sequence_out(version, stats, y, seqs, k: int = 10) -> dict:
 
 
 def evaluate(root: Path, train_limit: int | None = None, val_limit: int | None = None,
-             backbone: str = "classic-v2") -> dict:
+             backbone: str = "classic-v2", dedup_thresholds: tuple[float, ...] = ()) -> dict:
     """Accuracy figures of classic backbone `backbone` on CamVid train -> val."""
     from knnclip_core.embedders import embedder_id_for, get_spec
     from knnclip_core.embedders.classic_embedder import classic_version
@@ -103,15 +126,16 @@ def evaluate(root: Path, train_limit: int | None = None, val_limit: int | None =
 
     version = classic_version(get_spec(backbone))
     t0 = time.perf_counter()
-    sb, yb, qb = split_statistics(backbone, root, "train", train_limit)
-    sq, yq, qq = split_statistics(backbone, root, "val", val_limit)
+    sb, yb, qb, ib = split_statistics(backbone, root, "train", train_limit)
+    sq, yq, qq, _ = split_statistics(backbone, root, "val", val_limit)
     seconds = time.perf_counter() - t0
     xb, xq = embed_from_statistics(version, sb), embed_from_statistics(version, sq)
     acc = {k: accuracy(xb, yb, xq, yq, k) for k in (1, 5, 10)}
     majority = float((yq == np.bincount(yb).argmax()).mean())
     by_seq = leave_one_sequence_out(version, np.concatenate([sb, sq]), np.concatenate([yb, yq]),
                                     np.concatenate([qb, qq]))
-    return {"accuracy": acc[10], "accuracy_k1": acc[1], "accuracy_k5": acc[5], "accuracy_k10": acc[10], "k": 10,
+    dedup = dedup_sweep(xb, yb, ib, xq, yq, dedup_thresholds) if dedup_thresholds else {}
+    return {"accuracy": acc[10], "dedup": dedup, "accuracy_k1": acc[1], "accuracy_k5": acc[5], "accuracy_k10": acc[10], "k": 10,
             "cross_sequence": by_seq, "cross_sequence_min": min(v["accuracy"] for v in by_seq.values()),
             "cross_sequence_constants": "fitted on each fold's memory", "vote": "knnclip_core.segment.retrieval.retrieve",
             "temperature": TEMPERATURE, "memory_segments": int(len(xb)), "query_segments": int(len(xq)),
@@ -125,12 +149,14 @@ def main(argv=None) -> int:
     p.add_argument("--backbone", default="classic-v2", help="a classic backbone of configs/backbones.yaml")
     p.add_argument("--train-limit", type=int, help="use only N evenly spaced train images")
     p.add_argument("--val-limit", type=int, help="use only N evenly spaced val images")
+    p.add_argument("--dedup", default="", help="comma-separated dedup thresholds to sweep (e.g. 0.97,0.98,0.99)")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     if not (args.root / "train").is_dir():
         print(f"CamVid not found at {args.root}", file=sys.stderr)
         return 2
-    r = evaluate(args.root, args.train_limit, args.val_limit, args.backbone)
+    r = evaluate(args.root, args.train_limit, args.val_limit, args.backbone,
+                 tuple(float(t) for t in args.dedup.split(",") if t))
     n_images = sum(min(len(list((args.root / sp).glob("*.png"))), lim or 10**9)
                    for sp, lim in (("train", args.train_limit), ("val", args.val_limit)))
     r["images_per_s"] = round(n_images / max(r["embed_seconds"], 1e-9), 2)
@@ -139,6 +165,9 @@ def main(argv=None) -> int:
           f"(majority class {r['majority_class_accuracy']:.3f}); {r['images_per_s']} images/s")
     print("leave one sequence out (memory: the other sequences, train and val; constants fitted on it): " + ", ".join(
         f"{seq} {v['accuracy']:.4f} ({v['queries']} queries)" for seq, v in r["cross_sequence"].items()))
+    for t, d in r["dedup"].items():
+        print(f"dedup at {t}: drops {d['dropped_share']:.1%} of train rows ({d['conflict_rows']} conflict rows), "
+              f"val accuracy of the rest {d['accuracy']:.4f}")
     if args.json:
         print(json.dumps(r, sort_keys=True))
     return 0

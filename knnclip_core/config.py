@@ -29,7 +29,7 @@ class IngestConfig(BaseModel):
 
 
 class EmbedConfig(BaseModel):
-    backbone: str = Field("classic", description="Backbone name from configs/backbones.yaml (`knnclip backbones`).")
+    backbone: str = Field("classic-v2", description="Backbone name from configs/backbones.yaml (`knnclip backbones`).")
     device: str = Field("auto", description="auto | cpu | cuda.")
     batch_size: int = Field(16, description="Images per forward pass.")
     num_workers: Optional[int] = Field(None, description="DataLoader workers decoding and resizing images (None: auto, 4 at most on CUDA, and on CPU only the cores the model leaves idle).")

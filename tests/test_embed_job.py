@@ -81,7 +81,7 @@ def test_cli_backbones_and_embed_json(settings, workspace, catalog, capsys):
 
     assert main(["backbones", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert any(r["name"] == "classic" and r["default"] for r in rows)
+    assert [r["name"] for r in rows if r["default"]] == ["classic-v2"]
     assert main(["embed", "--backbone", "classic", "--num-workers", "0", "--json"]) == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["embedded"] == out["segments"] and out["embedder_id"].startswith("classic|")

@@ -43,7 +43,7 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_backbones)
 
     p = sub.add_parser("embed", help="embed every ingested segment not yet embedded with a backbone")
-    p.add_argument("--backbone", help="backbone name (default: embed.backbone, `classic`)")
+    p.add_argument("--backbone", help="backbone name (default: embed.backbone, `classic-v2`)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where the model runs (default: embed.device)")
     p.add_argument("--batch-size", type=int, help="images per forward pass (default: embed.batch_size)")
     p.add_argument("--num-workers", type=int, help="DataLoader workers (default: embed.num_workers, auto; 0: none)")

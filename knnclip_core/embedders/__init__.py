@@ -20,7 +20,7 @@ from .provenance import make_provenance
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_BACKBONE = "classic"
+DEFAULT_BACKBONE = "classic-v2"
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ Per-pixel channels (CIE-Lab colour and its square, one-hot Lab histogram bins, S
 gradients, |LoG| at three scales, the row coordinate, gradient orientation energy) are
 mean-pooled inside each mask with the same area-weighted matrix product as the neural
 embedders; from the means of x and x^2 come the stds. The 38 statistics are standardised
-with constants fixed at version v1 (measured once on CamVid train), block-weighted and
+with constants fitted on CamVid train (benchmarks/fit_classic_constants.py), block-weighted and
 L2-normalised. The version is the spec's architecture and part of the embedder id;
 `classic_v2` adds features that carry better across scenes; `classic_embedder` turns a
 version into an embedder (versions are entries of its `CLASSIC_VERSIONS` registry).
@@ -30,7 +30,8 @@ FEATURE_NAMES = (
     + [f"abslog_s{s:g}" for s in LOG_SIGMAS]
     + ["row_mean", "row_std", "orient_xx", "orient_yy", "orient_xy"]
 )
-# v1 standardisation constants (CamVid train ground-truth segments, 3,534 segments).
+# v1 standardisation constants: mean and population std of the statistics of the 3,534
+# CamVid train ground-truth segments (benchmarks/fit_classic_constants.py regenerates them).
 MU = np.array([
     36.60346, -0.03736, -1.70788, 14.6774, 3.12035, 4.63682, 0.25373, 0.20758, 0.15889, 0.11166, 0.07529,
     0.04291, 0.0305, 0.11945, 0.00157, 0.02292, 0.52622, 0.42086, 0.02079, 0.00764, 0.01362, 0.04872,
