@@ -22,18 +22,18 @@ def test_gate_refuses_a_release_that_forgot_classes(tmp_path, monkeypatch):
     ws = Workspace.from_settings(settings).ensure()
     ingest_path(settings, write_sample_dataset(tmp_path / "two", images=8, classes=2, seed=12), progress=False)
     rich = ingest_path(settings, write_sample_dataset(tmp_path / "four", images=8, classes=4, seed=13), progress=False)
-    run_embed(settings, backbone="classic", num_workers=0)
-    curate(settings, ws, "classic")
-    good = publish(settings, ws, backbone="classic")
+    run_embed(settings, num_workers=0)  # the default backbone (classic-v2)
+    curate(settings, ws)
+    good = publish(settings, ws)
     ctx = open_registry(settings, ws)
     first = promote(ctx, good["version"], alias="production")
     assert first["gate"]["status"] == "first"
     good_accuracy = first["gate"]["candidate"]["segment_accuracy"]
-    assert good_accuracy > 0.9
+    assert good_accuracy > 0.9, first["gate"]
 
     forget(settings, ws, batch=rich.batch_id, reason="test: lose two classes")
-    curate(settings, ws, "classic")
-    worse = publish(settings, ws, backbone="classic")
+    curate(settings, ws)
+    worse = publish(settings, ws)
     assert worse["version"] == good["version"] + 1 and worse["classes"] == 2
     with pytest.raises(GateRefusedError, match="segment_accuracy"):
         promote(ctx, worse["version"], alias="production")
