@@ -20,6 +20,10 @@ def test_publish_is_exact_and_idempotent(settings, workspace, tmp_path):
     kept = load_kept(workspace, emb["embedder_id"])
     release = load_release(1, settings, embedder_id=emb["embedder_id"])
     assert sorted(release.snapshot.segment_ids) == sorted(kept.ids)
+    from knnclip_core.embedders import embedder_provenance, get_spec
+
+    assert release.snapshot.provenance == kept.provenance == embedder_provenance("classic")  # spec + weights as data
+    assert release.snapshot.provenance["backbone"] == get_spec("classic").as_dict()
     # nearest neighbour of each kept vector is itself
     D, I = release.snapshot.search(np.asarray(kept.vectors, np.float32), 1)
     assert [release.snapshot.segment_ids[i] for i in I[:, 0]] == list(kept.ids)
