@@ -1,4 +1,4 @@
-"""`classic`: a weights-free embedder (offline default) that carries real signal.
+"""`classic` (classic-v1): weights-free per-mask statistics that carry real signal (v1 features).
 
 Per-pixel channels (CIE-Lab colour and its square, one-hot Lab histogram bins, Sobel
 gradients, |LoG| at three scales, the row coordinate, gradient orientation energy) are
@@ -11,11 +11,7 @@ version into an embedder (versions are entries of its `CLASSIC_VERSIONS` registr
 """
 from __future__ import annotations
 
-import logging
-
 import numpy as np
-
-logger = logging.getLogger(__name__)
 
 VERSION = "classic-v1"
 L_BINS, A_BINS, B_BINS = 8, 6, 6
@@ -111,7 +107,3 @@ def statistics(means: np.ndarray) -> np.ndarray:
     cols += [m[:, 33], std(33, 34), m[:, 35] / energy, m[:, 36] / energy, m[:, 37] / energy]
     return np.stack(cols, axis=1).astype(np.float32)
 
-
-def features_v1(pooled: np.ndarray) -> np.ndarray:
-    """(n, 38) pooled channel means -> (n, 38) standardised, weighted v1 features (not normalised)."""
-    return (statistics(pooled) - MU) / SD * WEIGHTS
