@@ -25,6 +25,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "camvid"
 VOID = 11
 TEMPERATURE = 0.1
@@ -71,14 +72,14 @@ def split_statistics(backbone: str, root: Path, split: str, limit: int | None = 
 
 
 def accuracy(xb, yb, xq, yq, k: int) -> float:
-    """Share of queries whose top class under the product's retrieve vote is their own."""
-    from knnclip_core.segment.retrieval import FlatMemory, retrieve
+    """Share of queries whose top class under the product's retrieve vote is their own
+    (budget_curve.knn_accuracy, with CamVid class ids as the class names)."""
+    from budget_curve import knn_accuracy
 
-    vocabulary = [str(c) for c in sorted(set(yb.tolist()) | set(yq.tolist()))]
-    index = {int(c): i for i, c in enumerate(vocabulary)}
-    memory = FlatMemory(xb, np.array([index[int(c)] for c in yb]), vocabulary)
-    r = retrieve(memory, xq, k, TEMPERATURE, vocabulary)
-    return float((r.P.argmax(axis=1) == np.array([index[int(c)] for c in yq])).mean())
+    vocabulary = sorted(set(yb.tolist()) | set(yq.tolist()))
+    index = {c: i for i, c in enumerate(vocabulary)}
+    return knn_accuracy(xb, np.array([index[c] for c in yb.tolist()]), xq, np.array([index[c] for c in yq.tolist()]),
+                        [str(c) for c in vocabulary], k=k, temperature=TEMPERATURE)
 
 
 def dedup_sweep(xb, yb, images, xq, yq, thresholds, k: int = 10) -> dict:
