@@ -111,7 +111,7 @@ def test_presets_pair_the_roles(tmp_path, monkeypatch):
     assert (paper.worker.base_model.kind, paper.worker.base_model.backbone) == ("clip", "convnext-large-laion2b")
     assert paper.worker.k == base.worker.k  # everything else keeps the defaults
     offline = load_settings(preset="offline")
-    assert (offline.worker.memory_backbone, offline.worker.base_model.kind) == ("classic", "none")
+    assert (offline.worker.memory_backbone, offline.worker.base_model.kind) == ("classic-v2", "none")
     monkeypatch.setenv("KNNCLIP_PRESET", "paper")  # one setting selects it
     assert load_settings().worker.base_model.kind == "clip"
     monkeypatch.delenv("KNNCLIP_PRESET")
