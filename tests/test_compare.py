@@ -3,7 +3,7 @@ a registered task (issue 14)."""
 import pytest
 
 from knnclip_core.config import load_settings
-from knnclip_core.embedders.job import run_embed
+from knnclip_core.embed_stage import run_embed
 from knnclip_core.errors import InputError
 from knnclip_core.ingest import ingest_path
 from knnclip_core.memory.curate import curate
