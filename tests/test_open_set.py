@@ -24,7 +24,9 @@ def test_open_set_runs_on_camvid(shared_data, capsys):
 
     root = shared_data / "camvid"
     if not root.is_dir():
-        pytest.skip(f"{root} not found")
+        from conftest import require_or_skip
+
+        require_or_skip(f"{root} not found")
     assert main(["--root", str(root), "--limit", "20", "--json"]) == 0
     r = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     for key in ("auroc_similarity", "auroc_vote_share", "unknown_rate_left_out", "known_accuracy"):
