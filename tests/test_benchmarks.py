@@ -94,3 +94,28 @@ def test_budget_curve_accuracy_equals_a_brute_force_vote():
             votes[q, yb[j]] += np.exp(sims[q, j] / 0.1)
     expected = float((votes.argmax(1) == yq).mean())
     assert knn_accuracy(xb, yb, xq, yq, [f"c{i}" for i in range(5)], k=10) == pytest.approx(expected)
+
+
+@pytest.mark.slow
+def test_continual_is_deterministic_and_reports_forgetting(shared_data, tmp_path):
+    args = ("--limit", "2", "--strategies", "balanced")
+    first = run_json("continual.py", *args, "--out", str(tmp_path / "a"), timeout=900)
+    second = run_json("continual.py", *args, "--out", str(tmp_path / "b"), timeout=900)
+    assert first["matrix"] == second["matrix"]  # same seed, same matrix
+    assert first["baseline"]["sequential_head"] == second["baseline"]["sequential_head"]
+    for key in ("max_forgetting_own_vocab", "max_forgetting_union_vocab", "baseline_max_forgetting"):
+        assert first[key] >= 0.0
+    own = first["matrix"]["own"]["miou"]
+    assert [v is None for v in own["ade20k"]] == [True, True, False]  # a task is scored from its release on
+    assert first["releases"][-1]["rows_per_task"].keys() == {"camvid", "coco", "ade20k"}
+    assert set(first["budget"]["strategies"]) == {"balanced"}
+    assert (tmp_path / "a" / "continual.png").is_file()
+
+
+def test_forgetting_is_the_largest_drop_from_the_best():
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from continual_head import forgetting
+
+    assert forgetting([None, 0.5, 0.7, 0.6, 0.65]) == pytest.approx(10.0)
+    assert forgetting([0.4, 0.5, 0.5]) == 0.0
+    assert forgetting([None, None, 0.3]) == 0.0
