@@ -12,7 +12,6 @@ import logging
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
-from itertools import islice
 from pathlib import Path
 from typing import Iterable, Iterator, Optional
 
@@ -24,6 +23,7 @@ from .catalog import ClassName, Dataset, Image, IngestBatch, Quarantine, Segment
 from .catalog.models import utcnow
 from .config import Settings
 from .readers import Reader, open_reader
+from .readers.safe_files import printable
 from .validation.facts import ImageFacts, inspect_item
 from .validation.reasons import IMAGE_REASONS, SEGMENT_REASONS
 from .validation.suite import BatchValidator
@@ -90,8 +90,32 @@ def ingest_path(settings: Settings, path: str | Path, fmt: str = "auto", *, spli
                          extra_params=extra_params)
 
 
-def _chunks(it: Iterator, size: int) -> Iterator[list]:
-    while chunk := list(islice(it, size)):
+CHUNK_ROWS = 4096  # fact rows (images + segments) per validation chunk at most
+
+
+def _inspect(item, root: Path, row_id: str, max_pixels: int) -> ImageFacts:
+    """inspect_item, with any error it did not expect turned into an `inspect_failed` verdict."""
+    try:
+        return inspect_item(item, root, row_id, max_pixels)
+    except Exception as exc:  # never lose the batch to one item
+        logger.warning("inspecting %s failed", printable(item.rel_path), exc_info=True)
+        return ImageFacts(row_id=row_id, item=printable(item.rel_path), path=printable(str(item.image_path)),
+                          source_id=printable(item.source_id), reader_reason="inspect_failed",
+                          reader_message=f"{printable(str(item.image_path))}: cannot be inspected ({type(exc).__name__}: {exc})")
+
+
+def _chunks(facts: Iterator[ImageFacts], images: int) -> Iterator[list[ImageFacts]]:
+    """Facts in chunks of at most `images` opened images or CHUNK_ROWS rows: items refused
+    before anything was opened are cheap, so thousands of them share one validation run."""
+    chunk, opened, rows = [], 0, 0
+    for f in facts:
+        chunk.append(f)
+        opened += bool(f.sha256)
+        rows += 1 + len(f.segments)
+        if opened >= images or rows >= CHUNK_ROWS:
+            yield chunk
+            chunk, opened, rows = [], 0, 0
+    if chunk:
         yield chunk
 
 
@@ -109,6 +133,7 @@ class _BatchWriter:
         self.hash = hashlib.sha256()
 
     def quarantine(self, rows: list[Quarantine], item: str, reason: str, message: str) -> None:
+        item, message = printable(item), printable(message)
         rows.append(Quarantine(batch_id=self.report.batch_id, item=item, reason=reason, message=message))
         self.report.reasons[reason] = self.report.reasons.get(reason, 0) + 1
         self.report.quarantined += 1
@@ -237,15 +262,12 @@ def ingest_reader(settings: Settings, reader: Reader, min_area: int | None = Non
     validator = BatchValidator(settings.ingest.max_pixels, name=f"batch_{batch_id}")
     docs_rows: tuple[list, list] = ([], [])
     root = Path(reader.root)
+    reader.max_pixels = settings.ingest.max_pixels  # masks over it are refused from their headers
     try:
         bar = tqdm(total=len(reader), desc="ingest", unit="img", disable=not progress or None, leave=False)
-        n = 0
-        for chunk in _chunks(iter(reader), settings.ingest.chunk_images):
-            facts = []
-            for item in chunk:
-                facts.append(inspect_item(item, root, f"img{n}", settings.ingest.max_pixels))
-                n += 1
-            writer.write(facts, validator, docs_rows)
+        facts = (_inspect(item, root, f"img{n}", settings.ingest.max_pixels) for n, item in enumerate(reader))
+        for chunk in _chunks(facts, settings.ingest.chunk_images):
+            writer.write(chunk, validator, docs_rows)
             bar.update(len(chunk))
             bar.set_postfix(segments=report.segments, quarantined=report.quarantined)
         bar.close()
