@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Iterable, Iterator, Optional
 
 import pandas as pd
+from sqlalchemy import insert
 from sqlmodel import select
 from tqdm import tqdm
 
@@ -132,9 +133,10 @@ class _BatchWriter:
         self.seen_source_segments: set[str] = set()
         self.hash = hashlib.sha256()
 
-    def quarantine(self, rows: list[Quarantine], item: str, reason: str, message: str) -> None:
+    def quarantine(self, rows: list[dict], item: str, reason: str, message: str) -> None:
         item, message = printable(item), printable(message)
-        rows.append(Quarantine(batch_id=self.report.batch_id, item=item, reason=reason, message=message))
+        rows.append({"batch_id": self.report.batch_id, "item": item, "reason": reason, "message": message,
+                     "created": utcnow()})
         self.report.reasons[reason] = self.report.reasons.get(reason, 0) + 1
         self.report.quarantined += 1
         if len(self.report.examples) < 50:
@@ -155,7 +157,7 @@ class _BatchWriter:
         docs_rows[1].append(seg_df)
         img_fail = validator.failures("images", img_df)
         seg_fail = validator.failures("segments", seg_df)
-        quarantine: list[Quarantine] = []
+        quarantine: list[dict] = []
         new_images: dict[str, Image] = {}
         new_segments: dict[str, Segment] = {}
         r = self.report
@@ -202,7 +204,7 @@ class _BatchWriter:
         self._commit(new_images, new_segments, quarantine)
         r.classes = len(self.class_names)
 
-    def _commit(self, images: dict[str, Image], segments: dict[str, Segment], quarantine: list[Quarantine]) -> None:
+    def _commit(self, images: dict[str, Image], segments: dict[str, Segment], quarantine: list[dict]) -> None:
         with session_scope(self.ws.catalog_url) as s:
             if images:
                 known = set(s.exec(select(Image.sha256).where(Image.sha256.in_(list(images)))).all())
@@ -214,7 +216,8 @@ class _BatchWriter:
                     seg.class_id = self._class_id(s, *seg._class_name)
                 s.add_all(fresh)
                 self.report.new_segments += len(fresh)
-            s.add_all(quarantine)
+            if quarantine:  # one bulk insert: thousands of refusals a chunk stay cheap
+                s.execute(insert(Quarantine), quarantine)
 
     def _class_id(self, session, name: str, is_thing: Optional[bool]) -> int:
         if name not in self.class_ids:

@@ -92,7 +92,7 @@ def bad_name(item: ImageItem) -> str:
     names = {"file name": item.rel_path, "path": str(item.image_path), "id": item.source_id}
     for i, seg in enumerate(item.segments):
         names.update({f"segment {i} source": seg.source, f"segment {i} id": seg.source_id, f"segment {i} label": seg.label})
-    return next((f"the {key} {printable(text)!r}" for key, text in names.items() if not is_utf8(text)), "")
+    return next((f"the {key} '{printable(text)}'" for key, text in names.items() if not is_utf8(text)), "")
 
 
 def read_image_facts(facts: ImageFacts, path: Path, max_pixels: int) -> None:
