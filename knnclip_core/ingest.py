@@ -155,8 +155,8 @@ class _BatchWriter:
         img_df, seg_df = pd.DataFrame(img_rows), pd.DataFrame(seg_rows)
         docs_rows[0].append(img_df)
         docs_rows[1].append(seg_df)
-        img_fail = validator.failures("images", img_df)
-        seg_fail = validator.failures("segments", seg_df)
+        img_fail = _failures(validator, "images", img_df)
+        seg_fail = _failures(validator, "segments", seg_df)
         quarantine: list[dict] = []
         new_images: dict[str, Image] = {}
         new_segments: dict[str, Segment] = {}
@@ -228,6 +228,17 @@ class _BatchWriter:
                 session.flush()
             self.class_ids[name] = row.id
         return self.class_ids[name]
+
+
+def _failures(validator: BatchValidator, kind: str, rows: pd.DataFrame) -> dict[str, list[str]]:
+    """row_id -> failed reasons. Rows the reader refused fail the suite's first check,
+    'reader', whatever else: they skip the GX run, whose cost grows with failing rows."""
+    if rows.empty:
+        return {}
+    refused = ~rows["reader_ok"].astype(bool)
+    out = {rid: ["reader"] for rid in rows.loc[refused, "row_id"]}
+    out.update(validator.failures(kind, rows[~refused].reset_index(drop=True)))
+    return out
 
 
 def _image_message(f: ImageFacts, reason: str) -> str:
