@@ -18,9 +18,10 @@ from .safe_files import RefusedFile
 
 def check_polygons(segm: list, height: int, width: int) -> list[list[float]]:
     """The polygons of a COCO polygon list with 3+ points (shorter ones are dropped, as
-    pycocotools does); ValueError for non-numbers, odd lengths, non-finite coordinates or
-    coordinates far outside the image (they would crash or exhaust pycocotools)."""
-    bound = 4 * max(height, width) + 16
+    pycocotools does); ValueError for non-numbers, odd lengths, non-finite coordinates,
+    coordinates far outside the image or outlines far longer than the image's (they would
+    crash pycocotools or exhaust its memory)."""
+    bound, perimeter = 4 * max(height, width) + 16, 0.0
     polys = []
     for p in segm:
         if not isinstance(p, list) or not all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in p):
@@ -33,6 +34,11 @@ def check_polygons(segm: list, height: int, width: int) -> list[list[float]]:
         if not np.isfinite(coords).all() or np.abs(coords).max() > bound:
             raise ValueError(f"a polygon coordinate ({short(float(np.abs(coords).max()))}) is not finite or lies far "
                              f"outside the {width}x{height} image")
+        pts = coords.reshape(-1, 2)
+        perimeter += float(np.abs(np.diff(pts, axis=0, append=pts[:1])).max(axis=1).sum())
+        if perimeter > 100 * (height + width):  # pycocotools allocates memory per unit of outline
+            raise ValueError(f"the polygons' outline is over {100 * (height + width)} pixels long, "
+                             f"100 times the {width}x{height} image's")
         polys.append(p)
     return polys
 
