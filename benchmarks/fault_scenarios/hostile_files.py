@@ -62,11 +62,14 @@ def fifo(path: Path) -> None:
 
 
 def unix_socket(path: Path) -> None:
-    """A bound UNIX socket file at `path` (closed again; the file stays)."""
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    """A bound UNIX socket file at `path` (closed again; the file stays). Bound by its
+    relative name from its folder: socket addresses are limited to ~108 bytes."""
+    s, cwd = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM), os.getcwd()
     try:
-        s.bind(os.fsencode(path))
+        os.chdir(Path(path).parent)
+        s.bind(Path(path).name)
     finally:
+        os.chdir(cwd)
         s.close()
 
 
