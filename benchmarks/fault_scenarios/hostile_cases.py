@@ -7,9 +7,7 @@ siblings (token -> expected segment count). Case functions take (builder, token)
 from __future__ import annotations
 
 import csv
-import json
 import os
-import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -168,63 +166,51 @@ def f_non_utf8_name(b, t):
     b.expect(t, "non_utf8_file_name", t, "bad_name")
 
 
-def f_image_symlink_outside(b, t):
-    img, msk, values = folder_layout(b)
-    save(b.outside / f"{t}.png", picture(b.rng))
-    symlink(img / f"{t}.png", b.outside / f"{t}.png")
-    save(msk / f"{t}.png", blocks(values[:2]))
-    b.expect(t, "image_symlink_outside", t, "path_outside_root")
+def _image_case(kind: str, make, *reasons: str):
+    """A folder case whose image file is made by `make(batch, path)`; its mask is valid."""
+    def case(b, t):
+        img, msk, values = folder_layout(b)
+        make(b, img / f"{t}.png")
+        save(msk / f"{t}.png", blocks(values[:2]))
+        b.expect(t, kind, t, *reasons)
+    case.__name__ = f"f_{kind}"
+    return case
 
 
-def f_mask_symlink_outside(b, t):
-    img, msk, values = folder_layout(b)
-    save(img / f"{t}.png", picture(b.rng))
-    save(b.outside / f"{t}.png", blocks(values[:2]))
-    symlink(msk / f"{t}.png", b.outside / f"{t}.png")
-    b.expect(t, "mask_symlink_outside", t, "mask_outside_root")
+def _mask_case(kind: str, make, *reasons: str):
+    """A folder case whose mask file is made by `make(batch, path)`; its image is valid."""
+    def case(b, t):
+        img, msk, _ = folder_layout(b)
+        save(img / f"{t}.png", picture(b.rng))
+        make(b, msk / f"{t}.png")
+        b.expect(t, kind, t, *reasons)
+    case.__name__ = f"f_{kind}"
+    return case
 
 
-def f_mask_symlink_device(b, t):
-    img, msk, _ = folder_layout(b)
-    save(img / f"{t}.png", picture(b.rng))
-    symlink(msk / f"{t}.png", "/dev/zero")
-    b.expect(t, "mask_symlink_to_device", t, "mask_outside_root", "special_file")
+def _outside(b: Batch, path: Path, array: np.ndarray) -> Path:
+    """Save `array` under the batch's outside folder, named like `path`; returns it."""
+    save(b.outside / path.name, array)
+    return b.outside / path.name
 
 
-def f_fifo_image(b, t):
-    img, msk, values = folder_layout(b)
-    fifo(img / f"{t}.png")
-    save(msk / f"{t}.png", blocks(values[:2]))
-    b.expect(t, "fifo_image", t, "special_file")
+def _hidden_fifo(b: Batch, path: Path) -> Path:
+    """A FIFO next to `path`, hidden (not listed itself)."""
+    fifo(path.with_name(f".{path.name}.fifo"))
+    return path.with_name(f".{path.name}.fifo")
 
 
-def f_fifo_mask(b, t):
-    img, msk, _ = folder_layout(b)
-    save(img / f"{t}.png", picture(b.rng))
-    fifo(msk / f"{t}.png")
-    b.expect(t, "fifo_mask", t, "special_file")
-
-
-def f_mask_symlink_fifo(b, t):
-    img, msk, _ = folder_layout(b)
-    save(img / f"{t}.png", picture(b.rng))
-    fifo(msk / f".{t}.fifo")  # hidden: not listed itself
-    symlink(msk / f"{t}.png", msk / f".{t}.fifo")
-    b.expect(t, "mask_symlink_to_fifo", t, "special_file")
-
-
-def f_socket_image(b, t):
-    img, msk, values = folder_layout(b)
-    unix_socket(img / f"{t}.png")
-    save(msk / f"{t}.png", blocks(values[:2]))
-    b.expect(t, "socket_image", t, "special_file")
-
-
-def f_dangling_image(b, t):
-    img, msk, values = folder_layout(b)
-    symlink(img / f"{t}.png", img / f"{t}.gone")
-    save(msk / f"{t}.png", blocks(values[:2]))
-    b.expect(t, "dangling_symlink_image", t, "missing_file")
+f_image_symlink_outside = _image_case("image_symlink_outside", lambda b, p: symlink(p, _outside(b, p, picture(b.rng))),
+                                      "path_outside_root")
+f_fifo_image = _image_case("fifo_image", lambda b, p: fifo(p), "special_file")
+f_socket_image = _image_case("socket_image", lambda b, p: unix_socket(p), "special_file")
+f_dangling_image = _image_case("dangling_symlink_image", lambda b, p: symlink(p, p.with_suffix(".gone")), "missing_file")
+f_mask_symlink_outside = _mask_case("mask_symlink_outside", lambda b, p: symlink(p, _outside(b, p, blocks([1, 2]))),
+                                    "mask_outside_root")
+f_mask_symlink_device = _mask_case("mask_symlink_to_device", lambda b, p: symlink(p, "/dev/zero"),
+                                   "mask_outside_root", "special_file")
+f_fifo_mask = _mask_case("fifo_mask", lambda b, p: fifo(p), "special_file")
+f_mask_symlink_fifo = _mask_case("mask_symlink_to_fifo", lambda b, p: symlink(p, _hidden_fifo(b, p)), "special_file")
 
 
 def f_duplicate_stem(b, t):
