@@ -228,3 +228,9 @@ def test_duplicate_image_ids_are_caught_across_chunks(tmp_path, monkeypatch):
     assert r.images == 6 and r.reasons == {"duplicate_id": 1}
     rows, _ = _rows(settings, r.batch_id)
     assert rows[0][0] == f"{0:012d}.jpg" and "(id 0)" in rows[0][2]
+
+
+def test_an_annotation_file_that_is_a_fifo_is_refused_without_blocking(tmp_path):
+    os.mkfifo(tmp_path / "instances_val.json")
+    with pytest.raises(InputError, match="not a regular file"):
+        open_reader(tmp_path / "instances_val.json")

@@ -19,8 +19,10 @@ Problem = tuple[str, str, str]  # (reason code, where, message): an entry that i
 
 def load_coco_json(path: Path) -> dict:
     """Parse a COCO JSON file; InputError naming the file when it cannot be read."""
-    if not path.is_file():
+    if not path.exists():
         raise InputError(f"annotation file {path} does not exist")
+    if not path.is_file():
+        raise InputError(f"annotation file {path} is not a regular file")
     try:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)

@@ -99,11 +99,6 @@ class CocoRegion:
         return encode_mask(self.mask())
 
 
-def decode_coco_segmentation(segm, height: int, width: int, max_pixels: int = 60_000_000) -> np.ndarray:
-    """Bool HxW mask of a COCO `segmentation` (polygon list, RLE or uncompressed RLE); ValueError if malformed."""
-    return CocoRegion(segm, height, width, max_pixels).mask()
-
-
 class CocoInstancesReader(Reader):
     """One segment per annotation; crowd annotations (iscrowd=1) are skipped and counted."""
 
