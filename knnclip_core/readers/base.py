@@ -22,6 +22,7 @@ from .safe_files import RefusedFile, check_pixels, open_regular, printable
 
 logger = logging.getLogger(__name__)
 
+DEFAULT_MAX_PIXELS = 60_000_000  # ingest passes settings.ingest.max_pixels
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 
 
@@ -76,7 +77,7 @@ class Reader:
     more than `max_labels` values are refused undecoded (ingest sets its own limit)."""
 
     format: str = ""
-    max_pixels: int = 60_000_000
+    max_pixels: int = DEFAULT_MAX_PIXELS
     max_labels: int = 4096
     root: Path
     dataset_name: str
@@ -113,7 +114,7 @@ def list_files(folder: Path) -> list[Path]:
 LABEL_MODES = {"1", "L", "P", "I", "I;16", "I;16L", "I;16B", "I;16N"}
 
 
-def read_label_png(path: Path, max_pixels: int) -> np.ndarray:
+def read_label_png(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """A single-channel integer label image (palette indices kept as is). The size is
     checked from the header before decoding. Raises RefusedFile, ValueError or OSError."""
     with open_regular(path) as f, Image.open(f) as im:

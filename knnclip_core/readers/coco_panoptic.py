@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import InputError
-from .base import READERS, ImageItem, Reader, SegmentItem, check_label_count, mask_error
+from .base import DEFAULT_MAX_PIXELS, READERS, ImageItem, Reader, SegmentItem, check_label_count, mask_error
 from .coco_common import coco_categories, entry_item, guess_images_dir, index_images, is_int, load_coco_json, short
 from .regions import LabelMap
 from .safe_files import check_pixels, confine, open_regular, printable
@@ -16,7 +16,7 @@ from .safe_files import check_pixels, confine, open_regular, printable
 PANOPTIC_MODES = {"RGB", "RGBA", "P", "L"}
 
 
-def read_panoptic_ids(path: Path, max_pixels: int = 60_000_000) -> np.ndarray:
+def read_panoptic_ids(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Segment id map of a panoptic PNG, its size checked from the header before decoding.
     Raises RefusedFile, ValueError or OSError."""
     with open_regular(path) as f, Image.open(f) as im:
