@@ -10,7 +10,7 @@ RLE covers its image. Batches run in a child process: a crash, a hang (no answer
 BATCH_TIMEOUT_S) or memory over MEMORY_MB fails every case of that batch.
 
     run(workdir, cases=1000, seed=0) -> {"cases", "lost_or_corrupted", "crashes", "hangs", ...}
-    python benchmarks/fault_scenarios/hostile_input.py --cases 1000 --json
+    python benchmarks/fault_scenarios/hostile_input.py --cases 1000 [--bulk 300000] --json
 """
 from __future__ import annotations
 
@@ -205,12 +205,35 @@ def run(workdir: Path, cases: int = 1000, seed: int = 0) -> dict:
             "failures": failures[:30], "seconds": round(time.perf_counter() - started, 1), "seed": seed}
 
 
+def bulk_refusal_rate(workdir: Path, annotations: int) -> dict:
+    """Ingest a COCO instances file whose `annotations` all name unknown images (plus one
+    valid image) and time it: how fast a flood of bad items is quarantined."""
+    sys.path[:0] = [str(ROOT), str(HERE)]
+    import numpy as np
+    from hostile_files import picture, save
+
+    from knnclip_core.ingest import ingest_path
+    (workdir / "bulk/images").mkdir(parents=True, exist_ok=True)
+    save(workdir / "bulk/images/a.png", picture(np.random.default_rng(0)))
+    anns = [{"id": i, "image_id": 10 + i, "category_id": 1, "segmentation": [[0, 0, 5, 0, 5, 5]]} for i in range(annotations)]
+    path = workdir / "bulk/instances_val.json"
+    path.write_text(json.dumps({"images": [{"id": 1, "file_name": "a.png", "height": 24, "width": 32}],
+                                "annotations": anns, "categories": [{"id": 1, "name": "a"}]}))
+    start = time.perf_counter()
+    r = ingest_path(_settings(workdir, 64), path, "coco-instances", images=workdir / "bulk/images", progress=False)
+    seconds = time.perf_counter() - start
+    return {"annotations": annotations, "quarantined": r.quarantined, "seconds": round(seconds, 1),
+            "items_per_s": round(r.quarantined / seconds)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--cases", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workdir", default=None, help="folder for the generated datasets (default: a temporary one)")
+    ap.add_argument("--bulk", type=int, default=0, metavar="N",
+                    help="also time the quarantine of N annotations of unknown images (key bulk_refusal)")
     ap.add_argument("--json", action="store_true", help="print only the result as one JSON line")
     args = ap.parse_args()
     if args.child:
@@ -218,6 +241,8 @@ def main() -> None:
     import tempfile
     with tempfile.TemporaryDirectory() as tmp:
         out = run(Path(args.workdir or tmp), args.cases, args.seed)
+        if args.bulk:
+            out["bulk_refusal"] = bulk_refusal_rate(Path(args.workdir or tmp), args.bulk)
     print(json.dumps(out) if args.json else json.dumps(out, indent=2))
 
 
