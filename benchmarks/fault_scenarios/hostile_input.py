@@ -123,7 +123,7 @@ def child(workdir: Path, units: list[dict]) -> None:
     sys.path[:0] = [str(ROOT), str(HERE)]
     import logging
     logging.disable(logging.WARNING)
-    from hostile_readers import build_batch
+    from _hostile.readers import build_batch
     from knnclip_core.ingest import ingest_path
     for i, unit in enumerate(units):
         if "variant" in unit:
@@ -210,7 +210,7 @@ def bulk_refusal_rate(workdir: Path, annotations: int) -> dict:
     valid image) and time it: how fast a flood of bad items is quarantined."""
     sys.path[:0] = [str(ROOT), str(HERE)]
     import numpy as np
-    from hostile_files import picture, save
+    from _hostile.files import picture, save
 
     from knnclip_core.ingest import ingest_path
     (workdir / "bulk/images").mkdir(parents=True, exist_ok=True)

@@ -25,9 +25,8 @@ def test_hostile_input_sample_of_cases(tmp_path):
 def test_the_oracle_sees_a_case_that_was_not_quarantined(tmp_path, monkeypatch):
     """check_batch is not vacuous: a case expecting a reason ingest never gives fails,
     and a valid sibling that was never ingested is reported lost."""
-    sys.path.insert(0, str(hostile_input.HERE))
-    from hostile_cases import Case
-    from hostile_readers import build_batch
+    from fault_scenarios._hostile.folders import Case
+    from fault_scenarios._hostile.readers import build_batch
 
     from knnclip_core.ingest import ingest_path
     settings = hostile_input._settings(tmp_path, 8)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from hostile_cases import FOLDER_CASES, Batch, folder_finish, folder_valid
-from hostile_coco import (ENTRY_CASES, IMAGE_FILE_CASES, INSTANCES_CASES, PANOPTIC_CASES, c_absolute_file_name,
+from .folders import FOLDER_CASES, Batch, folder_finish, folder_valid
+from .coco import (ENTRY_CASES, IMAGE_FILE_CASES, INSTANCES_CASES, PANOPTIC_CASES, c_absolute_file_name,
                           c_declared_size_mismatch, c_duplicate_image_entry, c_huge_declared_size, c_surrogate_file_name,
                           c_traversal_file_name, c_unknown_image, instances_finish, instances_valid, p_duplicate_image_id,
                           panoptic_finish, panoptic_valid)

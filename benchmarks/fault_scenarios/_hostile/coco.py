@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from hostile_cases import CLASSES, Batch, nested
-from hostile_files import H, W, blocks, fifo, garbage, lying_png, picture, png_bytes, save, symlink, truncated, unix_socket
+from .folders import CLASSES, Batch, nested
+from .files import H, W, blocks, fifo, garbage, lying_png, picture, png_bytes, save, symlink, truncated, unix_socket
 
 
 def coco_state(b: Batch) -> dict:

@@ -1,5 +1,6 @@
-"""The hostile cases of each reader: each writes one bad item into a batch under
-construction and says which quarantine item and reasons must come out of ingest.
+"""The hostile cases of the folder readers (semantic-png, ade20k): each writes one bad
+item into a batch under construction and says which quarantine item and reasons must
+come out of ingest.
 
 A batch builder holds the dataset folder, a seeded generator, the cases and the valid
 siblings (token -> expected segment count). Case functions take (builder, token).
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hostile_files import (H, W, blocks, fifo, garbage, lying_png, picture, png_bytes, save, symlink, truncated,
+from .files import (H, W, blocks, fifo, garbage, lying_png, picture, png_bytes, save, symlink, truncated,
                            unix_socket)
 
 CLASSES = 4
