@@ -12,11 +12,11 @@ import logging
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
-from itertools import islice
 from pathlib import Path
 from typing import Iterable, Iterator, Optional
 
 import pandas as pd
+from sqlalchemy import insert
 from sqlmodel import select
 from tqdm import tqdm
 
@@ -24,6 +24,7 @@ from .catalog import ClassName, Dataset, Image, IngestBatch, Quarantine, Segment
 from .catalog.models import utcnow
 from .config import Settings
 from .readers import Reader, open_reader
+from .readers.safe_files import printable
 from .validation.facts import ImageFacts, inspect_item
 from .validation.reasons import IMAGE_REASONS, SEGMENT_REASONS
 from .validation.suite import BatchValidator
@@ -90,8 +91,32 @@ def ingest_path(settings: Settings, path: str | Path, fmt: str = "auto", *, spli
                          extra_params=extra_params)
 
 
-def _chunks(it: Iterator, size: int) -> Iterator[list]:
-    while chunk := list(islice(it, size)):
+CHUNK_ROWS = 4096  # fact rows (images + segments) per validation chunk at most
+
+
+def _inspect(item, root: Path, row_id: str, max_pixels: int) -> ImageFacts:
+    """inspect_item, with any error it did not expect turned into an `inspect_failed` verdict."""
+    try:
+        return inspect_item(item, root, row_id, max_pixels)
+    except Exception as exc:  # never lose the batch to one item
+        logger.warning("inspecting %s failed", printable(item.rel_path), exc_info=True)
+        return ImageFacts(row_id=row_id, item=printable(item.rel_path), path=printable(str(item.image_path)),
+                          source_id=printable(item.source_id), reader_reason="inspect_failed",
+                          reader_message=f"{printable(str(item.image_path))}: cannot be inspected ({type(exc).__name__}: {exc})")
+
+
+def _chunks(facts: Iterator[ImageFacts], images: int) -> Iterator[list[ImageFacts]]:
+    """Facts in chunks of at most `images` opened images or CHUNK_ROWS rows: items refused
+    before anything was opened are cheap, so thousands of them share one validation run."""
+    chunk, opened, rows = [], 0, 0
+    for f in facts:
+        chunk.append(f)
+        opened += bool(f.sha256)
+        rows += 1 + len(f.segments)
+        if opened >= images or rows >= CHUNK_ROWS:
+            yield chunk
+            chunk, opened, rows = [], 0, 0
+    if chunk:
         yield chunk
 
 
@@ -108,8 +133,10 @@ class _BatchWriter:
         self.seen_source_segments: set[str] = set()
         self.hash = hashlib.sha256()
 
-    def quarantine(self, rows: list[Quarantine], item: str, reason: str, message: str) -> None:
-        rows.append(Quarantine(batch_id=self.report.batch_id, item=item, reason=reason, message=message))
+    def quarantine(self, rows: list[dict], item: str, reason: str, message: str) -> None:
+        item, message = printable(item), printable(message)
+        rows.append({"batch_id": self.report.batch_id, "item": item, "reason": reason, "message": message,
+                     "created": utcnow()})
         self.report.reasons[reason] = self.report.reasons.get(reason, 0) + 1
         self.report.quarantined += 1
         if len(self.report.examples) < 50:
@@ -128,9 +155,9 @@ class _BatchWriter:
         img_df, seg_df = pd.DataFrame(img_rows), pd.DataFrame(seg_rows)
         docs_rows[0].append(img_df)
         docs_rows[1].append(seg_df)
-        img_fail = validator.failures("images", img_df)
-        seg_fail = validator.failures("segments", seg_df)
-        quarantine: list[Quarantine] = []
+        img_fail = _failures(validator, "images", img_df)
+        seg_fail = _failures(validator, "segments", seg_df)
+        quarantine: list[dict] = []
         new_images: dict[str, Image] = {}
         new_segments: dict[str, Segment] = {}
         r = self.report
@@ -177,7 +204,7 @@ class _BatchWriter:
         self._commit(new_images, new_segments, quarantine)
         r.classes = len(self.class_names)
 
-    def _commit(self, images: dict[str, Image], segments: dict[str, Segment], quarantine: list[Quarantine]) -> None:
+    def _commit(self, images: dict[str, Image], segments: dict[str, Segment], quarantine: list[dict]) -> None:
         with session_scope(self.ws.catalog_url) as s:
             if images:
                 known = set(s.exec(select(Image.sha256).where(Image.sha256.in_(list(images)))).all())
@@ -189,7 +216,8 @@ class _BatchWriter:
                     seg.class_id = self._class_id(s, *seg._class_name)
                 s.add_all(fresh)
                 self.report.new_segments += len(fresh)
-            s.add_all(quarantine)
+            if quarantine:  # one bulk insert: thousands of refusals a chunk stay cheap
+                s.execute(insert(Quarantine), quarantine)
 
     def _class_id(self, session, name: str, is_thing: Optional[bool]) -> int:
         if name not in self.class_ids:
@@ -200,6 +228,17 @@ class _BatchWriter:
                 session.flush()
             self.class_ids[name] = row.id
         return self.class_ids[name]
+
+
+def _failures(validator: BatchValidator, kind: str, rows: pd.DataFrame) -> dict[str, list[str]]:
+    """row_id -> failed reasons. Rows the reader refused fail the suite's first check,
+    'reader', whatever else: they skip the GX run, whose cost grows with failing rows."""
+    if rows.empty:
+        return {}
+    refused = ~rows["reader_ok"].astype(bool)
+    out = {rid: ["reader"] for rid in rows.loc[refused, "row_id"]}
+    out.update(validator.failures(kind, rows[~refused].reset_index(drop=True)))
+    return out
 
 
 def _image_message(f: ImageFacts, reason: str) -> str:
@@ -237,15 +276,12 @@ def ingest_reader(settings: Settings, reader: Reader, min_area: int | None = Non
     validator = BatchValidator(settings.ingest.max_pixels, name=f"{reader.dataset_name}_{batch_id}")
     docs_rows: tuple[list, list] = ([], [])
     root = Path(reader.root)
+    reader.max_pixels = settings.ingest.max_pixels  # masks over it are refused from their headers
     try:
         bar = tqdm(total=len(reader), desc="ingest", unit="img", disable=not progress or None, leave=False)
-        n = 0
-        for chunk in _chunks(iter(reader), settings.ingest.chunk_images):
-            facts = []
-            for item in chunk:
-                facts.append(inspect_item(item, root, f"img{n}", settings.ingest.max_pixels))
-                n += 1
-            writer.write(facts, validator, docs_rows)
+        facts = (_inspect(item, root, f"img{n}", settings.ingest.max_pixels) for n, item in enumerate(reader))
+        for chunk in _chunks(facts, settings.ingest.chunk_images):
+            writer.write(chunk, validator, docs_rows)
             bar.update(len(chunk))
             bar.set_postfix(segments=report.segments, quarantined=report.quarantined)
         bar.close()

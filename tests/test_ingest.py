@@ -68,7 +68,7 @@ def _bad_semantic_batch(root):
     (img / "notes.png").write_text("this is not an image")
     shutil.copy(msk / "scene_3_0003.png", msk / "notes.png")
     Image.fromarray(np.zeros((400, 400, 3), np.uint8)).save(img / "huge.png")
-    Image.fromarray(np.zeros((400, 400), np.uint8)).save(msk / "huge.png")
+    Image.fromarray(np.zeros((300, 300), np.uint8)).save(msk / "huge.png")  # under the limit: the image is refused
     return root
 
 

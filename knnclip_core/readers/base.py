@@ -17,9 +17,12 @@ from PIL import Image
 
 from ..classnames import SYNONYM_SEP, join_synonyms
 from ..plugins import Registry
+from .regions import LabelMap, Region
+from .safe_files import RefusedFile, check_pixels, open_regular, printable
 
 logger = logging.getLogger(__name__)
 
+DEFAULT_MAX_PIXELS = 60_000_000  # ingest passes settings.ingest.max_pixels
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 
 
@@ -33,15 +36,20 @@ class ClassInfo:
 
 @dataclass
 class SegmentItem:
-    """One labelled mask as the source gives it."""
+    """One labelled mask as the source gives it; its pixels are decoded on demand."""
 
     source: str                      # where it comes from, e.g. "masks/0001.png value 3"
     label: str                       # raw label (mask value or category id)
     class_name: Optional[str]        # None: the label is not in the dataset's class list
-    mask: Optional[np.ndarray]       # bool HxW; None when it could not be decoded
+    region: Optional[Region] = None  # its pixels; None when they could not be read
     is_thing: Optional[bool] = None
     source_id: str = ""              # id in the source (annotation id), checked for uniqueness
     error: Optional[tuple[str, str]] = None  # (reason code, message) the reader found
+
+    @property
+    def mask(self) -> Optional[np.ndarray]:
+        """Bool HxW mask, decoded now (each access decodes again); None if unreadable."""
+        return None if self.region is None or self.error else self.region.mask()
 
 
 @dataclass
@@ -65,9 +73,12 @@ class ImageItem:
 
 class Reader:
     """Base class: subclasses set `format`, `root`, `dataset_name`, `classes` and
-    implement `__iter__` and `__len__`."""
+    implement `__iter__` and `__len__`. Masks over `max_pixels` (header size) or with
+    more than `max_labels` values are refused undecoded (ingest sets its own limit)."""
 
     format: str = ""
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    max_labels: int = 4096
     root: Path
     dataset_name: str
     classes: list[ClassInfo]
@@ -95,28 +106,49 @@ def normalise_class_name(name: str) -> str:
 
 
 def list_files(folder: Path) -> list[Path]:
-    """Regular, non-hidden files of `folder` (not recursive), sorted by name."""
-    return sorted(p for p in folder.iterdir() if not p.name.startswith(".") and (p.is_file() or p.is_symlink()))
+    """Non-hidden entries of `folder` that are not folders (not recursive), sorted by name.
+    Special files (FIFOs, sockets, devices) are listed so that they get quarantined."""
+    return sorted(p for p in folder.iterdir() if not p.name.startswith(".") and not p.is_dir())
 
 
-def read_label_png(path: Path) -> np.ndarray:
-    """A single-channel label PNG as an integer array (palette indices kept as is)."""
-    with Image.open(path) as im:
-        if im.mode in ("RGB", "RGBA"):
-            raise ValueError("expected a single-channel label image, got RGB")
-        return np.asarray(im)
+LABEL_MODES = {"1", "L", "P", "I", "I;16", "I;16L", "I;16B", "I;16N"}
+
+
+def read_label_png(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """A single-channel integer label image (palette indices kept as is). The size is
+    checked from the header before decoding. Raises RefusedFile, ValueError or OSError."""
+    with open_regular(path) as f, Image.open(f) as im:
+        check_pixels(im.size, max_pixels, path)
+        if im.mode not in LABEL_MODES:
+            raise ValueError(f"expected a single-channel integer label image, got mode {im.mode}")
+        labels = np.asarray(im)
+    return labels.astype(np.uint8) if labels.dtype == bool else labels
+
+
+def check_label_count(count: int, limit: int, source: str) -> None:
+    """RefusedFile('too_many_labels') when a mask has more than `limit` segments."""
+    if count > limit:
+        raise RefusedFile("too_many_labels", f"{source}: {count} distinct labels, over the limit of {limit} per mask")
+
+
+def mask_error(exc: Exception, path: Path, what: str = "mask") -> tuple[str, str]:
+    """(reason code, message) of a mask that could not be read: the RefusedFile's own
+    reason, else 'mask_unreadable'."""
+    if isinstance(exc, RefusedFile):
+        return exc.reason, str(exc)
+    return "mask_unreadable", f"{printable(str(path))}: cannot read the {what} ({type(exc).__name__}: {exc})"
 
 
 def split_label_map(labels: np.ndarray, class_names: dict[int, ClassInfo], ignore: set[int],
-                    source: str) -> list[SegmentItem]:
-    """One SegmentItem per label value present (ignored values skipped)."""
-    values = np.unique(labels)
+                    source: str, max_labels: int) -> list[SegmentItem]:
+    """One SegmentItem per label value present (ignored values skipped), sharing one
+    LabelMap. RefusedFile('too_many_labels') over `max_labels` values."""
+    label_map = LabelMap(labels)
+    values = [v for v in label_map.values() if v not in ignore]
+    check_label_count(len(values), max_labels, source)
     out = []
-    for v in values.tolist():
-        if v in ignore:
-            continue
+    for v in values:
         info = class_names.get(v)
-        out.append(SegmentItem(source=f"{source} value {v}", label=str(v),
-                               class_name=info.name if info else None, mask=labels == v,
-                               is_thing=info.is_thing if info else None))
+        out.append(SegmentItem(source=f"{source} value {v}", label=str(v), class_name=info.name if info else None,
+                               region=label_map.region(v), is_thing=info.is_thing if info else None))
     return out

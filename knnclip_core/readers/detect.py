@@ -25,6 +25,8 @@ def detect_format(path: Path) -> str:
             return "semantic-png"
         raise InputError(f"cannot tell the format of folder {path}; pass --format")
     if path.suffix.lower() == ".json":
+        if not path.is_file():  # a FIFO or device would block the read below
+            raise InputError(f"{path} is not a regular file")
         with open(path, "rb") as f:
             while chunk := f.read(1 << 22):
                 if b'"segments_info"' in chunk:

@@ -5,7 +5,9 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from ..errors import InputError
-from .base import READERS, ClassInfo, ImageItem, Reader, list_files, normalise_class_name, read_label_png, split_label_map
+from .base import (READERS, ClassInfo, ImageItem, Reader, list_files, mask_error, normalise_class_name, read_label_png,
+                   split_label_map)
+from .safe_files import confine, printable
 
 
 def read_classes_file(path: Path) -> list[ClassInfo]:
@@ -52,13 +54,12 @@ class SemanticPngReader(Reader):
                 continue
             item.mask_path = mask
             try:
-                labels = read_label_png(mask)
-            except Exception as exc:  # unreadable or not a label image
-                item.errors.append(("mask_unreadable", f"{mask}: cannot read the mask ({exc})"))
-                yield item
-                continue
-            item.mask_shape = labels.shape[:2]
-            item.segments = split_label_map(labels, self.class_by_value, self.ignore, str(mask.name))
+                labels = read_label_png(confine(mask, self.masks_dir), self.max_pixels)
+                item.mask_shape = labels.shape[:2]
+                item.segments = split_label_map(labels, self.class_by_value, self.ignore, printable(mask.name),
+                                                self.max_labels)
+            except Exception as exc:  # outside the folder, special file, too large, unreadable, not labels
+                item.errors.append(mask_error(exc, mask))
             yield item
         for stem in sorted(set(self._masks) - stems):
             mask = self._masks[stem]

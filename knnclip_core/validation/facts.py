@@ -6,18 +6,18 @@ plain columns; the Great Expectations suite (suite.py) turns them into verdicts.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
 from PIL import Image, UnidentifiedImageError
-from pycocotools import mask as mask_utils
 
-from ..hashing import sha256_file
-from ..readers.base import ImageItem
+from ..readers.base import ImageItem, SegmentItem
+from ..readers.regions import encode_mask  # noqa: F401  (kept importable from here)
+from ..readers.safe_files import RefusedFile, confine, is_utf8, open_regular, printable
 
 logger = logging.getLogger(__name__)
 Image.MAX_IMAGE_PIXELS = None  # our own limit (max_pixels) is checked before decoding
@@ -80,56 +80,96 @@ def path_inside(path: Path, root: Path, rel_path: str) -> bool:
     if ".." in Path(rel_path).parts or os.path.isabs(rel_path):
         return False
     try:
-        return path.resolve().is_relative_to(root.resolve())
-    except OSError:
+        confine(path, root, "image")
+        return True
+    except RefusedFile:
         return False
 
 
-def encode_mask(mask: np.ndarray) -> tuple[str, int, tuple[int, int, int, int]]:
-    """(RLE counts, area, bbox xywh) of a bool mask."""
-    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-    area = int(mask_utils.area(rle))
-    x, y, w, h = (int(round(v)) for v in mask_utils.toBbox(rle))
-    return rle["counts"].decode("ascii"), area, (x, y, w, h)
+def bad_name(item: ImageItem) -> str:
+    """Which name of `item` cannot be stored as UTF-8 (undecodable file-name bytes, lone
+    surrogates from JSON escapes), or ''."""
+    names = {"file name": item.rel_path, "path": str(item.image_path), "id": item.source_id}
+    for i, seg in enumerate(item.segments):
+        names.update({f"segment {i} source": seg.source, f"segment {i} id": seg.source_id, f"segment {i} label": seg.label})
+    return next((f"the {key} '{printable(text)}'" for key, text in names.items() if not is_utf8(text)), "")
+
+
+def read_image_facts(facts: ImageFacts, path: Path, max_pixels: int) -> None:
+    """Fill size, hash and decode facts of the image at `path`, opened only if it is a
+    regular file and decoded only if its header size is within `max_pixels`."""
+    try:
+        f = open_regular(path)
+    except FileNotFoundError:
+        facts.exists = False
+        return
+    except RefusedFile as exc:
+        facts.reader_reason, facts.reader_message = exc.reason, str(exc)
+        return
+    except OSError as exc:  # permission denied, name too long, a loop of symlinks
+        facts.is_image, facts.decode_error = False, f"cannot open it ({exc.strerror or exc})"
+        return
+    with f:
+        try:
+            with Image.open(f) as im:
+                facts.width, facts.height = im.size
+                facts.pixels = facts.width * facts.height
+                if facts.pixels <= max_pixels:
+                    try:
+                        im.load()
+                    except Exception as exc:  # truncated or corrupt data
+                        facts.decodes, facts.decode_error = False, str(exc)
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+            facts.is_image, facts.decode_error = False, str(exc)
+            return
+        if facts.pixels <= max_pixels:
+            f.seek(0)
+            facts.sha256, facts.bytes = hashlib.file_digest(f, "sha256").hexdigest(), os.fstat(f.fileno()).st_size
 
 
 def inspect_item(item: ImageItem, root: Path, row_id: str, max_pixels: int) -> ImageFacts:
     """Facts of one image item and its segments. Never raises on bad input."""
-    facts = ImageFacts(row_id=row_id, item=item.rel_path, path=str(item.image_path), source_id=item.source_id,
-                       skipped_crowd=item.skipped_crowd)
-    if item.errors:
+    facts = ImageFacts(row_id=row_id, item=printable(item.rel_path), path=printable(str(item.image_path)),
+                       source_id=printable(item.source_id), skipped_crowd=item.skipped_crowd)
+    if item.errors:  # the reader already refused it: nothing is opened
         facts.reader_reason, facts.reader_message = item.errors[0]
+        return facts
+    name = bad_name(item)
+    if name:
+        facts.reader_reason, facts.reader_message = "bad_name", f"{facts.path}: {name} is not valid UTF-8"
+        return facts
     facts.inside_root = path_inside(item.image_path, root, item.rel_path)
     if not facts.inside_root:
         return facts  # never open files outside the root
-    if not item.image_path.is_file():
-        facts.exists = False
-        return facts
-    try:
-        with Image.open(item.image_path) as im:
-            facts.width, facts.height = im.size
-            facts.pixels = facts.width * facts.height
-            if facts.pixels <= max_pixels:
-                facts.sha256, facts.bytes = sha256_file(item.image_path), item.image_path.stat().st_size
-                try:
-                    im.load()
-                except Exception as exc:  # truncated or corrupt data
-                    facts.decodes, facts.decode_error = False, str(exc)
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        facts.is_image, facts.decode_error = False, str(exc)
+    read_image_facts(facts, item.image_path, max_pixels)
+    if facts.reader_reason or not facts.exists or not facts.is_image:
         return facts
     shapes = {"image": (facts.height, facts.width), "mask": item.mask_shape, "annotation": item.declared_shape}
-    known = {k: v for k, v in shapes.items() if v}
+    known = {k: tuple(v) for k, v in shapes.items() if v}
     if len(set(known.values())) > 1:
         facts.size_match = False
         facts.size_detail = ", ".join(f"{k} {v[1]}x{v[0]}" for k, v in known.items())
-    if facts.reader_reason or not facts.size_match or not facts.decodes or facts.pixels > max_pixels:
+    if not facts.size_match or not facts.decodes or facts.pixels > max_pixels:
         return facts  # the segments of a bad image are not measured
     for i, seg in enumerate(item.segments):
-        sf = SegmentFacts(row_id=f"{row_id}/{i}", source=seg.source, source_id=seg.source_id, label=seg.label,
-                          class_name=seg.class_name, is_thing=seg.is_thing,
-                          reader_reason=seg.error[0] if seg.error else "", reader_message=seg.error[1] if seg.error else "")
-        if seg.mask is not None and not sf.reader_reason:
-            sf.rle, sf.area, sf.bbox = encode_mask(seg.mask)
-        facts.segments.append(sf)
+        facts.segments.append(segment_facts(seg, f"{row_id}/{i}", (facts.height, facts.width)))
     return facts
+
+
+def segment_facts(seg: SegmentItem, row_id: str, image_shape: tuple[int, int]) -> SegmentFacts:
+    """Facts of one segment: its RLE, area and box when its region decodes and has the
+    image's size (a region of another size is never decoded)."""
+    sf = SegmentFacts(row_id=row_id, source=seg.source, source_id=seg.source_id, label=seg.label,
+                      class_name=seg.class_name, is_thing=seg.is_thing,
+                      reader_reason=seg.error[0] if seg.error else "", reader_message=seg.error[1] if seg.error else "")
+    if sf.reader_reason or seg.region is None:
+        return sf
+    if tuple(seg.region.shape) != tuple(image_shape):
+        (h, w), (ih, iw) = seg.region.shape, image_shape
+        sf.reader_reason, sf.reader_message = "mask_size_mismatch", f"{seg.source}: the mask is {w}x{h}, the image {iw}x{ih}"
+        return sf
+    try:
+        sf.rle, sf.area, sf.bbox = seg.region.encode()
+    except Exception as exc:  # a segmentation pycocotools refuses
+        sf.reader_reason, sf.reader_message = "bad_segmentation", f"{seg.source}: cannot decode the segmentation ({exc})"
+    return sf

@@ -25,7 +25,7 @@ def _image_expectations(gx, max_pixels: int) -> list[tuple[str, object]]:
         ("too_many_pixels", E.ExpectColumnValuesToBeBetween(column="pixels", max_value=max_pixels)),
         ("truncated_image", E.ExpectColumnValuesToBeInSet(column="decodes", value_set=[True])),
         ("size_mismatch", E.ExpectColumnValuesToBeInSet(column="size_match", value_set=[True])),
-        ("duplicate_id", E.ExpectColumnValuesToBeUnique(column="source_id")),
+        ("duplicate_id", E.ExpectColumnValuesToBeInSet(column="id_first_seen", value_set=[True])),  # over the batch
     ]
 
 
@@ -37,7 +37,7 @@ def _segment_expectations(gx) -> list[tuple[str, object]]:
         ("empty_mask", E.ExpectColumnValuesToBeBetween(column="area", min_value=1)),
         ("bad_area", E.ExpectColumnValuesToBeInSet(column="area_le_pixels", value_set=[True])),
         ("bbox_outside_image", E.ExpectColumnValuesToBeInSet(column="bbox_inside", value_set=[True])),
-        ("duplicate_id", E.ExpectColumnValuesToBeUnique(column="source_id")),
+        ("duplicate_id", E.ExpectColumnValuesToBeInSet(column="id_first_seen", value_set=[True])),  # over the batch
     ]
 
 

@@ -1,0 +1,1 @@
+"""Parts of the hostile-input scenario (hostile_input.py): file writers and the cases of each reader."""
