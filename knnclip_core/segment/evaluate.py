@@ -123,7 +123,8 @@ def samples_from_reader(reader, max_pixels: Optional[int] = None, limit: Optiona
     for item in reader:
         if limit is not None and done >= limit:
             return
-        segs = [(s.class_name, s.mask) for s in item.segments if s.class_name and s.mask is not None and not s.error]
+        named = [s for s in item.segments if s.class_name and not s.error]
+        segs = [(s.class_name, m) for s, m in ((s, s.mask) for s in named) if m is not None]  # decoded once
         if not segs or item.errors:
             continue
         try:
