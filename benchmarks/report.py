@@ -54,6 +54,36 @@ def latency_rows(results: list[tuple[str, dict]]) -> list[str]:
     return _table(head, rows)
 
 
+def continual_rows(results: list[tuple[str, dict]]) -> list[str]:
+    """Task x release mIoU per protocol (ours and the sequential head), then forgetting."""
+    lines = []
+    for name, r in results:
+        tasks = r["tasks"]
+        head = ["protocol", "task", *[f"after +{t}" for t in tasks], "forgetting (points)"]
+        rows = []
+        for label, matrix, forget in (("kNN memory", r["matrix"], r.get("forgetting_per_task", {})),
+                                      ("sequential head", r["baseline"]["sequential_head"], {})):
+            for protocol in ("own", "union"):
+                for t in tasks:
+                    row = matrix[protocol]["miou"][t]
+                    cells = ["" if v is None else f"{100 * v:.1f}" for v in row]
+                    rows.append([f"{label}, {protocol}", t, *cells, forget.get(protocol, {}).get(t, "")])
+        lines += [f"`{name}` ({r['backbone']}, mIoU in points, ground-truth masks):", "", *_table(head, rows), "",
+                  f"- max forgetting, kNN memory: **{r['max_forgetting_own_vocab']}** (own vocabulary), "
+                  f"**{r['max_forgetting_union_vocab']}** (union); sequential head: "
+                  f"**{r['baseline_max_forgetting']}** (own), {r.get('baseline_max_forgetting_union_vocab')} (union)",
+                  "- joint head (all tasks at once), own vocabulary mIoU: " + ", ".join(
+                      f"{t} {100 * f['miou']:.1f}" for t, f in r["baseline"]["joint_head"]["own"].items()),
+                  "- adding a task: " + "; ".join(
+                      f"+{rel['task']}: kNN {rel['add_task_seconds']} s (ingest+embed+curate+publish), index "
+                      f"{rel['index_bytes']} B, head training {c['train_seconds']} s, {c['head_bytes']} B"
+                      for rel, c in zip(r["releases"], r["baseline"]["costs"])),
+                  f"- under a budget of {r['budget']['vectors']} rows: " + "; ".join(
+                      f"{st}: final rows per task {b['releases'][-1]['rows_per_task']}, max forgetting "
+                      f"{b['max_forgetting_own_vocab']}" for st, b in r["budget"]["strategies"].items()), ""]
+    return lines
+
+
 def other_rows(results: list[tuple[str, dict]]) -> list[str]:
     out = []
     for name, r in results:
@@ -62,7 +92,8 @@ def other_rows(results: list[tuple[str, dict]]) -> list[str]:
     return out
 
 
-KINDS = (("embed_throughput", "bare_images_per_s", embed_rows), ("worker_latency", "overhead_ratio", latency_rows))
+KINDS = (("embed_throughput", "bare_images_per_s", embed_rows), ("worker_latency", "overhead_ratio", latency_rows),
+         ("continual", "max_forgetting_own_vocab", continual_rows))
 
 
 def render(results_dir: Path = RESULTS) -> str:
@@ -76,7 +107,7 @@ def render(results_dir: Path = RESULTS) -> str:
         for title, key, rows in KINDS:
             mine = [(n, r) for n, r in results if key in r]
             if mine:
-                lines += [f"`{title}`:", "", *rows(mine), ""]
+                lines += ([f"`{title}`:", ""] if title != "continual" else []) + [*rows(mine), ""]
                 left = [x for x in left if x not in mine]
         if left:
             lines += other_rows(left) + [""]
