@@ -63,6 +63,7 @@ img.crop{max-width:160px;max-height:160px;border-radius:4px;border:1px solid #e4
 .crops figure{margin:0;font-size:11px;color:#52606d;text-align:center}
 svg.bar{vertical-align:middle}
 .pager a{margin-left:10px}
+.mono.file{word-break:normal;white-space:nowrap}
 input[type=search],input[type=password],input[type=text]{font-size:14px;padding:5px 8px;border:1px solid #cbd2d9;border-radius:5px}
 """
 

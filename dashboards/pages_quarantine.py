@@ -52,7 +52,7 @@ def quarantine_page(data: dict, batches: list, batch: Optional[str] = None, reas
                                                          ": every ingested image and segment passed validation.")))
         return page("Quarantine", "/quarantine", "".join(parts))
     rows = [[q["id"], Raw(crop_img(q.get("thumbnail"), q["file"])),
-             Raw(f'<span class="mono">{esc(q["file"])}</span>'), q["segment"] or "(whole image)",
+             Raw(f'<span class="mono file">{esc(q["file"])}</span>'), q["segment"] or "(whole image)",
              Raw(f"<code>{esc(q['reason'])}</code>"), q["message"],
              Raw(f'<span class="mono">{esc(q["batch"])}</span><br>{esc(q["dataset"])}')] for q in data["items"]]
     links = []

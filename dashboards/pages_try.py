@@ -45,7 +45,7 @@ def result_html(res: dict, filename: str = "") -> str:
     rel = res["release"]
     head = (f'<h2>{esc(filename or "upload")}: {res["width"]}\u00d7{res["height"]} px, '
             f'{len(res["segments"])} segments</h2><div class="muted">release version {esc(rel["version"])} '
-            f'({esc(rel.get("alias") or "-")}), {esc(rel["vocabulary_size"])} classes in its vocabulary, '
+            f'({esc(rel.get("alias") or "chosen by version")}), {esc(rel["vocabulary_size"])} classes in its vocabulary, '
             f'embedder <span class="mono">{esc(rel["embedder_id"])}</span></div>')
     total = max(1, res["width"] * res["height"])
     classes = table(["class", "pixels", "share"],
