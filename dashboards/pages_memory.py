@@ -33,8 +33,9 @@ def _class_rows(per_class: dict, query: str) -> list[str]:
     return [c for c in names if q in c.lower()] if q else names
 
 
-def _class_table(per_class: dict, view: dict) -> str:
-    """One compact table (class, inline bar, counts by state) with a filter and paging."""
+def _class_table(per_class: dict, view: dict | None = None) -> str:
+    """One compact table (class, inline bar, counts by state) with a filter and paging (`view`: q, page)."""
+    view = view or {}
     states = list(SHOWN_STATES) + (["pending"] if any(c.get("pending") for c in per_class.values()) else [])
     names = _class_rows(per_class, view.get("q", ""))
     per_page = max(1, int(view.get("per_page", PER_PAGE)))
