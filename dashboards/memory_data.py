@@ -18,7 +18,7 @@ logger = logging.getLogger(__name__)
 
 MAX_PAIRS = 12  # pairs of each kind shown per memory
 PROJECTION_SAMPLE = 1500  # points drawn in the projection
-PROJECTION_READ = 20000  # rows read to draw the sample from
+PROJECTION_READ = 5000  # rows read to draw the sample from (bounds the page's cost)
 PARTNER_RE = re.compile(r"^(?:duplicate_of|conflict_with):([0-9A-Za-z_-]+)(?:\((.*)\))?$")
 
 
