@@ -9,7 +9,6 @@ skips, and fails instead when KNNCLIP_REQUIRE_DATA=1 (CI installs them)."""
 from __future__ import annotations
 
 import base64
-import os
 import shutil
 import subprocess
 import threading
@@ -20,6 +19,8 @@ import httpx
 import pytest
 
 from knnclip_core.net import free_port
+
+from conftest import require_or_skip
 
 from test_dashboard import _settings, _text, built  # noqa: F401 - the module fixture, built again here
 
@@ -34,10 +35,7 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--dis
 def _require_browser() -> None:
     missing = [p for p in (str(CHROMIUM), CHROMEDRIVER) if not Path(p).exists()]
     if missing:
-        reason = f"{', '.join(missing)} not installed (apt-get install chromium chromium-driver)"
-        if os.environ.get("KNNCLIP_REQUIRE_DATA") == "1":
-            pytest.fail(reason)
-        pytest.skip(reason)
+        require_or_skip(f"{', '.join(missing)} not installed (apt-get install chromium chromium-driver)")
 
 
 class Browser:
