@@ -1,9 +1,11 @@
 """The dashboard's FastAPI app: three server-rendered pages (memory, releases, try it) and the
 JSON endpoints behind them. `create_app(settings)`; served by `knnclip dashboard`.
 
-Routes: GET / and /api/memory; GET /releases, /api/releases, /releases/diff?a=&b= and
-/api/releases/diff?a=&b=; GET /try, POST /try (multipart `image`, `alias`) and POST /api/try;
-GET /healthz. Pages render an empty state on an empty workspace; user mistakes answer 4xx
+Routes: GET / (?q= filter, ?page=) and /api/memory; GET /quarantine (?batch=, ?reason=, ?page=),
+/api/quarantine and /api/quarantine/{id}; GET /releases, /api/releases, /releases/diff?a=&b= and
+/api/releases/diff?a=&b=; POST /releases/promote (version, alias) and /releases/rollback (alias)
+with the worker token (bearer header or `token` form field), JSON variants under /api/releases/;
+GET /try, POST /try (multipart `image`, `alias`: an alias or a version) and POST /api/try; GET /healthz. Pages render an empty state on an empty workspace; user mistakes answer 4xx
 with the reason on the page.
 """
 from __future__ import annotations
@@ -12,20 +14,25 @@ import logging
 import re
 from typing import Optional
 
-from fastapi import FastAPI, File, Form, Query, Request, UploadFile
+from fastapi import FastAPI, File, Form, Header, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from knnclip_core.config import Settings, load_settings
 from knnclip_core.errors import InputError, KnnclipError
 from knnclip_core.workspace import Workspace
 
-from .data import memory_overview
+from knnclip_core.catalog.queries import quarantine_item
+
+from .auth import token_refusal
+from .data import catalog_summary, memory_overview
 from .html import notice, page
+from .memory_data import inspect_memory
 from .pages_memory import memory_page
+from .pages_quarantine import quarantine_data, quarantine_page
 from .pages_releases import diff_page, releases_page
 from .pages_try import try_page
-from .releases_data import open_context, release_diff, releases_overview
-from .tryit import NoReleaseError, TryService, alias_choices
+from .releases_data import move_alias, open_context, release_diff, releases_overview
+from .tryit import NoReleaseError, TryService, alias_choices, release_versions
 
 logger = logging.getLogger(__name__)
 
@@ -79,9 +86,35 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
         return memory_overview(settings, ws)
 
     @app.get("/", response_class=HTMLResponse)
-    def memory() -> HTMLResponse:
-        """Memory composition page."""
-        return HTMLResponse(memory_page(memory_overview(settings, ws)))
+    def memory(q: str = Query("", max_length=200), page_no: int = Query(1, alias="page", ge=1)) -> HTMLResponse:
+        """Memory composition page: the class table filtered by `q`, one page of it."""
+        data = memory_overview(settings, ws)
+        inspections = {m["embedder_id"]: inspect_memory(ws, m["embedder_id"], settings.ingest.max_pixels)
+                       for m in data["memories"] if not m.get("error")}
+        return HTMLResponse(memory_page(data, {"q": q, "page": page_no}, inspections))
+
+    def _quarantine(batch, reason, page_no, thumbs):
+        return quarantine_data(ws.catalog_url, settings.ingest.max_pixels, batch or None, reason or None, page_no,
+                               thumbs=thumbs)
+
+    @app.get("/api/quarantine")
+    def api_quarantine(batch: str = "", reason: str = "", page_no: int = Query(1, alias="page", ge=1)) -> dict:
+        """One page of quarantined items (no thumbnails) and the counts by reason."""
+        return _quarantine(batch, reason, page_no, False)
+
+    @app.get("/api/quarantine/{item_id}")
+    def api_quarantine_item(item_id: int) -> JSONResponse:
+        """One quarantined item (404 when there is no such id)."""
+        item = quarantine_item(ws.catalog_url, item_id)
+        if item is None:
+            return JSONResponse({"detail": f"there is no quarantined item with id {item_id}."}, status_code=404)
+        return JSONResponse(item)
+
+    @app.get("/quarantine", response_class=HTMLResponse)
+    def quarantine(batch: str = "", reason: str = "", page_no: int = Query(1, alias="page", ge=1)) -> HTMLResponse:
+        """Quarantine page: items with reasons, messages and thumbnails."""
+        batches = catalog_summary(ws)["batches"]
+        return HTMLResponse(quarantine_page(_quarantine(batch, reason, page_no, True), batches, batch, reason))
 
     @app.get("/api/releases")
     def api_releases() -> dict:
@@ -92,6 +125,56 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
     def releases() -> HTMLResponse:
         """Releases page."""
         return HTMLResponse(releases_page(releases_overview(settings, ws)))
+
+    def _move(action: str, alias: str, version: Optional[str], authorization: Optional[str],
+              token: Optional[str]) -> tuple[int, str, Optional[dict]]:
+        refused = token_refusal(settings, authorization, token)
+        if refused:
+            return refused[0], refused[1], None
+        if not ALIAS_RE.match(alias or "") or (action == "promote" and not (version or "").isdigit()):
+            return 400, f"give an alias name and, to promote, a version number (got {alias!r}, {version!r}).", None
+        try:
+            res = move_alias(settings, action, alias, version, ws)
+        except KnnclipError as exc:
+            return 409, str(exc), None
+        if action == "rollback":
+            return 200, f"alias {alias} rolled back to version {res['version']} (was {res['previous']}).", res
+        if not res.get("changed", True):
+            return 200, f"alias {alias} already points at version {res['version']}.", res
+        gate = res.get("gate") or {}
+        return 200, (f"alias {alias} now points at version {res['version']} (was {res['previous']}); gate "
+                     f"{gate.get('status')}" + (f": {gate['reason']}" if gate.get("reason") else "") + "."), res
+
+    def _action_page(action: str, alias: str, version: Optional[str], authorization, token) -> HTMLResponse:
+        status, text, _ = _move(action, alias, version, authorization, token)
+        body = releases_page(releases_overview(settings, ws), (text, "ok" if status == 200 else "error"))
+        return HTMLResponse(body, status_code=status)
+
+    @app.post("/releases/promote", response_class=HTMLResponse)
+    def promote_form(version: str = Form(""), alias: str = Form("production"), token: str = Form(""),
+                     authorization: Optional[str] = Header(None)) -> HTMLResponse:
+        """Promote a version through the quality gate (worker token required)."""
+        return _action_page("promote", alias, version, authorization, token)
+
+    @app.post("/releases/rollback", response_class=HTMLResponse)
+    def rollback_form(alias: str = Form("production"), token: str = Form(""),
+                      authorization: Optional[str] = Header(None)) -> HTMLResponse:
+        """Give an alias back to the version before (worker token required)."""
+        return _action_page("rollback", alias, None, authorization, token)
+
+    @app.post("/api/releases/promote")
+    def api_promote(version: str = Form(""), alias: str = Form("production"), token: str = Form(""),
+                    authorization: Optional[str] = Header(None)) -> JSONResponse:
+        """JSON variant of POST /releases/promote."""
+        status, text, res = _move("promote", alias, version, authorization, token)
+        return JSONResponse({**(res or {}), "detail": text}, status_code=status)
+
+    @app.post("/api/releases/rollback")
+    def api_rollback(alias: str = Form("production"), token: str = Form(""),
+                     authorization: Optional[str] = Header(None)) -> JSONResponse:
+        """JSON variant of POST /releases/rollback."""
+        status, text, res = _move("rollback", alias, None, authorization, token)
+        return JSONResponse({**(res or {}), "detail": text}, status_code=status)
 
     @app.get("/api/releases/diff")
     def api_diff(a: str = Query(..., description="version or alias"),
@@ -118,11 +201,11 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
     def try_form(alias: str = "production") -> HTMLResponse:
         """Upload form."""
         held = _held_aliases(settings)
-        return HTMLResponse(try_page(alias_choices(held), alias, held))
+        return HTMLResponse(try_page(alias_choices(held), alias, held, versions=release_versions(settings)))
 
     def run_try(data: bytes, alias: str) -> tuple[Optional[dict], Optional[str], int]:
         if not ALIAS_RE.match(alias or ""):
-            return None, f"{alias!r} is not an alias name (letters, digits, '_', '-', '.').", 400
+            return None, f"{alias!r} is neither an alias name nor a version (letters, digits, '_', '-', '.').", 400
         try:
             return tryer.segment(data, alias), None, 200
         except KnnclipError as exc:
@@ -135,7 +218,8 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
         data = _read(image, settings)
         result, error, status = run_try(data, alias)
         held = _held_aliases(settings)
-        body = try_page(alias_choices(held), alias, held, result, error, filename=image.filename if image else "")
+        body = try_page(alias_choices(held), alias, held, result, error, filename=image.filename if image else "",
+                        versions=release_versions(settings))
         return HTMLResponse(body, status_code=status)
 
     @app.post("/api/try")

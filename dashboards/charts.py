@@ -113,3 +113,55 @@ def column_bars(points: Sequence[tuple[str, float]], width: int = 900, height: i
     return (f'<svg role="img" aria-label="{esc(what)} per release" width="{width}" height="{height}" '
             f'viewBox="0 0 {width} {height}" xmlns="http://www.w3.org/2000/svg" '
             f'font-family="system-ui,sans-serif">{"".join(parts)}</svg>')
+
+
+def inline_bar(counts: Mapping[str, int], biggest: int, width: int = 180, height: int = 12) -> str:
+    """A small bar for one table row: split by curation state, scaled to `biggest`; '' when empty."""
+    total = sum(int(counts.get(s, 0)) for s, _ in STATE_COLOURS)
+    if total <= 0:
+        return ""
+    parts, x = [], 0.0
+    for state, colour in STATE_COLOURS:
+        n = int(counts.get(state, 0))
+        if n <= 0:
+            continue
+        w = width * n / max(biggest, 1)
+        parts.append(f'<rect x="{x:.1f}" y="0" width="{max(w, 1):.1f}" height="{height}" fill="{colour}">'
+                     f"<title>{n} {esc(STATE_LABELS[state])}</title></rect>")
+        x += w
+    return (f'<svg class="bar" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
+            f'xmlns="http://www.w3.org/2000/svg">{"".join(parts)}</svg>')
+
+
+def scatter(points: Sequence[tuple[float, float, int]], classes: Sequence[str], colours: Sequence[str],
+            width: int = 900, height: int = 480, legend_max: int = 24) -> str:
+    """SVG scatter of (x, y, class index) points, one colour per class, with a legend of the
+    `legend_max` most frequent classes; '' when there are no points."""
+    if not points:
+        return ""
+    xs = [p[0] for p in points]
+    ys = [p[1] for p in points]
+    plot_w, pad = width - 220, 10
+    x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
+    sx = (plot_w - 2 * pad) / ((x1 - x0) or 1)
+    sy = (height - 2 * pad) / ((y1 - y0) or 1)
+    parts = [f'<rect x="0" y="0" width="{plot_w}" height="{height}" fill="#fbfcfd" stroke="#e4e7eb"/>']
+    for x, y, c in points:
+        parts.append(f'<circle cx="{pad + (x - x0) * sx:.1f}" cy="{height - pad - (y - y0) * sy:.1f}" r="3" '
+                     f'fill="{colours[c]}" fill-opacity="0.8"><title>{esc(display_name(classes[c]))}</title></circle>')
+    counts: dict[int, int] = {}
+    for _, _, c in points:
+        counts[c] = counts.get(c, 0) + 1
+    top = sorted(counts, key=lambda c: (-counts[c], classes[c]))
+    for i, c in enumerate(top[:legend_max]):
+        y = 14 + i * 18
+        name = display_name(classes[c])
+        name = name if len(name) <= 22 else name[:21] + "\u2026"
+        parts.append(f'<rect x="{plot_w + 14}" y="{y - 10}" width="11" height="11" rx="2" fill="{colours[c]}"/>'
+                     f'<text x="{plot_w + 30}" y="{y}" font-size="12" fill="#3e4c59">{esc(name)} ({counts[c]})</text>')
+    if len(top) > legend_max:
+        parts.append(f'<text x="{plot_w + 14}" y="{14 + legend_max * 18}" font-size="12" fill="#7b8794">'
+                     f"+ {len(top) - legend_max} more classes</text>")
+    return (f'<svg role="img" aria-label="2-D projection of the memory by class" width="{width}" height="{height}" '
+            f'viewBox="0 0 {width} {height}" xmlns="http://www.w3.org/2000/svg" '
+            f'font-family="system-ui,sans-serif">{"".join(parts)}</svg>')

@@ -24,7 +24,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
 def register(sub) -> None:
     """Add `dashboard` to the `knnclip` parser."""
-    p = sub.add_parser("dashboard", help="web dashboard: memory composition, releases, try a release on an image")
+    p = sub.add_parser("dashboard", help="web dashboard: memory composition, quarantine, releases (promote, rollback), try a release on an image")
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8501, help="port (default 8501)")
     p.set_defaults(func=cmd_dashboard)

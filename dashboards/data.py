@@ -6,13 +6,13 @@ Nothing here writes to the workspace: an empty or missing workspace gives empty 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Optional
 
 from sqlalchemy import func
 from sqlmodel import select
 
 from knnclip_core.catalog import Dataset, Image, IngestBatch, Quarantine, Segment, session_scope
+from knnclip_core.catalog.queries import catalog_missing as sqlite_missing
 from knnclip_core.config import Settings
 from knnclip_core.memory.resolve import memory_embedder_ids
 from knnclip_core.memory.stats import memory_history, table_stats
@@ -21,14 +21,6 @@ from knnclip_core.workspace import Workspace
 logger = logging.getLogger(__name__)
 
 MAX_BATCHES = 200  # most recent ingest batches listed
-
-
-def sqlite_missing(url: str) -> bool:
-    """True when `url` is a SQLite file URL whose file does not exist yet (nothing recorded)."""
-    if not url.startswith("sqlite:///"):
-        return False
-    path = url[len("sqlite:///"):]
-    return path not in ("", ":memory:") and not Path(path).is_file()
 
 
 def _error(exc: Exception) -> str:

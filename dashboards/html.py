@@ -14,7 +14,7 @@ from typing import Any, Iterable, Optional, Sequence
 logger = logging.getLogger(__name__)
 
 CODE_RE = re.compile(r"`([^`]+)`")
-NAV = (("/", "Memory"), ("/releases", "Releases"), ("/try", "Try it"))
+NAV = (("/", "Memory"), ("/quarantine", "Quarantine"), ("/releases", "Releases"), ("/try", "Try it"))
 
 CSS = """
 *{box-sizing:border-box}
@@ -57,6 +57,14 @@ img.result{width:100%;height:auto;image-rendering:pixelated;border-radius:6px;bo
 .nowrap{white-space:nowrap}
 svg{max-width:100%;height:auto}
 code{background:#f0f4f8;padding:1px 5px;border-radius:4px;font-size:12px}
+img.crop{max-width:160px;max-height:160px;border-radius:4px;border:1px solid #e4e7eb;vertical-align:middle}
+.noimg{display:inline-block;padding:18px 8px;font-size:11px;color:#9aa5b1;border:1px dashed #cbd2d9;border-radius:4px}
+.crops{display:flex;flex-wrap:wrap;gap:6px;align-items:flex-start}
+.crops figure{margin:0;font-size:11px;color:#52606d;text-align:center}
+svg.bar{vertical-align:middle}
+.pager a{margin-left:10px}
+.mono.file{word-break:normal;white-space:nowrap}
+input[type=search],input[type=password],input[type=text]{font-size:14px;padding:5px 8px;border:1px solid #cbd2d9;border-radius:5px}
 """
 
 
@@ -149,7 +157,7 @@ def page(title: str, active: str, body: str, home: str = "") -> str:
     links = "".join(f'<a href="{href}" class="{"active" if href == active else ""}">{esc(label)}</a>'
                     for href, label in NAV)
     return ("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
-            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><link rel=\"icon\" href=\"data:,\">"
             f"<title>{esc(title)} - knnclip</title><style>{CSS}</style></head><body>"
             f'<nav><span class="brand">knnclip</span>{links}<span class="home">{esc(home)}</span></nav>'
             f"<main><h1>{esc(title)}</h1>{body}</main></body></html>")

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import json
 import logging
+from urllib.parse import urlencode
 
 from knnclip_core.classnames import display_name
 
-from .charts import STATE_COLOURS, STATE_LABELS, stacked_bars, state_bar
+from .charts import STATE_COLOURS, STATE_LABELS, inline_bar, state_bar
+from .pages_inspect import inspect_html
 from .html import Raw, esc, fmt_bytes, fmt_time, notice, page, stats, table
 
 logger = logging.getLogger(__name__)
@@ -16,6 +18,7 @@ EMPTY_MEMORY = ("No memory yet. Ingest labelled data, embed it and curate it: "
                 "(or `knnclip sample-data DIR` for a small synthetic dataset).")
 EMPTY_CATALOG = "The catalog is empty: nothing has been ingested yet (`knnclip ingest PATH`)."
 SHOWN_STATES = ("kept", "duplicate", "conflict", "over_budget", "forgotten")
+PER_PAGE = 50  # classes per page of the class table
 
 
 def _params(params: dict) -> str:
@@ -23,13 +26,40 @@ def _params(params: dict) -> str:
     return ", ".join(f"{k}={json.dumps(v)}" for k, v in sorted((params or {}).items()) if v is not None)
 
 
-def _class_table(per_class: dict) -> str:
+def _class_rows(per_class: dict, query: str) -> list[str]:
+    """Class names matching `query` (any synonym, case-insensitive), largest first."""
+    q = (query or "").strip().lower()
+    names = sorted(per_class, key=lambda c: (-per_class[c].get("rows", 0), c))
+    return [c for c in names if q in c.lower()] if q else names
+
+
+def _class_table(per_class: dict, view: dict | None = None) -> str:
+    """One compact table (class, inline bar, counts by state) with a filter and paging (`view`: q, page)."""
+    view = view or {}
     states = list(SHOWN_STATES) + (["pending"] if any(c.get("pending") for c in per_class.values()) else [])
-    rows = []
-    for name in sorted(per_class, key=lambda c: (-per_class[c].get("rows", 0), c)):
-        c = per_class[name]
-        rows.append([display_name(name), c.get("rows", 0), *(c.get(s, 0) for s in states)])
-    return table(["class", "rows", *(STATE_LABELS[s] for s in states)], rows, numeric=range(1, len(states) + 2))
+    names = _class_rows(per_class, view.get("q", ""))
+    per_page = max(1, int(view.get("per_page", PER_PAGE)))
+    pages = max(1, -(-len(names) // per_page))
+    page_no = min(max(1, int(view.get("page", 1))), pages)
+    shown = names[(page_no - 1) * per_page: page_no * per_page]
+    biggest = max((per_class[c].get("rows", 0) for c in per_class), default=1)
+    rows = [[display_name(name), Raw(inline_bar(per_class[name], biggest)), per_class[name].get("rows", 0),
+             *(per_class[name].get(s, 0) for s in states)] for name in shown]
+    body = table(["class", "", "rows", *(STATE_LABELS[s] for s in states)], rows,
+                 numeric=range(2, len(states) + 3)) if rows else notice(f"No class matches {view.get('q')!r}.")
+    form = (f'<form class="inline" method="get" action="/"><label>Filter classes <input type="search" name="q" '
+            f'value="{esc(view.get("q", ""))}" placeholder="name or synonym"></label>'
+            f'<button type="submit">Filter</button></form>')
+    return form + body + _pager(len(names), len(per_class), page_no, pages, view.get("q", ""))
+
+
+def _pager(matching: int, total: int, page_no: int, pages: int, query: str) -> str:
+    what = f"{matching} of {total} classes" if matching != total else f"{total} classes"
+    links = []
+    for label, target in (("\u2190 previous", page_no - 1), ("next \u2192", page_no + 1)):
+        if 1 <= target <= pages:
+            links.append(f'<a href="/?{esc(urlencode({"q": query, "page": target}))}">{label}</a>')
+    return f'<div class="muted pager">{what}, page {page_no} of {pages} {" ".join(links)}</div>'
 
 
 def _runs_table(runs: list) -> str:
@@ -46,8 +76,9 @@ def _runs_table(runs: list) -> str:
                  rows, numeric=(0, 3, 5))
 
 
-def memory_card(m: dict) -> str:
-    """One memory table: totals, state bar, per-class chart and table, curation history."""
+def memory_card(m: dict, view: dict | None = None, inspection: dict | None = None) -> str:
+    """One memory table: totals, state bar, the per-class table (`view`: q, page), the conflicts,
+    duplicates and projection of `inspection`, curation history."""
     head = f'<h2>Memory <span class="mono">{esc(m.get("table", ""))}</span></h2>' \
            f'<div class="muted mono">embedder {esc(m["embedder_id"])}</div>'
     if m.get("error"):
@@ -66,14 +97,11 @@ def memory_card(m: dict) -> str:
             f'{esc(m.get("fragments"))} fragment(s)</div>')
     per_class = m.get("per_class") or {}
     if per_class:
-        chart = stacked_bars(per_class)
-        shown = min(len(per_class), 40)
-        more = f'<div class="muted">largest {shown} of {len(per_class)} classes shown</div>' \
-            if shown < len(per_class) else ""
-        classes = f"<h3>Rows per class by curation state</h3>{chart}{more}{_class_table(per_class)}"
+        classes = f"<h3>Rows per class by curation state</h3>{_class_table(per_class, view or {})}"
     else:
         classes = notice("This memory holds no rows yet: run `knnclip embed`.")
-    return (f'<section class="card">{head}{tiles}{state_bar(counts)}{meta}{classes}'
+    extra = inspect_html(inspection) if inspection else ""
+    return (f'<section class="card">{head}{tiles}{state_bar(counts)}{meta}{classes}{extra}'
             f'<h3>Curation history (newest first)</h3>{_runs_table(m.get("runs", []))}</section>')
 
 
@@ -113,11 +141,11 @@ def forget_card(rules: list) -> str:
     return f'<section class="card"><h2>Forget rules</h2>{table(["rule", "kind", "value", "reason", "state", "created"], rows, numeric=(0,))}</section>'
 
 
-def memory_page(data: dict) -> str:
-    """The whole memory composition page."""
+def memory_page(data: dict, view: dict | None = None, inspections: dict | None = None) -> str:
+    """The whole memory composition page; `inspections` maps embedder id -> memory_data.inspect_memory."""
     parts = [notice(e, "error") for e in data.get("errors", [])]
     if data["memories"]:
-        parts += [memory_card(m) for m in data["memories"]]
+        parts += [memory_card(m, view, (inspections or {}).get(m["embedder_id"])) for m in data["memories"]]
     else:
         parts.append(notice(EMPTY_MEMORY))
     parts.append(forget_card(data.get("forget_rules", [])))

@@ -54,9 +54,23 @@ def _diff_form(releases: list, a: Optional[str] = None, b: Optional[str] = None)
             f'{select("b", b)} <button type="submit">Show diff</button></form>')
 
 
-def releases_page(data: dict) -> str:
-    """The releases page: versions, a vectors-per-version chart, alias histories, the diff form."""
-    parts = []
+def _actions_form(releases: list, aliases: dict) -> str:
+    """Promote and rollback forms (POST, the worker token as a password field)."""
+    versions = "".join(f'<option value="{r["version"]}">version {r["version"]}</option>' for r in releases)
+    names = "".join(f'<option value="{esc(a)}">{esc(a)}</option>' for a in dict.fromkeys(["production", "staging", *aliases]))
+    token = '<label>Worker token <input type="password" name="token" autocomplete="off" required></label>'
+    return (f'<form class="inline" method="post" action="/releases/promote">Promote <select name="version">{versions}'
+            f'</select> to <select name="alias">{names}</select> {token}<button type="submit">Promote</button></form>'
+            f'<div class="muted">The same quality gate as <code>knnclip releases promote</code> decides; a refused '
+            f'promotion changes nothing.</div><br>'
+            f'<form class="inline" method="post" action="/releases/rollback">Roll back <select name="alias">{names}'
+            f'</select> {token}<button type="submit">Roll back</button></form>')
+
+
+def releases_page(data: dict, message: Optional[tuple[str, str]] = None) -> str:
+    """The releases page: versions, a vectors-per-version chart, alias histories, promote and
+    rollback forms, the diff form; `message` (text, kind) of an action on top."""
+    parts = [notice(*message)] if message else []
     if data.get("error"):
         parts.append(notice("The model registry cannot be read: " + data["error"], "error"))
     releases = data["releases"]
@@ -75,6 +89,7 @@ def releases_page(data: dict) -> str:
     hist = "".join(_history_table(a, h, aliases.get(a)) for a, h in data["alias_history"].items())
     parts.append(f'<section class="card"><h2>Alias history (newest first)</h2>{hist}</section>')
     if releases:
+        parts.append(f'<section class="card"><h2>Move an alias</h2>{_actions_form(releases, aliases)}</section>')
         parts.append(f'<section class="card"><h2>Compare two releases</h2>{_diff_form(releases)}</section>')
     return page("Releases", "/releases", "".join(parts))
 

@@ -69,3 +69,19 @@ def release_diff(settings: Settings, a: str, b: str, ws: Optional[Workspace] = N
     from registry.releases import diff_releases
 
     return diff_releases(ctx, a, b)
+
+
+def move_alias(settings: Settings, action: str, alias: str, version: Optional[str] = None,
+               ws: Optional[Workspace] = None) -> dict:
+    """Promote `version` to `alias` through the quality gate (registry.releases.promote, as
+    `knnclip releases promote` without --force) or roll `alias` back (registry.releases.rollback).
+    Returns their result; raises KnnclipError (no registry, unknown version, gate refused,
+    nothing to roll back to)."""
+    ctx = open_context(settings, ws)
+    if ctx is None:
+        raise KnnclipError("there are no releases yet; publish one with `knnclip publish`.")
+    from registry.releases import promote, rollback
+
+    if action == "promote":
+        return promote(ctx, version, alias=alias)
+    return rollback(ctx, alias=alias)

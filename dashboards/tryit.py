@@ -19,11 +19,16 @@ from knnclip_core.config import Settings
 from knnclip_core.errors import InputError, KnnclipError
 from knnclip_core.segment.render import decode_image, overlay_image, palette, png_bytes
 
+from knnclip_core.catalog.queries import segment_sources
+from knnclip_core.workspace import Workspace
+
+from .images import crops
 from .releases_data import open_context
 
 logger = logging.getLogger(__name__)
 
 DISPLAY_MAX_SIDE = 1024  # longer side of the images shown on the page
+MAX_NEIGHBOUR_CROPS = 5  # neighbours shown (as crops) per segment
 
 
 class NoReleaseError(KnnclipError):
@@ -49,7 +54,10 @@ class TryService:
     def _release(self, alias: str):
         """The LoadedRelease `alias` points at now (loaded again only when the alias moved)."""
         ctx = open_context(self.settings)
-        if ctx is None or alias not in ctx.aliases():
+        if alias.isdigit():
+            if ctx is None or not _version_exists(ctx, alias):
+                raise NoReleaseError(f"there is no release version {alias}: `knnclip releases list` shows them.")
+        elif ctx is None or alias not in ctx.aliases():
             raise NoReleaseError(f"no release holds the alias {alias!r} yet: publish one with `knnclip publish` "
                                  f"and point the alias at it with `knnclip releases promote N --alias {alias}`.")
         from knnclip_core.segment.release import EmbedderCache
@@ -96,7 +104,10 @@ class TryService:
             segments.append({"id": seg["id"], "class": display_name(seg["class"]), "score": seg["score"],
                              "confidence": seg["confidence"], "fused": seg["fused"], "area": seg["area"],
                              "bbox": seg["bbox"], "top_scores": seg["scores"],
-                             "colour": colour_hex(colours[idx]) if idx >= 0 else None})
+                             "colour": colour_hex(colours[idx]) if idx >= 0 else None,
+                             "neighbours": [{"segment_id": p["segment_id"], "similarity": p["similarity"]}
+                                            for p in seg.get("provenance") or []][:MAX_NEIGHBOUR_CROPS]})
+        _add_neighbour_crops(segments, self.settings)
         pixels_per_class: dict[int, int] = {}
         for value, count in zip(*_bincount(result.label_map)):
             pixels_per_class[value] = count
@@ -106,6 +117,29 @@ class TryService:
                 "overlay": "data:image/png;base64," + base64.b64encode(overlay).decode(),
                 "image": "data:image/png;base64," + base64.b64encode(original).decode(),
                 "classes": found, "segments": segments, "timings": body["timings"]}
+
+
+def _version_exists(ctx, version: str) -> bool:
+    from registry.store import ReleaseNotFoundError
+
+    try:
+        ctx.model_version(int(version))
+        return True
+    except ReleaseNotFoundError:
+        return False
+
+
+def _add_neighbour_crops(segments: list, settings: Settings) -> None:
+    """Give each neighbour of `segments` its catalog 'class' and 'crop' (data URI, or None when the
+    catalog does not know the segment or its image cannot be read)."""
+    ids = [n["segment_id"] for s in segments for n in s["neighbours"] if n["segment_id"]]
+    sources = segment_sources(Workspace.from_settings(settings).catalog_url, ids)
+    uris = crops(sources, ids, settings.ingest.max_pixels)
+    for s in segments:
+        for n in s["neighbours"]:
+            src = sources.get(n["segment_id"] or "")
+            n["class"] = display_name(src["class"]) if src else None
+            n["crop"] = uris.get(n["segment_id"] or "")
 
 
 def _display_png(im, max_side: int = DISPLAY_MAX_SIDE) -> bytes:
@@ -122,6 +156,19 @@ def _bincount(label_map) -> tuple[list[int], list[int]]:
 
     values, counts = np.unique(label_map, return_counts=True)
     return [int(v) for v in values], [int(c) for c in counts]
+
+
+def release_versions(settings: Settings) -> list[int]:
+    """Registered versions, newest first ([] without a registry or on error)."""
+    try:
+        ctx = open_context(settings)
+        if ctx is None:
+            return []
+        versions = ctx.client.search_model_versions(f"name = '{ctx.model_name}'")
+        return sorted((int(mv.version) for mv in versions), reverse=True)
+    except Exception:  # noqa: BLE001 - the page offers the aliases only
+        logger.exception("registry unreadable")
+        return []
 
 
 def alias_choices(aliases: Optional[dict] = None) -> list[str]:
