@@ -126,5 +126,8 @@ def open_registry(settings: Optional[Settings] = None, ws: Optional[Workspace] =
         artifact_location = (ws.mlflow_dir / "artifacts").resolve().as_uri()
     for noisy in ("mlflow.store.db.utils", "alembic.runtime.migration"):  # first-use schema creation chatter
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    from .schema import ensure_sqlite_schema
+
+    ensure_sqlite_schema(ws, uri)  # atomic, locked: a kill or a race cannot leave a half-made store
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     return RegistryContext(client, uri, model_name or settings.publish.model_name, settings, ws, artifact_location)
