@@ -3,6 +3,7 @@ process (optionally paused inside MLflow's schema creation), kill it with SIGKIL
 read what the workspace holds afterwards. Only loopback addresses are ever used."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -10,7 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Iterator, Optional, Sequence
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -98,3 +99,106 @@ def last_json(stdout: str) -> Optional[dict | list]:
         except ValueError:
             continue
     return None
+
+
+# --- the worker on loopback, and hostile clients -------------------------------------------
+
+@contextlib.contextmanager
+def serving(app, timeout: float = 60.0) -> Iterator[str]:
+    """Run the ASGI `app` with uvicorn on 127.0.0.1 in a thread; yields its base URL."""
+    import threading
+    import urllib.error
+    import urllib.request
+
+    import uvicorn
+
+    from knnclip_core.net import free_port
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{base}/readyz", timeout=2):
+                break
+        except urllib.error.HTTPError:
+            break  # answering (503 before a release loads)
+        except OSError:
+            time.sleep(0.05)
+    try:
+        yield base
+    finally:
+        server.should_exit = True
+        thread.join(15)
+
+
+BOUNDARY = "knnclipfaultboundary"
+MULTIPART_HEAD = (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"x.png\"\r\n"
+                  "Content-Type: image/png\r\n\r\n").encode()
+
+
+def raw_post(base: str, path: str, body_bytes: int, headers: dict, chunk: int = 65536, rate_bps: float = 0.0,
+             declare: Optional[int] = -1, timeout: float = 30.0) -> dict:
+    """POST a multipart image upload with a raw socket: the part's head, then zero bytes up
+    to `body_bytes` (at `rate_bps` bytes/s when > 0), watching for an early answer.
+    `declare`: Content-Length to send (-1: the real size, None: chunked). Returns
+    {'status', 'sent', 'seconds'}: body bytes that went out before the server answered."""
+    import select
+    import socket
+    from urllib.parse import urlparse
+
+    u = urlparse(base)
+    t0 = time.monotonic()
+    s = socket.create_connection((u.hostname, u.port), timeout=timeout)
+    lines = [f"POST {path} HTTP/1.1", f"Host: {u.hostname}:{u.port}",
+             f"Content-Type: multipart/form-data; boundary={BOUNDARY}"]
+    lines += [f"{k}: {v}" for k, v in headers.items()]
+    lines.append("Transfer-Encoding: chunked" if declare is None else f"Content-Length: {body_bytes if declare == -1 else declare}")
+    s.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+    sent, answer = 0, b""
+    block = b"\0" * chunk
+    first = MULTIPART_HEAD
+    try:
+        while time.monotonic() - t0 < timeout:
+            readable, _, _ = select.select([s], [], [], 0)
+            if readable:
+                break
+            if sent >= body_bytes:
+                select.select([s], [], [], max(0.0, timeout - (time.monotonic() - t0)))
+                break
+            n = min(chunk, body_bytes - sent)
+            piece = (first + block)[:n]
+            first = first[n:]
+            data = piece if declare is not None else f"{n:x}\r\n".encode() + piece + b"\r\n"
+            try:
+                s.sendall(data)
+            except OSError:
+                break
+            sent += n
+            if rate_bps:
+                time.sleep(n / rate_bps)
+        s.settimeout(max(1.0, timeout - (time.monotonic() - t0)))
+        try:
+            answer = s.recv(4096)
+        except OSError:
+            pass
+    finally:
+        s.close()
+    status = int(answer.split(b" ", 2)[1]) if answer.startswith(b"HTTP/") else None
+    return {"status": status, "sent": sent, "seconds": time.monotonic() - t0}
+
+
+def bomb_png(width: int, height: int) -> bytes:
+    """A valid PNG header declaring width x height pixels, with one tiny compressed row: a
+    decompression bomb by its declared size."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)  # 1-bit greyscale
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
