@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from dataclasses import dataclass
 from typing import Optional
 
@@ -101,6 +102,21 @@ class RegistryContext:
                 raise
             raise ReleaseNotFoundError(f"release {version} of {self.model_name!r} does not exist "
                                        f"(see `knnclip releases list`)") from None
+
+
+_ALIAS = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
+_VERSION_LIKE = re.compile(r"^[vV]\d+$")
+
+
+def check_alias(alias: Optional[str]) -> Optional[str]:
+    """`alias` unchanged when MLflow accepts it as an alias name ('' and None: no alias);
+    raises KnnclipError with the rule otherwise."""
+    if not alias:
+        return alias
+    if not _ALIAS.match(alias) or alias.lower() == "latest" or _VERSION_LIKE.match(alias):
+        raise KnnclipError(f"{alias!r} is not a valid alias name: use 1 to 255 letters, digits, '_' or '-', "
+                           f"and neither 'latest' nor a version-like name such as 'v3'")
+    return alias
 
 
 def is_missing(exc: MlflowException) -> bool:
