@@ -202,3 +202,68 @@ def bomb_png(width: int, height: int) -> bytes:
 
     ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)  # 1-bit greyscale
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+# --- a small pipeline in one child process, and what a workspace holds ---------------------
+
+PIPELINE = """
+from knnclip_core.cli.main import main
+home = sys.argv[1]
+for data in sys.argv[2:]:
+    if main(["--home", home, "ingest", data]) != 0:
+        sys.exit(3)
+for argv in (["embed"], ["curate"], ["publish"]):
+    if main(["--home", home, *argv]) != 0:
+        sys.exit(3)
+"""
+
+
+def pipeline(home: Path, data: Sequence[Path], **kw) -> subprocess.Popen:
+    """Start ingest (each of `data`) -> embed -> curate -> publish in one child process."""
+    return start(home, [str(home), *map(str, data)], code=PIPELINE, **kw)
+
+
+def _sqlite_rows(db: Path, sql: str) -> list:
+    import sqlite3
+
+    if not db.exists():
+        return []
+    con = sqlite3.connect(str(db), timeout=60)
+    try:
+        return con.execute(sql).fetchall()
+    except sqlite3.OperationalError:  # table not there (yet)
+        return []
+    finally:
+        con.close()
+
+
+def workspace_state(home: Path) -> dict:
+    """What a workspace holds: memory rows {id: [state, sha256 of the vector]}, release
+    versions with their content fingerprints, aliases, and runs left running."""
+    import hashlib
+
+    from knnclip_core.memory.table import connect, list_table_names
+
+    memory: dict = {}
+    rows = 0
+    if (home / "memory").is_dir():
+        db = connect(home / "memory")
+        for name in list_table_names(db):
+            t = db.open_table(name).to_arrow()
+            vec = t.column("vector")
+            rows += t.num_rows
+            for i, s, v in zip(t.column("id").to_pylist(), t.column("state").to_pylist(), vec):
+                memory[f"{name}/{i}"] = [s, hashlib.sha256(v.values.to_numpy(zero_copy_only=False).tobytes()).hexdigest()]
+    mdb, cdb = home / "mlflow" / "mlflow.db", home / "catalog.db"
+    fps = dict(_sqlite_rows(mdb, "SELECT version, value FROM model_version_tags WHERE key='knnclip.content_fingerprint'"))
+    versions = sorted(int(v) for (v,) in _sqlite_rows(mdb, "SELECT version FROM model_versions"))
+    return {"memory": memory, "memory_rows": rows, "versions": versions, "fingerprints": [fps.get(v) for v in versions],
+            "aliases": dict(_sqlite_rows(mdb, "SELECT alias, version FROM registered_model_aliases")),
+            "mlflow_running": len(_sqlite_rows(mdb, "SELECT run_uuid FROM runs WHERE status='RUNNING'")),
+            "catalog_running": len(_sqlite_rows(cdb, "SELECT id FROM ingestbatch WHERE status='running'"))
+            + len(_sqlite_rows(cdb, "SELECT id FROM curationrun WHERE status='running'"))}
+
+
+def clean_exit(res: subprocess.CompletedProcess) -> bool:
+    """Exit 0, or exit 2 with a one-sentence message (e.g. busy), and no traceback."""
+    return res.returncode == 0 or (res.returncode == 2 and "Traceback" not in res.stderr)
