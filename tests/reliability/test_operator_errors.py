@@ -52,29 +52,37 @@ def _artifact(home, version, name):
     return Path(urlparse(source).path) / name
 
 
-@pytest.mark.parametrize("tamper", ["manifest", "labels", "missing", "extra"])
-def test_show_and_diff_verify_before_printing(two_releases, capsys, tamper):
+def test_show_and_diff_verify_before_printing(two_releases, capsys, tmp_path):
+    """A changed manifest, a changed data file, a missing file and an extra file, each in its
+    own release: `show` and `diff` refuse it (exit 2, one sentence), the good ones still show."""
+    from knnclip_core.config import load_settings
+    from registry.publish import publish_snapshot
+    from registry.store import open_registry
+
     home = two_releases
-    assert knnclip(home, "releases", "show", "1", "--json", capsys=capsys)[0] == 0
-    shutil.rmtree(home / "cache" / "releases", ignore_errors=True)  # the store's copy is what is read
-    if tamper == "manifest":
-        p = _artifact(home, 1, "manifest.json")
-        m = json.loads(p.read_text())
-        m["vectors"] += 1000
-        p.write_text(json.dumps(m))
-    elif tamper == "labels":
-        p = _artifact(home, 1, "vocabulary.json")
-        p.write_text(p.read_text().replace("road", "r0ad"))
-    elif tamper == "missing":
-        _artifact(home, 1, "labels.parquet").unlink()
-    else:
-        (_artifact(home, 1, "manifest.json").parent / "evil.py").write_text("print('hi')")
-    for argv in (("releases", "show", "1"), ("releases", "diff", "1", "2")):
-        rc, out, err = knnclip(home, *argv, capsys=capsys)
-        assert rc == 2, (argv, out)
-        assert out == "", out  # (in-process, stderr may also hold other tests' logging noise)
-        assert err.strip().splitlines()[-1].startswith("knnclip releases: "), err
-    assert knnclip(home, "releases", "show", "2", capsys=capsys)[0] == 0  # the untouched one still shows
+    ctx = open_registry(load_settings(home=str(home)))
+    for version, tamper in enumerate(("manifest", "labels", "missing", "extra"), start=3):
+        assert publish_snapshot(ctx, seeded_snapshot(tmp_path / tamper, {"road": 4, "sky": 3}, version))["version"] == version
+        assert knnclip(home, "releases", "show", str(version), "--json", capsys=capsys)[0] == 0
+        shutil.rmtree(home / "cache" / "releases", ignore_errors=True)  # the store's copy is what is read
+        if tamper == "manifest":
+            p = _artifact(home, version, "manifest.json")
+            m = json.loads(p.read_text())
+            m["vectors"] += 1000
+            p.write_text(json.dumps(m))
+        elif tamper == "labels":
+            p = _artifact(home, version, "vocabulary.json")
+            p.write_text(p.read_text().replace("road", "r0ad"))
+        elif tamper == "missing":
+            _artifact(home, version, "labels.parquet").unlink()
+        else:
+            (_artifact(home, version, "manifest.json").parent / "evil.py").write_text("print('hi')")
+        for argv in (("releases", "show", str(version)), ("releases", "diff", "1", str(version))):
+            rc, out, err = knnclip(home, *argv, capsys=capsys)
+            assert rc == 2, (tamper, argv, out)
+            assert out == "", out  # (in-process, stderr may also hold other tests' logging noise)
+            assert err.strip().splitlines()[-1].startswith("knnclip releases: "), err
+    assert knnclip(home, "releases", "diff", "1", "2", capsys=capsys)[0] == 0  # the untouched ones still do
 
 
 @pytest.mark.parametrize("argv", [("publish", "--alias", "bad/name"), ("publish",)])
