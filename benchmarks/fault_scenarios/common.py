@@ -104,8 +104,9 @@ def last_json(stdout: str) -> Optional[dict | list]:
 # --- the worker on loopback, and hostile clients -------------------------------------------
 
 @contextlib.contextmanager
-def serving(app, timeout: float = 60.0) -> Iterator[str]:
-    """Run the ASGI `app` with uvicorn on 127.0.0.1 in a thread; yields its base URL."""
+def serving(app, timeout: float = 60.0, ready: bool = False) -> Iterator[str]:
+    """Run the ASGI `app` with uvicorn on 127.0.0.1 in a thread; yields its base URL once it
+    answers (with `ready`: once /readyz says 200, i.e. a release is loaded)."""
     import threading
     import urllib.error
     import urllib.request
@@ -125,7 +126,9 @@ def serving(app, timeout: float = 60.0) -> Iterator[str]:
             with urllib.request.urlopen(f"{base}/readyz", timeout=2):
                 break
         except urllib.error.HTTPError:
-            break  # answering (503 before a release loads)
+            if not ready:
+                break  # answering (503 before a release loads)
+            time.sleep(0.05)
         except OSError:
             time.sleep(0.05)
     try:

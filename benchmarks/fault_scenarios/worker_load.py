@@ -130,7 +130,7 @@ def run(workdir: Path, cases: int = DEFAULT_CASES, seed: int = 0) -> dict:
 
         image = (data / "images" / sorted(p.name for p in (data / "images").iterdir())[0]).read_bytes()
         app = create_app(RegistryReleaseSource("production", settings), settings, poll_seconds=0.1)
-        with common.serving(app) as base:
+        with common.serving(app, timeout=120, ready=True) as base:
             load = _load(base, image, clients, seconds, mover)
             hostile = _hostile(base, settings)
             big = _big_jpeg(base)
