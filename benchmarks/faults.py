@@ -27,13 +27,14 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 SCENARIOS = REPO / "benchmarks" / "fault_scenarios"
+HELPERS = {"common"}  # shared helpers, not scenarios
 
 
 def scenario_names() -> list[str]:
-    """Modules of fault_scenarios/ that define `run` (helpers such as `common` are skipped)."""
+    """Modules of fault_scenarios/ that define `run` (HELPERS and `_private` ones skipped)."""
     names = []
     for info in pkgutil.iter_modules([str(SCENARIOS)]):
-        if info.name.startswith("_"):
+        if info.name.startswith("_") or info.name in HELPERS:
             continue
         module = importlib.import_module(f"benchmarks.fault_scenarios.{info.name}")
         if callable(getattr(module, "run", None)):

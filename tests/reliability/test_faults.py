@@ -14,7 +14,8 @@ def test_scenarios_are_found():
     assert {"kills", "concurrency", "tampering", "worker_load"} <= set(names) and "common" not in names
 
 
-@pytest.mark.parametrize("name,cases", [("tampering", 1), ("worker_load", 2), ("kills", 1), ("concurrency", 1)])
+# concurrency (about 2.5 min even at one case) runs through benchmarks/faults.py only.
+@pytest.mark.parametrize("name,cases", [("tampering", 1), ("worker_load", 1), ("kills", 1)])
 def test_scenario_small(tmp_path, name, cases):
     report = faults.run_scenarios(tmp_path, [name], cases=cases, seed=1)
     res = report["scenarios"][name]
