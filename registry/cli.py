@@ -152,6 +152,7 @@ def _rollback(args: argparse.Namespace) -> int:
     return 0
 
 
+@_one_sentence
 def _compare(args: argparse.Namespace) -> int:
     from knnclip_core.errors import InputError
 
