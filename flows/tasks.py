@@ -74,12 +74,21 @@ def ingest_task(settings: dict, path: str, fmt: str, reader: dict, min_area: Opt
                                                 "reader": reader, "min_area": min_area, "fingerprint": fingerprint})
     folder = ws.cache_dir / "flow-results"
     cached = json_cache.read(folder, "ingest", key)
-    if cached is not None:
+    if cached is not None and _batch_done(ws, cached.get("batch_id")):  # the catalog still holds it
         return cached
     result = ingest_path(s, path, fmt, min_area=min_area, progress=False,
                          extra_params={"fingerprint": fingerprint}, **reader).to_dict()
     json_cache.write(folder, "ingest", key, result)
     return result
+
+
+def _batch_done(ws: Workspace, batch_id) -> bool:
+    """True when the catalog records ingest batch `batch_id` as done."""
+    from knnclip_core.catalog import IngestBatch, session_scope
+
+    with session_scope(ws.catalog_url) as s:
+        batch = s.get(IngestBatch, str(batch_id))
+        return batch is not None and batch.status == "done"
 
 
 @task(name="embed", **IO_RETRIES)
