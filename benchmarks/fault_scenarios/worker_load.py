@@ -141,7 +141,7 @@ def run(workdir: Path, cases: int = DEFAULT_CASES, seed: int = 0) -> dict:
     bad_hostile = [h for h in hostile + [big] if not h["ok"]]
     return {"cases": load["requests"] + len(hostile) + 1,
             "lost_or_corrupted": len(load["failed"]) + len(wrong) + len(bad_hostile),
-            "clients": clients, "seconds": seconds, "requests": load["requests"],
+            "clients": clients, "load_seconds": seconds, "requests": load["requests"],
             "failed_requests": load["failed"][:5], "alias_moves": len(moves),
             "answered_by": {v: load["answers"].count(v) for v in sorted(set(load["answers"]))},
             "latency_ms": load["latency_ms"], "hostile": hostile, "large_jpeg": big}
