@@ -14,6 +14,7 @@ from knnclip_core.cli.ingest_cmd import add_reader_flags, reader_kwargs
 from knnclip_core.net import free_port
 
 from flows.prefect_env import configure
+from flows.tasks import export_secrets, public_settings
 
 
 def add_pipeline_flags(p: argparse.ArgumentParser) -> None:
@@ -38,6 +39,7 @@ def add_pipeline_flags(p: argparse.ArgumentParser) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     settings, ws = workspace_from_args(args)
     configure(ws)
+    export_secrets(settings)  # read by the tasks from the environment, never passed as parameters
     from flows.pipeline import curation_pipeline
 
     use_dask = args.task_runner == "dask"
@@ -47,7 +49,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         promote_to=args.promote, index=args.index, device=args.device, batch_size=args.batch_size,
         embed_shards=args.embed_shards or (2 if use_dask else 1), use_dask=use_dask, dask_address=args.dask_address,
         reader={k: v for k, v in reader_kwargs(args).items() if v not in (None, [])}, min_area=args.min_area,
-        settings=settings.model_dump(mode="json"))
+        settings=public_settings(settings))
     rel = result["release"]
     human = [f"ingested: " + "; ".join(f"{r['images']} images, {r['segments']} segments ({r['new_segments']} new), "
                                        f"{r['quarantined']} quarantined" for r in result["ingest"]),
@@ -84,6 +86,7 @@ def start_local_server(timeout: float = 90.0) -> tuple[subprocess.Popen, str]:
 def cmd_schedule(args: argparse.Namespace) -> int:
     settings, ws = workspace_from_args(args)
     configure(ws)
+    export_secrets(settings)  # read by the tasks from the environment, never passed as parameters
     server = None
     if not os.environ.get("PREFECT_API_URL"):
         server, url = start_local_server()
@@ -93,7 +96,7 @@ def cmd_schedule(args: argparse.Namespace) -> int:
 
     params = {"watch_dir": os.path.abspath(args.watch), "backbone": args.backbone, "alias": args.alias,
               "budget_vectors": args.budget_vectors, "budget_mb": args.budget_mb,
-              "settings": settings.model_dump(mode="json")}
+              "settings": public_settings(settings)}
     print(json.dumps({"deployment": "knnclip-drop-folder", "cron": args.cron, "watch": params["watch_dir"]}))
     try:
         drop_folder_pipeline.serve(name="knnclip-drop-folder", cron=args.cron, parameters=params)

@@ -15,17 +15,25 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from knnclip_core.config import Settings, load_settings
+from knnclip_core.errors import KnnclipError
 from knnclip_core.fingerprint import source_fingerprint
 from knnclip_core.workspace import Workspace
 
 from flows.reports import class_table, pipeline_markdown
-from flows.tasks import GPU_LIMIT, curate_task, diff_task, embed_task, ingest_task, promote_task, publish_task
+from flows.tasks import (GPU_LIMIT, SECRET_FIELDS, curate_task, diff_task, embed_task, ingest_task, promote_task,
+                         public_settings, publish_task, settings_of)
 
 logger = logging.getLogger(__name__)
 
 
 def _settings_dict(settings: Optional[dict]) -> dict:
-    return settings if settings is not None else load_settings().model_dump(mode="json")
+    """The non-secret settings tasks get (secrets are read from the environment by each task).
+    Raises KnnclipError when the caller passed a secret as a flow parameter."""
+    leaked = sorted(k for k in SECRET_FIELDS if (settings or {}).get(k) is not None)
+    if leaked:
+        raise KnnclipError(f"secret settings ({', '.join(leaked)}) were passed as flow parameters, where Prefect "
+                           f"stores them; pass public_settings(settings) and keep secrets in the environment")
+    return public_settings(settings_of(settings) if settings is not None else load_settings())
 
 
 def ensure_gpu_limit(limit: int) -> None:
@@ -53,7 +61,7 @@ def dask_runner(address: Optional[str], workers: int):
                                           "dashboard_address": None})
 
 
-@flow(name="knnclip-ingest")
+@flow(name="knnclip-ingest", persist_result=False)
 def ingest_flow(path: str, format: str = "auto", reader: Optional[dict] = None, min_area: Optional[int] = None,
                 settings: Optional[dict] = None) -> dict:
     """Ingest one source into the catalog."""
@@ -61,12 +69,12 @@ def ingest_flow(path: str, format: str = "auto", reader: Optional[dict] = None, 
     return ingest_task(s, str(path), format, reader or {}, min_area, source_fingerprint(path))
 
 
-@flow(name="knnclip-embed")
+@flow(name="knnclip-embed", persist_result=False)
 def embed_flow(backbone: Optional[str] = None, device: Optional[str] = None, batch_size: Optional[int] = None,
                shards: int = 1, settings: Optional[dict] = None) -> dict:
     """Embed every segment missing from the memory, in `shards` parallel tasks."""
     s = _settings_dict(settings)
-    ensure_gpu_limit(Settings(**s).embed.gpu_concurrency)
+    ensure_gpu_limit(settings_of(s).embed.gpu_concurrency)
     futures = [embed_task.submit(s, backbone, device, batch_size, (i, shards)) for i in range(shards)]
     results = [f.result() for f in futures]
     merged = dict(results[0])
@@ -79,18 +87,18 @@ def embed_flow(backbone: Optional[str] = None, device: Optional[str] = None, bat
     return merged
 
 
-@flow(name="knnclip-curate")
+@flow(name="knnclip-curate", persist_result=False)
 def curate_flow(backbone: Optional[str] = None, options: Optional[dict] = None, settings: Optional[dict] = None) -> dict:
     return curate_task(_settings_dict(settings), backbone, options or {})
 
 
-@flow(name="knnclip-publish")
+@flow(name="knnclip-publish", persist_result=False)
 def publish_flow(backbone: Optional[str] = None, alias: Optional[str] = "staging", index: Optional[str] = None,
                  settings: Optional[dict] = None) -> dict:
     return publish_task(_settings_dict(settings), backbone, alias, index)
 
 
-@flow(name="knnclip-curation-pipeline")
+@flow(name="knnclip-curation-pipeline", persist_result=False)
 def curation_pipeline(path: Optional[str] = None, format: str = "auto", backbone: Optional[str] = None,
                       budget_vectors: Optional[int] = None, budget_mb: Optional[float] = None,
                       strategy: Optional[str] = None, dedup_threshold: Optional[float] = None,
@@ -147,14 +155,14 @@ def new_sources(settings: Settings, watch_dir: str | Path) -> list[str]:
     return [str(p) for p in entries if source_fingerprint(p) not in done]
 
 
-@flow(name="knnclip-drop-folder")
+@flow(name="knnclip-drop-folder", persist_result=False)
 def drop_folder_pipeline(watch_dir: str, backbone: Optional[str] = None, alias: Optional[str] = "staging",
                          budget_vectors: Optional[int] = None, budget_mb: Optional[float] = None,
                          settings: Optional[dict] = None) -> dict:
     """Scheduled entry point: ingest only the batches of `watch_dir` not yet ingested, then
     curate and publish when there was something new."""
     s = _settings_dict(settings)
-    todo = new_sources(Settings(**s), watch_dir)
+    todo = new_sources(settings_of(s), watch_dir)
     if not todo:
         get_run_logger().info("no new batch in %s", watch_dir)
         return {"new_sources": [], "release": None}

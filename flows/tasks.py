@@ -1,13 +1,16 @@
 """Thin Prefect tasks: one library call each. Retries only on I/O errors (OSError), never
-on bad input. Settings travel as plain dicts so that task inputs hash and cache."""
+on bad input. Settings travel as plain dicts WITHOUT secrets (see `public_settings`);
+tasks read the secrets from the environment. No task result is persisted by Prefect
+(no pickles in the workspace); ingest caches its summary as JSON (flows/json_cache.py)."""
 from __future__ import annotations
 
 import logging
+import os
 from contextlib import nullcontext
 from typing import Optional
 
 from prefect import task
-from prefect.cache_policies import INPUTS, TASK_SOURCE
+from prefect.cache_policies import NO_CACHE
 from prefect.concurrency.sync import concurrency
 
 from knnclip_core.config import Settings
@@ -32,20 +35,60 @@ def retry_on_io(task, task_run, state) -> bool:
     return False
 
 
-IO_RETRIES = dict(retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=retry_on_io)
+# Nothing is pickled: Prefect neither caches nor persists these tasks' results.
+IO_RETRIES = dict(retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=retry_on_io,
+                  cache_policy=NO_CACHE, persist_result=False)
+SECRET_FIELDS = frozenset({"worker_token", "catalog_url"})  # never flow, task or deployment parameters
+
+
+def public_settings(settings: Settings) -> dict:
+    """The settings as a JSON dict without the secrets (they stay in the environment)."""
+    return settings.model_dump(mode="json", exclude=set(SECRET_FIELDS))
+
+
+def export_secrets(settings: Settings) -> None:
+    """Put the secrets of `settings` (e.g. read from a config file) into this process's
+    environment, where `settings_of` finds them again, so they need not travel as parameters."""
+    for name in SECRET_FIELDS:
+        value = getattr(settings, name)
+        if value is not None:
+            os.environ.setdefault(f"KNNCLIP_{name.upper()}", str(value))
 
 
 def settings_of(d: dict) -> Settings:
-    return Settings(**d)
+    """Settings from a parameter dict; secret keys in it are ignored, the environment's used."""
+    return Settings(**{k: v for k, v in d.items() if k not in SECRET_FIELDS})
 
 
-@task(name="ingest", cache_policy=INPUTS + TASK_SOURCE, persist_result=True, **IO_RETRIES)
+@task(name="ingest", **IO_RETRIES)
 def ingest_task(settings: dict, path: str, fmt: str, reader: dict, min_area: Optional[int], fingerprint: str) -> dict:
-    """Ingest one source; cached by its inputs, including the source's fingerprint."""
+    """Ingest one source; its summary is cached as JSON by its inputs, the source's fingerprint
+    included, so a rerun after a kill skips sources already ingested."""
     from knnclip_core.ingest import ingest_path
 
-    return ingest_path(settings_of(settings), path, fmt, min_area=min_area, progress=False,
-                       extra_params={"fingerprint": fingerprint}, **reader).to_dict()
+    from flows import json_cache
+
+    s = settings_of(settings)
+    ws = Workspace.from_settings(s).ensure()
+    key = json_cache.cache_key(ingest_task.fn, {"settings": public_settings(s), "path": path, "fmt": fmt,
+                                                "reader": reader, "min_area": min_area, "fingerprint": fingerprint})
+    folder = ws.cache_dir / "flow-results"
+    cached = json_cache.read(folder, "ingest", key)
+    if cached is not None and _batch_done(ws, cached.get("batch_id")):  # the catalog still holds it
+        return cached
+    result = ingest_path(s, path, fmt, min_area=min_area, progress=False,
+                         extra_params={"fingerprint": fingerprint}, **reader).to_dict()
+    json_cache.write(folder, "ingest", key, result)
+    return result
+
+
+def _batch_done(ws: Workspace, batch_id) -> bool:
+    """True when the catalog records ingest batch `batch_id` as done."""
+    from knnclip_core.catalog import IngestBatch, session_scope
+
+    with session_scope(ws.catalog_url) as s:
+        batch = s.get(IngestBatch, str(batch_id))
+        return batch is not None and batch.status == "done"
 
 
 @task(name="embed", **IO_RETRIES)

@@ -77,6 +77,8 @@ class WorkerConfig(BaseModel):
     poll_seconds: float = Field(10.0, description="How often the service checks the alias for a new release.")
     max_upload_mb: float = Field(20.0, description="Largest accepted upload.")
     max_pixels: int = Field(40_000_000, description="Largest accepted image, in pixels.")
+    max_side: Optional[int] = Field(1024, description="Uploads with a longer side are decoded at reduced scale to this size (None: full size).")
+    body_timeout_s: float = Field(60.0, description="Seconds a client has to send a whole request body (slow bodies get 408).")
     proposal_options: dict = Field(default_factory=dict, description="Keyword options of the proposal generator, e.g. {max_regions: 128, n_segments: 400} for slic, {rows: 4, cols: 4} for grid.")
 
 

@@ -2,10 +2,26 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 
 from knnclip_core.classnames import display_name
 from knnclip_core.cli.common import add_json_flag, emit, workspace_from_args
+from knnclip_core.errors import KnnclipError
+
+
+def _one_sentence(func):
+    """Registry errors (MLflow's) become one clear sentence and exit 2, not a traceback."""
+    @functools.wraps(func)
+    def run(args: argparse.Namespace) -> int:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return func(args)
+        except MlflowException as exc:
+            first = (str(getattr(exc, "message", exc)).strip().splitlines() or ["unknown error"])[0]
+            raise KnnclipError(f"the model registry refused the request: {first[:300]}") from None
+    return run
 
 
 def register(sub) -> None:
@@ -58,6 +74,7 @@ def _ctx(args: argparse.Namespace):
     return open_registry(settings, ws)
 
 
+@_one_sentence
 def _publish(args: argparse.Namespace) -> int:
     from .publish import publish
 
@@ -69,6 +86,7 @@ def _publish(args: argparse.Namespace) -> int:
     return 0
 
 
+@_one_sentence
 def _list(args: argparse.Namespace) -> int:
     from .releases import list_releases
 
@@ -81,6 +99,7 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
+@_one_sentence
 def _show(args: argparse.Namespace) -> int:
     from .releases import show_release
 
@@ -94,6 +113,7 @@ def _show(args: argparse.Namespace) -> int:
     return 0
 
 
+@_one_sentence
 def _diff(args: argparse.Namespace) -> int:
     from .releases import diff_releases
 
@@ -109,6 +129,7 @@ def _diff(args: argparse.Namespace) -> int:
     return 0
 
 
+@_one_sentence
 def _promote(args: argparse.Namespace) -> int:
     from .releases import promote
 
@@ -122,6 +143,7 @@ def _promote(args: argparse.Namespace) -> int:
     return 0
 
 
+@_one_sentence
 def _rollback(args: argparse.Namespace) -> int:
     from .releases import rollback
 
@@ -130,6 +152,7 @@ def _rollback(args: argparse.Namespace) -> int:
     return 0
 
 
+@_one_sentence
 def _compare(args: argparse.Namespace) -> int:
     from knnclip_core.errors import InputError
 

@@ -8,12 +8,15 @@ import json
 import logging
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Optional, Sequence
 
 from mlflow.entities import Metric, Param
 
+from knnclip_core.catalog.liveness import STALE_AFTER_S, owner_alive, owner_identity
 from knnclip_core.config import Settings
+from knnclip_core.errors import KnnclipError
 from knnclip_core.hashing import sha256_file
 from knnclip_core.index import build_snapshot, verify_snapshot
 from knnclip_core.index.snapshot import MANIFEST_FILE
@@ -21,11 +24,12 @@ from knnclip_core.workspace import Workspace
 
 from . import store
 from .aliases import move_alias
-from .store import RegistryContext, open_registry
+from .store import RegistryContext, check_alias, open_registry
 
 logger = logging.getLogger(__name__)
 
 SNAPSHOT_ARTIFACT = "snapshot"
+TAG_HOST, TAG_PID, TAG_PID_STARTED = "knnclip.host", "knnclip.pid", "knnclip.pid_started"  # who runs a publish
 REPORT_WORDS = ("curat", "valid", "ingest")
 REPORT_SUFFIXES = (".json", ".md", ".html", ".csv", ".txt")
 
@@ -53,11 +57,14 @@ def publish_snapshot(ctx: RegistryContext, snapshot_dir: str | Path, alias: Opti
     folder does not verify."""
     snapshot_dir = Path(snapshot_dir)
     manifest = verify_snapshot(snapshot_dir)
-    alias = alias if alias is not None else ctx.settings.publish.alias
+    alias = check_alias(alias if alias is not None else ctx.settings.publish.alias)
     client = ctx.client
     lineage = manifest.get("lineage") or {}
+    fail_interrupted_runs(ctx)
+    owner = owner_identity()
     run = client.create_run(ctx.experiment_id(), run_name=f"publish-{manifest['created']}",
-                            tags={"knnclip.kind": "publish"})
+                            tags={"knnclip.kind": "publish", TAG_HOST: owner["host"], TAG_PID: str(owner["pid"]),
+                                  TAG_PID_STARTED: repr(owner["pid_started"])})
     run_id = run.info.run_id
     try:
         params = {"embedder_id": manifest["embedder_id"], "dim": manifest["dim"], "metric": manifest["metric"],
@@ -102,6 +109,41 @@ def publish_snapshot(ctx: RegistryContext, snapshot_dir: str | Path, alias: Opti
             "vectors": manifest["vectors"], "classes": manifest["classes"], "factory": manifest["factory"],
             "recall_at_10": manifest["recall_at_10"], "embedder_id": manifest["embedder_id"],
             "bytes": manifest["bytes"]["index"]}
+
+
+def fail_interrupted_runs(ctx: RegistryContext) -> list[str]:
+    """Mark FAILED the publish runs left RUNNING by a killed publish (its process is gone from
+    this host, or it is older than STALE_AFTER_S when that cannot be told). Returns their ids."""
+    exp = ctx.client.get_experiment_by_name(store.EXPERIMENT_NAME)
+    if exp is None:
+        return []
+    old_ms = (time.time() - STALE_AFTER_S) * 1000
+    failed = []
+    for run in ctx.client.search_runs([exp.experiment_id], "attributes.status = 'RUNNING'", max_results=1000):
+        t = run.data.tags
+        alive = owner_alive(t.get(TAG_HOST), _int_or_none(t.get(TAG_PID)), _float_or_none(t.get(TAG_PID_STARTED)))
+        if alive or (alive is None and run.info.start_time > old_ms):
+            continue
+        ctx.client.set_tag(run.info.run_id, "knnclip.failure", "interrupted: the publishing process ended "
+                                                               "without finishing (marked by a later publish)")
+        ctx.client.set_terminated(run.info.run_id, "FAILED")
+        failed.append(run.info.run_id)
+        logger.warning("publish run %s was interrupted (its process is gone); marked FAILED", run.info.run_id)
+    return failed
+
+
+def _int_or_none(v) -> Optional[int]:
+    try:
+        return int(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def _float_or_none(v) -> Optional[float]:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return None
 
 
 def content_fingerprint(embedder_id: str, ids: Sequence[str], class_names: Sequence[str], build: dict) -> str:
@@ -150,12 +192,15 @@ def publish(settings: Settings, ws: Workspace, backbone: Optional[str] = None, a
     instead of a duplicate version. Raises RecallFloorError, KnnclipError when the memory
     is empty."""
     from knnclip_core.embedders import embedder_id_for
-    from knnclip_core.errors import KnnclipError
     from knnclip_core.memory.published import load_kept
 
+    alias = check_alias(alias if alias is not None else settings.publish.alias)
     backbone = backbone or settings.embed.backbone
     embedder_id = embedder_id_for(backbone)
-    kept = load_kept(ws, embedder_id, tag=tag)
+    try:
+        kept = load_kept(ws, embedder_id, tag=tag)
+    except FileNotFoundError as exc:
+        raise KnnclipError(f"there is nothing to publish: {exc}") from None
     if len(kept.ids) == 0:
         raise KnnclipError(f"the memory of backbone {backbone!r} has no kept rows; run `knnclip curate` first")
     lineage = {"backbone": backbone, "lance_version": kept.lance_version, "lance_tag": kept.lance_tag,
@@ -167,7 +212,6 @@ def publish(settings: Settings, ws: Workspace, backbone: Optional[str] = None, a
     fingerprint = content_fingerprint(embedder_id, kept.ids, names, {"factory": factory, "byte_budget": budget,
                                                                      "recall_floor": settings.publish.recall_floor})
     ctx = open_registry(settings, ws)
-    alias = alias if alias is not None else settings.publish.alias
     reused = reuse_latest(ctx, fingerprint, alias)
     if reused is not None:
         logger.info("memory unchanged since version %d: no new release", reused["version"])

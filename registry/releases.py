@@ -2,13 +2,8 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
-import tempfile
-from pathlib import Path
 from typing import Optional
-
-import mlflow
 
 from knnclip_core.index.snapshot import MANIFEST_FILE
 from knnclip_core.errors import VerificationError
@@ -16,8 +11,8 @@ from knnclip_core.errors import VerificationError
 from . import store
 from .aliases import move_alias, read_history, rollback_alias
 from .gate import Evaluator, default_evaluator, run_gate
-from .load import cache_path, parse_ref, resolve_ref
-from .store import RegistryContext
+from .load import parse_ref, resolve_ref
+from .store import RegistryContext, check_alias
 
 logger = logging.getLogger(__name__)
 
@@ -59,18 +54,15 @@ def list_releases(ctx: RegistryContext) -> list[dict]:
 
 
 def read_manifest(ctx: RegistryContext, version: int) -> dict:
-    """manifest.json of a release (from the cache when present, else downloaded alone)."""
-    cached = cache_path(ctx, version) / MANIFEST_FILE
-    if cached.is_file():
-        return json.loads(cached.read_text())
-    mv = ctx.model_version(version)
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            local = mlflow.artifacts.download_artifacts(artifact_uri=f"{mv.source}/{MANIFEST_FILE}", dst_path=tmp,
-                                                        tracking_uri=ctx.tracking_uri)
-        except Exception as exc:  # noqa: BLE001 - any store error means the artifact is unreadable
-            raise VerificationError(f"release {version} has no readable {MANIFEST_FILE} ({type(exc).__name__})") from None
-        return json.loads(Path(local).read_text())
+    """manifest.json of a release, only after the release verifies: the manifest against the
+    sha256 recorded on the version, every file against the manifest (see load.load_release;
+    the snapshot is downloaded into the workspace cache if needed). Raises VerificationError."""
+    from .load import load_release
+
+    tags = ctx.model_version(version).tags or {}
+    if not tags.get(store.TAG_MANIFEST_SHA):
+        raise VerificationError(f"release {version} has no recorded {MANIFEST_FILE} checksum, so it cannot be verified")
+    return load_release(version, ctx=ctx).snapshot.manifest
 
 
 def show_release(ctx: RegistryContext, ref: str | int) -> dict:
@@ -112,6 +104,7 @@ def promote(ctx: RegistryContext, ref: str | int, alias: str = "production", for
     `evaluator` 'default' builds one from settings (None when no gate set is configured).
     Returns {'alias', 'version', 'previous', 'gate'}; raises GateRefusedError on a regression
     beyond the tolerance unless `force`, ReleaseNotFoundError for an unknown release."""
+    check_alias(alias)
     version = resolve_ref(ref, ctx=ctx)
     if evaluator == "default":
         evaluator = default_evaluator(ctx.settings)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from dataclasses import dataclass
 from typing import Optional
 
@@ -103,6 +104,21 @@ class RegistryContext:
                                        f"(see `knnclip releases list`)") from None
 
 
+_ALIAS = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
+_VERSION_LIKE = re.compile(r"^[vV]\d+$")
+
+
+def check_alias(alias: Optional[str]) -> Optional[str]:
+    """`alias` unchanged when MLflow accepts it as an alias name ('' and None: no alias);
+    raises KnnclipError with the rule otherwise."""
+    if not alias:
+        return alias
+    if not _ALIAS.match(alias) or alias.lower() == "latest" or _VERSION_LIKE.match(alias):
+        raise KnnclipError(f"{alias!r} is not a valid alias name: use 1 to 255 letters, digits, '_' or '-', "
+                           f"and neither 'latest' nor a version-like name such as 'v3'")
+    return alias
+
+
 def is_missing(exc: MlflowException) -> bool:
     """True when an MLflow error means 'no such entity'."""
     return getattr(exc, "error_code", "") in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND")
@@ -126,5 +142,8 @@ def open_registry(settings: Optional[Settings] = None, ws: Optional[Workspace] =
         artifact_location = (ws.mlflow_dir / "artifacts").resolve().as_uri()
     for noisy in ("mlflow.store.db.utils", "alembic.runtime.migration"):  # first-use schema creation chatter
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    from .schema import ensure_sqlite_schema
+
+    ensure_sqlite_schema(ws, uri)  # atomic, locked: a kill or a race cannot leave a half-made store
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     return RegistryContext(client, uri, model_name or settings.publish.model_name, settings, ws, artifact_location)

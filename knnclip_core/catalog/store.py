@@ -10,13 +10,15 @@ from sqlalchemy import event
 from sqlmodel import Session, SQLModel, create_engine
 
 from . import models  # noqa: F401  (registers the tables)
+from .liveness import mark_stale_runs
 
 logger = logging.getLogger(__name__)
 
 
 @lru_cache(maxsize=8)
 def get_engine(url: str):
-    """Engine for `url`, tables created on first use. SQLite gets WAL and a busy timeout."""
+    """Engine for `url`, tables created on first use, interrupted runs marked failed (see
+    liveness.py). SQLite gets WAL and a busy timeout."""
     is_sqlite = url.startswith("sqlite")
     engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False} if is_sqlite else {})
     if is_sqlite:
@@ -28,6 +30,10 @@ def get_engine(url: str):
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
     SQLModel.metadata.create_all(engine)
+    try:  # the first open in a process finds runs a killed process left `running`
+        mark_stale_runs(engine)
+    except Exception as exc:  # noqa: BLE001 - never keep the catalog from opening
+        logger.warning("could not check for interrupted runs: %s", exc)
     return engine
 
 

@@ -5,25 +5,26 @@ Endpoints: POST /segment (multipart image upload -> JSON, optional base64 PNG ov
 label map, or `format=png` for the overlay itself), GET /healthz (process alive),
 GET /readyz (a release is loaded), GET /release (version, alias, vocabulary size, last
 reload error), GET /metrics (Prometheus). With `settings.worker_token` set, every endpoint
-but /healthz and /readyz needs `Authorization: Bearer <token>`.
+but /healthz and /readyz (/docs and /openapi.json included) needs `Authorization: Bearer
+<token>`, checked with the body size before the body is read (see upload_guard.py).
 """
 from __future__ import annotations
 
 import base64
-import hmac
 import logging
 import time
 from contextlib import asynccontextmanager
 from typing import Any, Optional
 
-from fastapi import Depends, FastAPI, File, HTTPException, Query, Request, Response, UploadFile
+from fastapi import FastAPI, File, HTTPException, Query, Request, Response, UploadFile
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from pydantic import BaseModel
 
 from ..errors import InputError, KnnclipError
 from .release import LoadedRelease, ReleaseSource
-from .render import decode_image, label_map_image, overlay_image, png_bytes
+from .render import label_map_image, overlay_image, png_bytes
+from .upload_guard import MULTIPART_SLACK, GuardLimits, UploadGuard, UploadTooLarge, decode_upload
 from .watcher import ReleaseWatcher
 
 logger = logging.getLogger(__name__)
@@ -55,6 +56,7 @@ class SegmentResponse(BaseModel):
     segments: list[dict]
     panoptic: list[dict]
     timings: dict
+    scale: float = 1.0  # width/height (and everything in pixels) are the upload's times this
     overlay_png: Optional[str] = None    # base64, when overlay=true
     label_map_png: Optional[str] = None  # base64, when label_map=true (value = class index, 255 unknown)
 
@@ -90,18 +92,6 @@ class WorkerMetrics:
             self.reload_failing.set(1)
 
 
-def _auth_dependency(token: Optional[str]):
-    def check(request: Request) -> None:
-        if not token:
-            return
-        header = request.headers.get("authorization", "")
-        scheme, _, given = header.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
-            raise HTTPException(status_code=401, detail="missing or wrong bearer token",
-                                headers={"WWW-Authenticate": "Bearer"})
-    return check
-
-
 def create_app(source: ReleaseSource, settings=None, poll_seconds: Optional[float] = None,
                start_watcher: bool = True) -> FastAPI:
     """FastAPI app serving the releases `source` yields.
@@ -116,7 +106,6 @@ def create_app(source: ReleaseSource, settings=None, poll_seconds: Optional[floa
     metrics = WorkerMetrics()
     watcher = ReleaseWatcher(source, poll_seconds or wcfg.poll_seconds, on_change=metrics.on_change)
     max_bytes = int(wcfg.max_upload_mb * 1024 * 1024)
-    auth = Depends(_auth_dependency(settings.worker_token))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -131,6 +120,10 @@ def create_app(source: ReleaseSource, settings=None, poll_seconds: Optional[floa
                   description="kNN-CLIP segmentation with a retrieval memory from the model registry.")
     app.state.watcher = watcher
     app.state.metrics = metrics
+    # Below `measure` (which counts its 401/408/413) and above routing: token and body size are
+    # checked before anything reads the body.
+    app.add_middleware(UploadGuard, limits=GuardLimits(settings.worker_token, max_bytes + MULTIPART_SLACK,
+                                                       wcfg.body_timeout_s))
 
     @app.middleware("http")
     async def measure(request: Request, call_next):
@@ -161,7 +154,7 @@ def create_app(source: ReleaseSource, settings=None, poll_seconds: Optional[floa
             return JSONResponse({"ready": False, "last_reload_error": watcher.last_error}, status_code=503)
         return JSONResponse({"ready": True, "version": rel.version})
 
-    @app.get("/release", response_model=ReleaseState, dependencies=[auth])
+    @app.get("/release", response_model=ReleaseState)
     def release() -> ReleaseState:
         """The release being served and the last reload error, if the newest one failed."""
         rel = watcher.current
@@ -169,12 +162,12 @@ def create_app(source: ReleaseSource, settings=None, poll_seconds: Optional[floa
         return ReleaseState(ready=rel is not None, last_reload_error=watcher.last_error,
                             last_check=watcher.last_check, swaps=watcher.swaps, **info)
 
-    @app.get("/metrics", dependencies=[auth])
+    @app.get("/metrics")
     def prometheus() -> Response:
         """Prometheus text exposition."""
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.post("/segment", response_model=SegmentResponse, dependencies=[auth],
+    @app.post("/segment", response_model=SegmentResponse,
               responses={200: {"content": {"image/png": {}}}, 400: {}, 401: {}, 413: {}, 503: {}})
     def segment(image: UploadFile = File(..., description="the image to segment (PNG, JPEG, ...)"),
                 classes: list[str] = Query(default=[], description="extra class names (CLIP backbones)"),
@@ -191,10 +184,9 @@ def create_app(source: ReleaseSource, settings=None, poll_seconds: Optional[floa
         if len(data) > max_bytes:
             raise HTTPException(status_code=413, detail=f"upload larger than {wcfg.max_upload_mb} MB")
         try:
-            pixels = decode_image(data, wcfg.max_pixels)
+            pixels, scale = decode_upload(data, wcfg.max_pixels, wcfg.max_side)
         except InputError as exc:
-            status = 413 if "more than the limit" in str(exc) else 400
-            raise HTTPException(status_code=status, detail=str(exc)) from None
+            raise HTTPException(status_code=413 if isinstance(exc, UploadTooLarge) else 400, detail=str(exc)) from None
         if proposals == "masks":
             raise HTTPException(status_code=400, detail="the 'masks' proposals are not available over HTTP")
         try:
@@ -208,6 +200,7 @@ def create_app(source: ReleaseSource, settings=None, poll_seconds: Optional[floa
                             headers={"X-Knnclip-Release": rel.version})
         body = result.to_json(segment_ids=getattr(rel.segmenter.memory, "segment_ids", None))
         body["release"] = {"version": rel.version, "alias": rel.alias}
+        body["scale"] = scale
         if overlay:
             body["overlay_png"] = base64.b64encode(png_bytes(overlay_image(pixels, result.label_map, n))).decode()
         if label_map:
