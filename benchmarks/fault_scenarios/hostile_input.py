@@ -139,13 +139,22 @@ def child(workdir: Path, units: list[dict]) -> None:
         report = ingest_path(settings, path, reader, dataset=f"hostile-{unit['seed']}", min_area=1, progress=False,
                              images=base / "ds/images" if reader.startswith("coco") else None,
                              masks=base / "ds/ann/panoptic_val" if reader == "coco-panoptic" else None)
-        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        rss = peak_rss_mb()
         failures = check_batch(settings, batch, report)
         if rss > MEMORY_MB:
             failures.append(f"{reader}: peak memory {rss:.0f} MB over {MEMORY_MB} MB")
         _emit({"unit": "batch", "reader": reader, "cases": len(batch.cases), "failures": failures,
                "kinds": sorted({c.kind for c in batch.cases}), "seconds": round(time.perf_counter() - start, 2),
                "rss_mb": round(rss)})
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory since it was exec'd (VmHWM: ru_maxrss would carry
+    over the forking parent's peak, e.g. a pytest process that has loaded torch and MLflow)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _emit(obj: dict) -> None:

@@ -45,3 +45,18 @@ def test_hostile_input_thousand_cases(tmp_path):
     out = hostile_input.run(tmp_path, cases=1000, seed=0)
     _assert_clean(out, 1000)
     assert out["kinds"] >= 90 and out["whole_files"] == 12
+
+
+def test_child_memory_is_its_own_not_the_forking_parents():
+    """The memory bound measures the ingesting child alone: a parent holding 400 MB (as pytest
+    does once torch and MLflow are loaded) must not count against it (ru_maxrss would)."""
+    import subprocess
+
+    held = bytearray(400 * 1024 * 1024)
+    held[::4096] = b"\x01" * len(held[::4096])
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); from fault_scenarios import hostile_input as h; "
+            "print(h.peak_rss_mb())")
+    out = subprocess.run([sys.executable, "-c", code, str(Path(__file__).resolve().parents[2] / "benchmarks")],
+                         capture_output=True, text=True, check=True).stdout
+    assert float(out) < 200, out
+    del held
