@@ -3,7 +3,8 @@
 Each run of a benchmark saves its `--json` line under benchmarks/results/<machine>-<date>/
 (`<name>.json`, with `machine.txt` beside it saying the card, driver, cores and versions).
 This script renders every saved result into the part of benchmarks/README.md between the
-`figures` markers, so no figure there is typed by hand.
+`figures` markers, and their headline figures into README.md between the `key-figures`
+markers, so no figure in either is typed by hand.
 
     python benchmarks/report.py           # rewrite the figures in benchmarks/README.md
     python benchmarks/report.py --check   # exit 1 when the README differs from the JSON
@@ -18,7 +19,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 README = HERE / "README.md"
+TOP_README = HERE.parent / "README.md"
 START, END = "<!-- figures:start (benchmarks/report.py writes this part) -->", "<!-- figures:end -->"
+KEY_START, KEY_END = "<!-- key-figures:start (benchmarks/report.py writes this part) -->", "<!-- key-figures:end -->"
 
 
 def _row(cells) -> str:
@@ -96,6 +99,57 @@ KINDS = (("embed_throughput", "bare_images_per_s", embed_rows), ("worker_latency
          ("continual", "max_forgetting_own_vocab", continual_rows))
 
 
+def _f(x, digits: int = 3) -> str:
+    return "n/a" if x is None else f"{x:.{digits}f}"
+
+
+def key_line(name: str, r: dict) -> str | None:
+    """One sentence of a result's headline figures, for the top-level README."""
+    if "bare_images_per_s" in r:
+        return (f"embedding, {r['backbone']} on {r['device']}, {r['source']}, {r['num_workers']} workers: pipeline "
+                f"{r['images_per_s']:.0f} img/s against {r['bare_images_per_s']:.0f} for a bare forward "
+                f"(ratio {r['ratio']}, target 0.9), {r.get('forwards_per_image', 'n/a')} forward per image")
+    if "overhead_ratio" in r:
+        return (f"worker, {r['backbone']} on {r['device']}, {r['memory_vectors']} vectors ({r['index']}): proposals "
+                f"{_ms(r['proposals_s'])} ms, forward {_ms(r['forward_s'])} ms, retrieval {_ms(r['retrieval_s'])} ms; "
+                f"overhead ratio {r['overhead_ratio']} (target 0.5)")
+    if "auroc_similarity" in r:
+        return (f"open set, {r['backbone']} on CamVid (one class left out at a time): AUROC of the confidence "
+                f"{_f(r['auroc_similarity'])} for `similarity`, {_f(r['auroc_vote_share'])} for `vote_share`; at "
+                f"T = {r['threshold']}: known-class accuracy {_f(r['known_accuracy'])}, left-out segments marked "
+                f"unknown {_f(r['unknown_rate_left_out'])}")
+    if "max_forgetting_own_vocab" in r and "matrix" in r:
+        return (f"continual, {r['backbone']}, CamVid -> COCO -> ADE20K releases: largest mIoU drop of an earlier "
+                f"task {r['max_forgetting_own_vocab']} points with its own vocabulary, "
+                f"{r['max_forgetting_union_vocab']} with the union; a sequentially fine-tuned head "
+                f"{r['baseline_max_forgetting']}")
+    if "cross_sequence" in r:
+        drives = ", ".join(f"{d} {_f(v['accuracy'], 2)}" for d, v in sorted(r["cross_sequence"].items()))
+        return (f"classic accuracy, {r['backbone']}: CamVid val segment accuracy {_f(r['accuracy'])} (k=10, memory "
+                f"from the same drive); each drive left out of the memory: {drives}")
+    return None
+
+
+def render_key_figures(results_dir: Path = RESULTS) -> str:
+    """Bullets of headline figures per results folder (machine first), for README.md."""
+    lines = []
+    for run in sorted(p for p in results_dir.iterdir() if p.is_dir()) if results_dir.is_dir() else []:
+        machine = (run / "machine.txt").read_text().strip().splitlines() if (run / "machine.txt").is_file() else []
+        lines.append(f"- `{run.name}` ({'; '.join(machine[:3]) or 'machine not recorded'}):")
+        for p in sorted(run.glob("*.json")):
+            if "_shortjob" in p.stem or "_inproc" in p.stem:
+                continue  # diagnostic runs: in benchmarks/README.md only
+            line = key_line(p.stem, json.loads(p.read_text()))
+            if line:
+                lines.append(f"  - {line}")
+    return "\n".join(lines) + "\n"
+
+
+def _between(text: str, start: str, end: str, body: str, where: Path) -> str:
+    assert start in text and end in text, f"{where} lacks the markers {start!r} ... {end!r}"
+    return text[:text.index(start) + len(start)] + "\n" + body + text[text.index(end):]
+
+
 def render(results_dir: Path = RESULTS) -> str:
     """Markdown of every results folder: machine, then one table per benchmark."""
     lines: list[str] = []
@@ -116,17 +170,20 @@ def render(results_dir: Path = RESULTS) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--check", action="store_true", help="exit 1 if README.md is not what the JSON gives")
+    ap.add_argument("--check", action="store_true", help="exit 1 if the READMEs are not what the JSON gives")
     args = ap.parse_args(argv)
-    text = README.read_text()
-    assert START in text and END in text, f"{README} lacks the figures markers"
-    new = text[:text.index(START) + len(START)] + "\n" + render() + text[text.index(END):]
-    if args.check:
+    stale = []
+    for path, start, end, body in ((README, START, END, render()),
+                                   (TOP_README, KEY_START, KEY_END, render_key_figures())):
+        text = path.read_text()
+        new = _between(text, start, end, body, path)
         if new != text:
-            print(f"{README} is out of date: run python benchmarks/report.py", file=sys.stderr)
-            return 1
-        return 0
-    README.write_text(new)
+            stale.append(path)
+            if not args.check:
+                path.write_text(new)
+    if args.check and stale:
+        print(f"{', '.join(map(str, stale))} out of date: run python benchmarks/report.py", file=sys.stderr)
+        return 1
     return 0
 
 
