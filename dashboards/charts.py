@@ -67,23 +67,30 @@ def stacked_bars(rows: Mapping[str, Mapping[str, int]], width: int = 900, max_ro
             f'font-family="system-ui,sans-serif">{"".join(parts)}</svg>')
 
 
-def state_bar(counts: Mapping[str, int], width: int = 900, height: int = 22) -> str:
-    """One full-width bar split by curation state (totals of a memory); '' when empty."""
+def _state_rects(counts: Mapping[str, int], scale: int, width: int, height: int, labels: bool) -> tuple[list[str], int]:
+    """SVG rects of a bar split by curation state, `scale` rows = `width` px; (parts, total)."""
     total = sum(int(counts.get(s, 0)) for s, _ in STATE_COLOURS)
-    if total <= 0:
-        return ""
     parts, x = [], 0.0
     for state, colour in STATE_COLOURS:
         n = int(counts.get(state, 0))
         if n <= 0:
             continue
-        w = width * n / total
-        parts.append(f'<rect x="{x:.1f}" y="0" width="{w:.1f}" height="{height}" fill="{colour}">'
-                     f"<title>{n} {esc(STATE_LABELS[state])} ({100 * n / total:.1f}%)</title></rect>")
-        if w > 70:
+        w = width * n / max(scale or total, 1)
+        share = f" ({100 * n / total:.1f}%)" if labels else ""
+        parts.append(f'<rect x="{x:.1f}" y="0" width="{max(w, 1):.1f}" height="{height}" fill="{colour}">'
+                     f"<title>{n} {esc(STATE_LABELS[state])}{share}</title></rect>")
+        if labels and w > 70:
             parts.append(f'<text x="{x + 6:.1f}" y="{height - 6}" font-size="12" fill="#102a43">'
                          f"{esc(STATE_LABELS[state])} {fmt_num(n)}</text>")
         x += w
+    return parts, total
+
+
+def state_bar(counts: Mapping[str, int], width: int = 900, height: int = 22) -> str:
+    """One full-width bar split by curation state (totals of a memory); '' when empty."""
+    parts, total = _state_rects(counts, 0, width, height, labels=True)
+    if total <= 0:
+        return ""
     return (f'<svg role="img" aria-label="rows by curation state" width="{width}" height="{height}" '
             f'viewBox="0 0 {width} {height}" xmlns="http://www.w3.org/2000/svg" '
             f'font-family="system-ui,sans-serif">{"".join(parts)}</svg>')
@@ -117,18 +124,9 @@ def column_bars(points: Sequence[tuple[str, float]], width: int = 900, height: i
 
 def inline_bar(counts: Mapping[str, int], biggest: int, width: int = 180, height: int = 12) -> str:
     """A small bar for one table row: split by curation state, scaled to `biggest`; '' when empty."""
-    total = sum(int(counts.get(s, 0)) for s, _ in STATE_COLOURS)
+    parts, total = _state_rects(counts, max(biggest, 1), width, height, labels=False)
     if total <= 0:
         return ""
-    parts, x = [], 0.0
-    for state, colour in STATE_COLOURS:
-        n = int(counts.get(state, 0))
-        if n <= 0:
-            continue
-        w = width * n / max(biggest, 1)
-        parts.append(f'<rect x="{x:.1f}" y="0" width="{max(w, 1):.1f}" height="{height}" fill="{colour}">'
-                     f"<title>{n} {esc(STATE_LABELS[state])}</title></rect>")
-        x += w
     return (f'<svg class="bar" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
             f'xmlns="http://www.w3.org/2000/svg">{"".join(parts)}</svg>')
 

@@ -226,6 +226,19 @@ def pipeline(home: Path, data: Sequence[Path], **kw) -> subprocess.Popen:
     return start(home, [str(home), *map(str, data)], code=PIPELINE, **kw)
 
 
+def published_workspace(workdir: Path, seed: int) -> tuple[Path, Path]:
+    """(workspace home, data folder): a small sample dataset taken through the whole pipeline
+    (one release published). Raises RuntimeError with the child's stderr when it fails."""
+    from knnclip_core.sample_data import write_sample_dataset
+
+    data = write_sample_dataset(workdir / "data", images=8, classes=3, seed=seed)
+    home = workdir / "ws"
+    res = run(home, [str(home), str(data)], code=PIPELINE, timeout=600)
+    if res.returncode != 0:
+        raise RuntimeError(f"the pipeline failed: {res.stderr[-1500:]}")
+    return home, data
+
+
 def _sqlite_rows(db: Path, sql: str) -> list:
     import sqlite3
 

@@ -106,17 +106,12 @@ def run(workdir: Path, cases: int = DEFAULT_CASES, seed: int = 0) -> dict:
     import os
 
     from knnclip_core.config import load_settings
-    from knnclip_core.sample_data import write_sample_dataset
     from registry.load import load_release
     from registry.store import open_registry
 
     rng = random.Random(seed)
-    data = write_sample_dataset(workdir / "data", images=8, classes=3, seed=11)
+    home, data = common.published_workspace(workdir, seed=11)
     image = sorted((data / "images").iterdir())[0]
-    home = workdir / "ws"
-    res = common.run(home, [str(home), str(data)], code=common.PIPELINE, timeout=600)
-    if res.returncode != 0:
-        raise RuntimeError(f"the pipeline failed: {res.stderr[-1500:]}")
     saved = os.environ.pop("MLFLOW_TRACKING_URI", None)
     try:
         settings = load_settings(home=str(home))

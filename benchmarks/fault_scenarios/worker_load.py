@@ -96,7 +96,6 @@ def run(workdir: Path, cases: int = DEFAULT_CASES, seed: int = 0) -> dict:
     import os
 
     from knnclip_core.config import load_settings
-    from knnclip_core.sample_data import write_sample_dataset
     from knnclip_core.segment.service import create_app
     from registry.load import load_release
     from registry.publish import publish_snapshot
@@ -106,11 +105,7 @@ def run(workdir: Path, cases: int = DEFAULT_CASES, seed: int = 0) -> dict:
 
     rng = random.Random(seed)
     clients, seconds = min(cases, 20), (30.0 if cases >= 20 else max(3.0, float(cases)))
-    data = write_sample_dataset(workdir / "data", images=8, classes=3, seed=13)
-    home = workdir / "ws"
-    res = common.run(home, [str(home), str(data)], code=common.PIPELINE, timeout=600)
-    if res.returncode != 0:
-        raise RuntimeError(f"the pipeline failed: {res.stderr[-1500:]}")
+    home, data = common.published_workspace(workdir, seed=13)
     saved = os.environ.pop("MLFLOW_TRACKING_URI", None)
     try:
         settings = load_settings(home=str(home), worker_token=TOKEN)
