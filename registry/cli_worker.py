@@ -118,7 +118,7 @@ def register(sub) -> None:
 
     p = sub.add_parser("eval", help="evaluate a release on labelled data (mIoU, accuracy, PQ)")
     add_reader_flags(p)
-    p.add_argument("--release", required=True, help="alias, version, or models:/name@alias")
+    p.add_argument("--release", default=DEFAULT_RELEASE, help="alias, version, or models:/name@alias (default production)")
     p.add_argument("--masks-from", choices=("gt", "proposals"), default="gt",
                    help="classify the ground-truth masks (default) or the worker's own proposals")
     p.add_argument("--proposals", help="proposal generator with --masks-from proposals")

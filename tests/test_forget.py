@@ -93,3 +93,23 @@ def test_forget_cli(settings, workspace, two_memories, capsys):
     with pytest.raises(SystemExit) as exc:  # argparse refuses two targets
         cli_main(home + ["forget", "--dataset", "a", "--batch", "b"])
     assert exc.value.code == 2
+
+
+def test_forget_refuses_unknown_target(settings, workspace, two_memories, capsys):
+    from knnclip_core.catalog import Dataset, session_scope
+    from knnclip_core.memory.forget import list_rules
+
+    home = ["--home", str(workspace.home)]
+    assert cli_main(home + ["forget", "--dataset", "nosuch"]) == 2
+    err = capsys.readouterr().err
+    assert "'nosuch' is not in the catalog or any memory" in err and "--allow-unknown" in err
+    assert cli_main(home + ["forget", "--batch", "b99"]) == 2
+    assert list_rules(workspace) == [] and all(s != "forgotten" for s, _ in states_of(workspace).values())
+    with session_scope(workspace.catalog_url) as s:  # known to the catalog only (no rows embedded yet)
+        s.add(Dataset(name="camvid"))
+    assert cli_main(home + ["forget", "--dataset", "camvid"]) == 0
+    out = capsys.readouterr().out
+    assert "0 rows forgotten" in out and "keeps serving them until the next `knnclip publish`" in out
+    assert cli_main(home + ["forget", "--dataset", "nosuch", "--allow-unknown", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["forgotten"] == 0
+    assert [r["value"] for r in list_rules(workspace)] == ["camvid", "nosuch"]

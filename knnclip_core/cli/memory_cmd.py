@@ -66,9 +66,10 @@ def _forget(args: argparse.Namespace) -> int:
 
     settings, ws = workspace_from_args(args)
     result = forget(settings, ws, dataset=args.dataset, batch=args.batch, image_sha=args.image_sha,
-                    reason=args.reason or "")
+                    reason=args.reason or "", allow_unknown=args.allow_unknown)
     emit(args, result, f"forget rule {result['rule_id']} ({result['kind']}={result['value']}): "
-                       f"{result['forgotten']} rows forgotten in {len(result['tables'])} memories")
+                       f"{result['forgotten']} rows forgotten in {len(result['tables'])} memories\n"
+                       f"note: {result['note']}")
     return 0
 
 
@@ -122,6 +123,8 @@ def register(sub) -> None:
     f = sub.add_parser("forget", help="remove a dataset, batch or image from every memory, and keep it out")
     _targets(f)
     f.add_argument("--reason", help="why (recorded with the rule)")
+    f.add_argument("--allow-unknown", action="store_true",
+                   help="record the rule even when neither the catalog nor any memory knows the target")
     add_json_flag(f)
     f.set_defaults(func=_forget)
 

@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from sqlmodel import select as sql_select
 
-from ..catalog import ForgetRule, session_scope
+from ..catalog import Dataset, ForgetRule, Image, IngestBatch, session_scope
 from ..config import Settings
 from ..errors import InputError
 from ..workspace import Workspace
@@ -47,17 +47,36 @@ def _matching(mt: MemoryTable, kind: str, value: str) -> pa.Table:
     return rows.filter(pc.equal(rows.column(col), pa.scalar(value)))
 
 
+PRODUCTION_NOTE = ("the forgotten rows stay in every published release, so the release behind `production` "
+                   "keeps serving them until the next `knnclip publish` and `knnclip releases promote`")
+_CATALOG_KEY = {"dataset": Dataset.name, "batch": IngestBatch.id, "image_sha": Image.sha256}
+
+
+def catalog_knows(ws: Workspace, kind: str, value: str) -> bool:
+    """Whether the catalog has the dataset name, ingest batch id or image sha256 `value`."""
+    with session_scope(ws.catalog_url) as s:
+        return s.exec(sql_select(_CATALOG_KEY[kind]).where(_CATALOG_KEY[kind] == value)).first() is not None
+
+
 def forget(settings: Settings, ws: Workspace, *, dataset: Optional[str] = None, batch: Optional[str] = None,
-           image_sha: Optional[str] = None, reason: str = "", lock_timeout_s: Optional[float] = None) -> dict:
+           image_sha: Optional[str] = None, reason: str = "", lock_timeout_s: Optional[float] = None,
+           allow_unknown: bool = False) -> dict:
     """Forget the rows of one dataset name, batch id or image sha256 in every memory table.
 
     Returns {rule_id, kind, value, reason, tables: {embedder_id: {matched, forgotten, lance_version,
-    lance_tag}}, forgotten}. Raises InputError (not exactly one target), BusyError (lock).
+    lance_tag}}, forgotten, note}. Raises InputError (not exactly one target; a target neither the
+    catalog nor any memory knows, unless `allow_unknown`), BusyError (lock).
     """
     kind, value = _one_target(dataset, batch, image_sha)
     ws.ensure()
     timeout = settings.curate.lock_timeout_s if lock_timeout_s is None else lock_timeout_s
     with memory_lock(ws, timeout, what="forget"):
+        tables_now = {eid: MemoryTable.open(ws.memory_dir, eid, create=False) for eid in memory_embedder_ids(ws)}
+        hits = {eid: _matching(mt, kind, value) for eid, mt in tables_now.items()}
+        if not allow_unknown and not any(h.num_rows for h in hits.values()) and not catalog_knows(ws, kind, value):
+            flag = "--image-sha" if kind == "image_sha" else f"--{kind}"
+            raise InputError(f"{flag} {value!r} is not in the catalog or any memory (a typo?); "
+                             f"pass --allow-unknown to record a rule for it anyway")
         with session_scope(ws.catalog_url) as s:
             rule = s.exec(sql_select(ForgetRule).where(ForgetRule.kind == kind, ForgetRule.value == value,
                                                         ForgetRule.active == True)).first()  # noqa: E712
@@ -69,9 +88,8 @@ def forget(settings: Settings, ws: Workspace, *, dataset: Optional[str] = None, 
                 rule.reason = reason
             rule_id, rule_text = rule.id, rule.reason
         tables, total = {}, 0
-        for eid in memory_embedder_ids(ws):
-            mt = MemoryTable.open(ws.memory_dir, eid, create=False)
-            hit = _matching(mt, kind, value)
+        for eid, mt in tables_now.items():
+            hit = hits[eid]
             todo = [i for i, st in zip(hit.column("id").to_pylist(), hit.column("state").to_pylist()) if st != FORGOTTEN]
             entry = {"matched": hit.num_rows, "forgotten": len(todo), "lance_version": mt.table.version, "lance_tag": None}
             if todo:
@@ -85,7 +103,7 @@ def forget(settings: Settings, ws: Workspace, *, dataset: Optional[str] = None, 
             total += len(todo)
     logger.info("forget rule %s (%s=%s): %d rows forgotten", rule_id, kind, value, total)
     return {"rule_id": rule_id, "kind": kind, "value": value, "reason": rule_text, "tables": tables,
-            "forgotten": total}
+            "forgotten": total, "note": PRODUCTION_NOTE}
 
 
 def unforget(settings: Settings, ws: Workspace, *, dataset: Optional[str] = None, batch: Optional[str] = None,
