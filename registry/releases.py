@@ -102,8 +102,10 @@ def promote(ctx: RegistryContext, ref: str | int, alias: str = "production", for
     """Point `alias` at release `ref` after the quality gate (see registry.gate).
 
     `evaluator` 'default' builds one from settings (None when no gate set is configured).
+    The snapshot is verified first (as `read_manifest`); `force` does not skip that.
     Returns {'alias', 'version', 'previous', 'gate'}; raises GateRefusedError on a regression
-    beyond the tolerance unless `force`, ReleaseNotFoundError for an unknown release."""
+    beyond the tolerance unless `force`, ReleaseNotFoundError for an unknown release,
+    VerificationError for a release whose snapshot fails its checksums (the alias does not move)."""
     check_alias(alias)
     version = resolve_ref(ref, ctx=ctx)
     if evaluator == "default":
@@ -112,6 +114,13 @@ def promote(ctx: RegistryContext, ref: str | int, alias: str = "production", for
     if ctx.aliases().get(alias) == version:
         return {"alias": alias, "version": version, "previous": version, "gate": {"status": "unchanged"},
                 "changed": False}
+    try:
+        read_manifest(ctx, version)
+    except VerificationError as exc:
+        holder = ctx.aliases().get(alias)
+        raise VerificationError(f"promotion refused: release {version} fails verification ({str(exc).rstrip('.')}), "
+                                f"so {alias!r} stays on {'no release' if holder is None else f'version {holder}'}"
+                                ) from exc
     gate = run_gate(ctx, version, alias, evaluator, tolerance, force=force)
     moved = move_alias(ctx, alias, version, action="promote-forced" if gate["status"] == "forced" else "promote",
                        note=gate.get("reason"))

@@ -211,3 +211,22 @@ def test_concurrent_alias_moves_lose_no_history(store, tmp_path):
         assert p.returncode == 0, err
     notes = sorted(e["note"] for e in read_history(ctx, "canary")["log"])
     assert notes == sorted(f"{p}-{i}" for p in range(4) for i in range(5))
+
+
+def test_promote_refuses_a_release_that_fails_verification(store, tmp_path):
+    from registry.publish import publish_snapshot
+    from registry.releases import promote
+
+    ctx = ctx_for(store, "promote-verify-test")
+    good = publish_snapshot(ctx, seeded_snapshot(tmp_path / "g", {"a": 10, "b": 10}, 6))["version"]
+    promote(ctx, good, "production", evaluator=None)
+    bad = publish_snapshot(ctx, seeded_snapshot(tmp_path / "b", {"a": 10, "b": 12}, 7))["version"]
+    source = Path(url2pathname(urlparse(ctx.model_version(bad).source).path))
+    raw = bytearray((source / "index.faiss").read_bytes())
+    raw[100] ^= 0xFF
+    (source / "index.faiss").write_bytes(bytes(raw))
+    for force in (False, True):  # no gate configured, and --force: still refused
+        with pytest.raises(VerificationError, match=rf"promotion refused: release {bad} fails verification .*index\.faiss.*"
+                                                    rf"'production' stays on version {good}"):
+            promote(ctx, bad, "production", evaluator=None, force=force)
+    assert ctx.aliases()["production"] == good
