@@ -27,7 +27,7 @@ def _one_sentence(func):
 def register(sub) -> None:
     """Add `publish` and `releases` to the `knnclip` parser."""
     p = sub.add_parser("publish", help="build a FAISS snapshot of the curated memory and register it in MLflow")
-    p.add_argument("--backbone", help="backbone whose memory to publish (default: embed.backbone)")
+    p.add_argument("--backbone", help="backbone or embedder id whose memory to publish (default: the only memory, else embed.backbone's)")
     p.add_argument("--alias", help="alias the new version takes (default: publish.alias, 'staging'); '' for none")
     p.add_argument("--index", metavar="FACTORY", help="FAISS factory string overriding the automatic index choice")
     p.add_argument("--tag", help="LanceDB tag of the memory version to publish (default: latest curation)")

@@ -185,22 +185,22 @@ def thing_classes(ws: Workspace, vocabulary: set[str]) -> list[str]:
 
 def publish(settings: Settings, ws: Workspace, backbone: Optional[str] = None, alias: Optional[str] = None,
             index: Optional[str] = None, tag: Optional[str] = None) -> dict:
-    """Build a snapshot from the KEPT rows of the memory of `backbone` (default
-    settings.embed.backbone) and publish it (see `publish_snapshot`). `index` overrides the
+    """Build a snapshot from the KEPT rows of the memory of `backbone` (default: the only
+    memory, or with several the one of settings.embed.backbone) and publish it (see `publish_snapshot`). `index` overrides the
     index choice (FAISS factory string); the byte budget is settings.curate.budget_mb.
     When the newest release already holds the same content, it is returned (`reused`)
     instead of a duplicate version. Raises RecallFloorError, KnnclipError when the memory
-    is empty."""
-    from knnclip_core.embedders import embedder_id_for
+    is empty, InputError when no memory matches."""
     from knnclip_core.memory.published import load_kept
+    from knnclip_core.memory.resolve import resolve_embedder_id
 
     alias = check_alias(alias if alias is not None else settings.publish.alias)
-    backbone = backbone or settings.embed.backbone
-    embedder_id = embedder_id_for(backbone)
+    embedder_id = resolve_embedder_id(ws, backbone, configured=settings.embed.backbone)
     try:
         kept = load_kept(ws, embedder_id, tag=tag)
     except FileNotFoundError as exc:
         raise KnnclipError(f"there is nothing to publish: {exc}") from None
+    backbone = (kept.provenance or {}).get("backbone", {}).get("name") or backbone or settings.embed.backbone
     if len(kept.ids) == 0:
         raise KnnclipError(f"the memory of backbone {backbone!r} has no kept rows; run `knnclip curate` first")
     lineage = {"backbone": backbone, "lance_version": kept.lance_version, "lance_tag": kept.lance_tag,

@@ -36,3 +36,24 @@ def test_publish_is_exact_and_idempotent(settings, workspace, tmp_path):
     curate(settings, workspace, "classic")
     second = publish(settings, workspace, backbone="classic")
     assert second["version"] == 2 and not second["reused"] and second["previous"] == 1
+
+
+def test_publish_without_backbone_takes_the_memory_as_curate_does(settings, workspace, tmp_path):
+    import pytest
+
+    from knnclip_core.errors import InputError
+    from knnclip_core.memory.synthetic import clustered_vectors, write_memory
+
+    assert settings.embed.backbone != "classic"  # the configured backbone has no memory here
+    ingest_path(settings, write_sample_dataset(tmp_path / "a", images=3, classes=2, seed=4), progress=False)
+    emb = run_embed(settings, backbone="classic", num_workers=0)
+    curate(settings, workspace)  # the only memory
+    res = publish(settings, workspace)
+    assert res["embedder_id"] == emb["embedder_id"]
+    assert load_release(res["version"], settings).snapshot.manifest["lineage"]["backbone"] == "classic"
+    xb, labels = clustered_vectors(20, 8, 2, dup_rate=0.0, seed=1)  # a second memory: now ambiguous
+    write_memory(workspace.memory_dir, "other|tiny|random-init|mean|l2|dim=8", xb, labels)
+    with pytest.raises(InputError, match="no memory for backbone"):
+        publish(settings, workspace)
+    settings.embed.backbone = "classic"  # several memories: the configured backbone's
+    assert publish(settings, workspace)["embedder_id"] == emb["embedder_id"]

@@ -55,8 +55,9 @@ def _match_backbone(records: dict[str, Optional[dict]], backbone: str) -> list[s
     return [eid] if eid in records and records[eid] is None else []
 
 
-def resolve_embedder_id(ws: Workspace, backbone: Optional[str] = None) -> str:
-    """Embedder id for `backbone`: an embedder id, a backbone name, or None (the only table).
+def resolve_embedder_id(ws: Workspace, backbone: Optional[str] = None, configured: Optional[str] = None) -> str:
+    """Embedder id for `backbone`: an embedder id, a backbone name, or None (the only table;
+    with several tables, the one of backbone `configured` when given).
 
     Raises InputError when there is no memory, when None is ambiguous (several tables), when
     the name is neither an id nor a configured backbone, or when no table matches it;
@@ -71,6 +72,8 @@ def resolve_embedder_id(ws: Workspace, backbone: Optional[str] = None) -> str:
     if backbone is None:
         if len(present) == 1:
             return present[0]
+        if configured:
+            return resolve_embedder_id(ws, configured)
         raise InputError(f"the workspace holds {len(present)} memories ({', '.join(present)}); name one with --backbone")
     if backbone in records or table_name_for(backbone) in list_table_names(connect(ws.memory_dir)):
         return backbone  # an embedder id (MemoryTable.open checks the table's metadata)
