@@ -177,3 +177,32 @@ def test_sam_refuses_clearly_without_package_or_checkpoint(tmp_path):
         pytest.skip("segment_anything and a checkpoint are present here")
     with pytest.raises(KnnclipError, match="sam"):
         propose("sam", blocks_image(), checkpoint=str(tmp_path / "missing.pth"))
+
+
+def test_overlay_legend_swatches_and_names():
+    from knnclip_core.segment.render import LEGEND_PAD, LEGEND_ROW, draw_legend, overlay_image, palette
+
+    image = np.full((80, 160, 3), 128, np.uint8)
+    label_map = np.full((80, 160), -1, np.int64)
+    label_map[:, 100:130], label_map[:, 130:] = 2, 0  # classes 0 and 2 present, 1 absent
+    classes = ["road", "sky", "tree"]
+    plain = overlay_image(image, label_map, 3)
+    out = np.asarray(draw_legend(plain, label_map, classes))
+    assert out.shape == (80, 160, 3)
+    cols = palette(3)
+    centre = LEGEND_PAD + 5
+    assert (out[centre, centre] == cols[0]).all()  # row 0: road
+    assert (out[centre + LEGEND_ROW, centre] == cols[2]).all()  # row 1: tree (sky is absent)
+    assert not (out[centre + 2 * LEGEND_ROW, centre] == cols[1]).all()
+    name_box = out[LEGEND_PAD:LEGEND_PAD + 2 * LEGEND_ROW, 2 * LEGEND_PAD + 10:60]
+    assert (name_box > 200).all(axis=-1).sum() > 20  # white text of the names
+    assert (out[:, 100:] == np.asarray(plain)[:, 100:]).all()  # the rest of the overlay is untouched
+    assert (np.asarray(draw_legend(plain, np.full((80, 160), -1), classes)) == np.asarray(plain)).all()  # none known
+
+
+def test_eval_and_segment_default_to_production():
+    from knnclip_core.cli.main import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["eval", "somewhere"]).release == "production"
+    assert parser.parse_args(["segment", "x.png"]).release == "production"

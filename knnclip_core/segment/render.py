@@ -7,7 +7,7 @@ import logging
 from typing import Optional
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 from ..errors import InputError
 
@@ -37,6 +37,32 @@ def overlay_image(image: np.ndarray, label_map: np.ndarray, n_classes: int, alph
     known = (label_map >= 0)[..., None]
     mixed = np.where(known, (1 - alpha) * image + alpha * colours, image)
     return Image.fromarray(mixed.clip(0, 255).astype(np.uint8))
+
+
+LEGEND_PAD, LEGEND_SWATCH, LEGEND_ROW = 4, 10, 14  # pixels
+
+
+def draw_legend(im: Image.Image, label_map: np.ndarray, classes: list[str]) -> Image.Image:
+    """A copy of overlay `im` with a legend in its top-left corner: one row (colour swatch as in
+    `overlay_image`, class name) per class present in `label_map`, on a dark box; rows that do
+    not fit the image's height are left out. Returns the image (same size)."""
+    present = [int(c) for c in np.unique(label_map) if 0 <= c < len(classes)]
+    out = im.convert("RGB").copy()
+    if not present:
+        return out
+    colours = palette(len(classes))
+    font = ImageFont.load_default()
+    draw = ImageDraw.Draw(out, "RGBA")
+    fit = max(0, (out.height - 2 * LEGEND_PAD) // LEGEND_ROW)
+    rows = present[:fit]
+    width = LEGEND_SWATCH + 3 * LEGEND_PAD + max((int(draw.textlength(classes[c], font=font)) for c in rows), default=0)
+    draw.rectangle([0, 0, min(width, out.width - 1), 2 * LEGEND_PAD + LEGEND_ROW * len(rows)], fill=(0, 0, 0, 170))
+    for k, c in enumerate(rows):
+        y = LEGEND_PAD + k * LEGEND_ROW
+        draw.rectangle([LEGEND_PAD, y, LEGEND_PAD + LEGEND_SWATCH - 1, y + LEGEND_SWATCH - 1],
+                       fill=tuple(int(v) for v in colours[c]))
+        draw.text((2 * LEGEND_PAD + LEGEND_SWATCH, y - 1), classes[c], fill=(255, 255, 255), font=font)
+    return out
 
 
 def png_bytes(im: Image.Image) -> bytes:
