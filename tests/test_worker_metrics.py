@@ -118,6 +118,17 @@ def dashboard_exprs():
     return panels, [r["expr"] for r in rules]
 
 
+def balanced(expr):
+    """True when (), [] and {} nest properly outside quoted strings (a cheap PromQL typo check)."""
+    stack, pairs = [], {")": "(", "]": "[", "}": "{"}
+    for ch in re.sub(r'"[^"]*"', '""', expr):
+        if ch in "([{":
+            stack.append(ch)
+        elif ch in pairs and (not stack or stack.pop() != pairs[ch]):
+            return False
+    return not stack
+
+
 def metric_names(exprs):
     return {n for e in exprs for n in re.findall(r"\bknnclip_[a-zA-Z0-9_:]+", e)}
 
@@ -131,6 +142,7 @@ def test_dashboard_and_alerts_use_exposed_metrics(settings, releases, embedders)
         _, m = segment_twice(client)
     exposed = {name for name, _ in m}
     panels, rules = dashboard_exprs()
+    assert all(balanced(e) for e in panels + rules) and not balanced("sum(rate(x[5m])")
     for exprs in (panels, rules):
         missing = metric_names(exprs) - exposed
         assert not missing, f"referenced but not exposed by /metrics: {sorted(missing)}"
