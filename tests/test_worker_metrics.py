@@ -139,6 +139,8 @@ def test_dashboard_and_alerts_use_exposed_metrics(settings, releases, embedders)
     _, link = releases
     with TestClient(app_for(settings, link, embedders)) as client:
         wait_ready(client)
+        bad = client.post("/segment", files={"image": ("x.png", b"not an image", "image/png")})
+        assert bad.status_code == 400  # so the error counter has a sample too
         _, m = segment_twice(client)
     exposed = {name for name, _ in m}
     panels, rules = dashboard_exprs()
