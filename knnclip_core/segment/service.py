@@ -4,9 +4,10 @@ source callable (see release.py), so this module never touches a registry.
 Endpoints: POST /segment (multipart image upload -> JSON, optional base64 PNG overlay and
 label map, or `format=png` for the overlay itself), GET /healthz (process alive),
 GET /readyz (a release is loaded), GET /release (version, alias, vocabulary size, last
-reload error), GET /metrics (Prometheus). With `settings.worker_token` set, every endpoint
-but /healthz and /readyz (/docs and /openapi.json included) needs `Authorization: Bearer
-<token>`, checked with the body size before the body is read (see upload_guard.py).
+reload error), GET /metrics (Prometheus, see metrics.py). With `settings.worker_token` set,
+every endpoint but /healthz and /readyz (and /metrics with `worker.metrics_public`; /docs and
+/openapi.json included) needs `Authorization: Bearer <token>`, checked with the body size
+before the body is read (see upload_guard.py).
 """
 from __future__ import annotations
 
@@ -18,13 +19,14 @@ from typing import Any, Optional
 
 from fastapi import FastAPI, File, HTTPException, Query, Request, Response, UploadFile
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
 from ..errors import InputError, KnnclipError
-from .release import LoadedRelease, ReleaseSource
+from .metrics import WorkerMetrics
+from .release import ReleaseSource
 from .render import label_map_image, overlay_image, png_bytes
-from .upload_guard import MULTIPART_SLACK, GuardLimits, UploadGuard, UploadTooLarge, decode_upload
+from .upload_guard import MULTIPART_SLACK, OPEN_PATHS, GuardLimits, UploadGuard, UploadTooLarge, decode_upload
 from .watcher import ReleaseWatcher
 
 logger = logging.getLogger(__name__)
@@ -61,37 +63,6 @@ class SegmentResponse(BaseModel):
     label_map_png: Optional[str] = None  # base64, when label_map=true (value = class index, 255 unknown)
 
 
-class WorkerMetrics:
-    """Prometheus metrics of one app, in their own registry."""
-
-    def __init__(self):
-        self.registry = CollectorRegistry()
-        self.latency = Histogram("knnclip_worker_request_seconds", "Request latency by endpoint.", ["endpoint"],
-                                 registry=self.registry,
-                                 buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
-        self.requests = Counter("knnclip_worker_requests_total", "Requests by endpoint and status code.",
-                                ["endpoint", "status"], registry=self.registry)
-        self.errors = Counter("knnclip_worker_errors_total", "Failed requests by kind.", ["kind"],
-                              registry=self.registry)
-        self.release = Gauge("knnclip_worker_release_info", "1 for the release being served.",
-                             ["version", "alias", "embedder_id"], registry=self.registry)
-        self.reloads = Counter("knnclip_worker_reloads_total", "Release reload attempts by outcome.",
-                               ["outcome"], registry=self.registry)
-        self.reload_failing = Gauge("knnclip_worker_reload_failing",
-                                    "1 while the newest release failed to load or verify.", registry=self.registry)
-
-    def on_change(self, event: str, release: Optional[LoadedRelease], error: Optional[str]) -> None:
-        """ReleaseWatcher hook."""
-        if event == "swapped" and release is not None:
-            self.release.clear()
-            self.release.labels(release.version, release.alias or "", release.embedder_id).set(1)
-            self.reloads.labels("ok").inc()
-            self.reload_failing.set(0)
-        elif event == "failed":
-            self.reloads.labels("failed").inc()
-            self.reload_failing.set(1)
-
-
 def create_app(source: ReleaseSource, settings=None, poll_seconds: Optional[float] = None,
                start_watcher: bool = True) -> FastAPI:
     """FastAPI app serving the releases `source` yields.
@@ -105,6 +76,7 @@ def create_app(source: ReleaseSource, settings=None, poll_seconds: Optional[floa
     wcfg = settings.worker
     metrics = WorkerMetrics()
     watcher = ReleaseWatcher(source, poll_seconds or wcfg.poll_seconds, on_change=metrics.on_change)
+    metrics.follow(watcher)
     max_bytes = int(wcfg.max_upload_mb * 1024 * 1024)
 
     @asynccontextmanager
@@ -122,8 +94,9 @@ def create_app(source: ReleaseSource, settings=None, poll_seconds: Optional[floa
     app.state.metrics = metrics
     # Below `measure` (which counts its 401/408/413) and above routing: token and body size are
     # checked before anything reads the body.
+    open_paths = OPEN_PATHS | {"/metrics"} if wcfg.metrics_public else OPEN_PATHS
     app.add_middleware(UploadGuard, limits=GuardLimits(settings.worker_token, max_bytes + MULTIPART_SLACK,
-                                                       wcfg.body_timeout_s))
+                                                       wcfg.body_timeout_s, open_paths))
 
     @app.middleware("http")
     async def measure(request: Request, call_next):
@@ -194,6 +167,7 @@ def create_app(source: ReleaseSource, settings=None, poll_seconds: Optional[floa
                                            proposals=proposals)
         except KnnclipError as exc:
             raise HTTPException(status_code=400, detail=str(exc)) from None
+        metrics.observe(result)
         n = len(result.classes)
         if format == "png":
             return Response(png_bytes(overlay_image(pixels, result.label_map, n)), media_type="image/png",

@@ -32,11 +32,13 @@ class _Rejected(Exception):
 
 @dataclass
 class GuardLimits:
-    """token: bearer token (None: open); max_body: bytes; body_timeout_s: seconds for the whole body."""
+    """token: bearer token (None: open); max_body: bytes; body_timeout_s: seconds for the whole
+    body; open_paths: paths answered without the token."""
 
     token: Optional[str]
     max_body: int
     body_timeout_s: float
+    open_paths: frozenset = OPEN_PATHS
 
 
 def token_ok(header: str, token: str) -> bool:
@@ -54,7 +56,7 @@ async def _reply(send, status: int, detail: str, headers: tuple = ()) -> None:
 
 
 class UploadGuard:
-    """ASGI middleware: 401 without the token (all paths but OPEN_PATHS), 413 for a declared or
+    """ASGI middleware: 401 without the token (all paths but `limits.open_paths`), 413 for a declared or
     streamed body over `max_body`, 408 for a body slower than `body_timeout_s`; checked before
     the application reads the body, so rejected uploads are never parsed or spooled to disk."""
 
@@ -66,7 +68,7 @@ class UploadGuard:
             return await self.app(scope, receive, send)
         lim = self.limits
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
-        if lim.token and scope["path"] not in OPEN_PATHS and not token_ok(headers.get("authorization", ""), lim.token):
+        if lim.token and scope["path"] not in lim.open_paths and not token_ok(headers.get("authorization", ""), lim.token):
             return await _reply(send, 401, "missing or wrong bearer token", ((b"www-authenticate", b"Bearer"),))
         declared = headers.get("content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > lim.max_body):
