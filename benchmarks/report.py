@@ -123,6 +123,9 @@ def key_line(name: str, r: dict) -> str | None:
                 f"task {r['max_forgetting_own_vocab']} points with its own vocabulary, "
                 f"{r['max_forgetting_union_vocab']} with the union; a sequentially fine-tuned head "
                 f"{r['baseline_max_forgetting']}")
+    if "scenarios" in r and "lost_or_corrupted" in r:
+        per = ", ".join(f"{n} {v['cases']}" for n, v in sorted(r["scenarios"].items()))
+        return (f"faults: {r['cases']} cases ({per}), {r['lost_or_corrupted']} lost or corrupted")
     if "cross_sequence" in r:
         drives = ", ".join(f"{d} {_f(v['accuracy'], 2)}" for d, v in sorted(r["cross_sequence"].items()))
         return (f"classic accuracy, {r['backbone']}: CamVid val segment accuracy {_f(r['accuracy'])} (k=10, memory "
