@@ -133,11 +133,16 @@ def key_line(name: str, r: dict) -> str | None:
     return None
 
 
+def result_runs(results_dir: Path):
+    """(folder, machine.txt lines) of each results folder, sorted by name."""
+    for run in sorted(p for p in results_dir.iterdir() if p.is_dir()) if results_dir.is_dir() else []:
+        yield run, (run / "machine.txt").read_text().strip().splitlines() if (run / "machine.txt").is_file() else []
+
+
 def render_key_figures(results_dir: Path = RESULTS) -> str:
     """Bullets of headline figures per results folder (machine first), for README.md."""
     lines = []
-    for run in sorted(p for p in results_dir.iterdir() if p.is_dir()) if results_dir.is_dir() else []:
-        machine = (run / "machine.txt").read_text().strip().splitlines() if (run / "machine.txt").is_file() else []
+    for run, machine in result_runs(results_dir):
         lines.append(f"- `{run.name}` ({'; '.join(machine[:3]) or 'machine not recorded'}):")
         for p in sorted(run.glob("*.json")):
             if "_shortjob" in p.stem or "_inproc" in p.stem:
@@ -156,8 +161,7 @@ def _between(text: str, start: str, end: str, body: str, where: Path) -> str:
 def render(results_dir: Path = RESULTS) -> str:
     """Markdown of every results folder: machine, then one table per benchmark."""
     lines: list[str] = []
-    for run in sorted(p for p in results_dir.iterdir() if p.is_dir()) if results_dir.is_dir() else []:
-        machine = (run / "machine.txt").read_text().strip().splitlines() if (run / "machine.txt").is_file() else []
+    for run, machine in result_runs(results_dir):
         lines += [f"### {run.name}", "", "Machine: " + ("; ".join(machine) or "not recorded"), ""]
         results = [(p.stem, json.loads(p.read_text())) for p in sorted(run.glob("*.json"))]
         left = list(results)
