@@ -273,7 +273,7 @@ def ingest_reader(settings: Settings, reader: Reader, min_area: int | None = Non
                           params_json=json.dumps(params, default=str)))
     report = IngestReport(batch_id=batch_id, dataset=reader.dataset_name, format=reader.format, source=source)
     writer = _BatchWriter(ws, report, dataset_id, min_area)
-    validator = BatchValidator(settings.ingest.max_pixels, name=f"{reader.dataset_name}_{batch_id}")
+    validator = BatchValidator(settings.ingest.max_pixels, dataset=reader.dataset_name, batch_id=batch_id)
     docs_rows: tuple[list, list] = ([], [])
     root = Path(reader.root)
     reader.max_pixels = settings.ingest.max_pixels  # masks over it are refused from their headers
@@ -297,7 +297,7 @@ def ingest_reader(settings: Settings, reader: Reader, min_area: int | None = Non
 def _write_docs(validator: BatchValidator, docs_rows: tuple[list, list], ws: Workspace, batch_id: str) -> Optional[str]:
     try:
         frames = [pd.concat(rows, ignore_index=True) if rows else pd.DataFrame() for rows in docs_rows]
-        index = validator.write_data_docs(frames[0], frames[1], ws.data_docs_dir, batch_id)
+        index = validator.write_data_docs(frames[0], frames[1], ws.data_docs_dir)
         return str(index) if index else None
     except Exception as exc:  # the report is a convenience; the verdicts are already stored
         logger.warning("could not write the Great Expectations Data Docs: %s", exc)

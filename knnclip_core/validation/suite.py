@@ -2,16 +2,21 @@
 
 Each expectation stands for one reason code; a row's verdict is the first failed
 expectation in reason order. GX runs in an ephemeral context (no network); its HTML
-report (Data Docs) is written into the workspace by `write_data_docs`.
+report (Data Docs, one page per batch and suite, kept across batches) is written into the
+workspace by `write_data_docs` (see docs.py).
 """
 from __future__ import annotations
 
+import datetime
 import logging
 import warnings
 from pathlib import Path
 
 import pandas as pd
 
+from .docs import run_name, write_batch_docs
+
+SUITE_PREFIX = "knnclip"
 logger = logging.getLogger(__name__)
 
 
@@ -42,9 +47,10 @@ def _segment_expectations(gx) -> list[tuple[str, object]]:
 
 
 class BatchValidator:
-    """Runs the image and segment suites on fact rows; returns failing row ids by reason."""
+    """Runs the image and segment suites (`knnclip.images`, `knnclip.segments`) on fact rows of
+    one ingest batch of `dataset`; returns failing row ids by reason and writes its Data Docs."""
 
-    def __init__(self, max_pixels: int, name: str = "knnclip"):
+    def __init__(self, max_pixels: int, dataset: str = "knnclip", batch_id: str = ""):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             import great_expectations as gx
@@ -53,28 +59,40 @@ class BatchValidator:
             if logger_name.startswith("great_expectations"):  # GX sets INFO on some of its own loggers
                 logging.getLogger(logger_name).setLevel(logging.WARNING)
         self.gx = gx
+        self.dataset, self.batch_id = dataset, batch_id
         self.context = gx.get_context(mode="ephemeral")
         self.context.variables.progress_bars = ProgressBarsConfig(globally=False)
-        source = self.context.data_sources.add_pandas(f"{name}_facts")
-        self.name = name
+        source = self.context.data_sources.add_pandas(SUITE_PREFIX)
         self.suites = {}
         for kind, expectations in (("images", _image_expectations(gx, max_pixels)), ("segments", _segment_expectations(gx))):
-            batch_def = source.add_dataframe_asset(kind).add_batch_definition_whole_dataframe(f"{kind}_batch")
-            suite = self.context.suites.add(gx.ExpectationSuite(name=f"{name}_{kind}"))
+            batch_def = source.add_dataframe_asset(kind).add_batch_definition_whole_dataframe(f"{kind} of a batch")
+            suite = self.context.suites.add(gx.ExpectationSuite(name=f"{SUITE_PREFIX}.{kind}"))
             reasons = {}
             for reason, exp in expectations:
                 exp = suite.add_expectation(exp)
                 reasons[exp.id] = reason
-            vd = self.context.validation_definitions.add(gx.ValidationDefinition(name=f"{name}_{kind}_check", data=batch_def, suite=suite))
+            vd = self.context.validation_definitions.add(gx.ValidationDefinition(name=f"{SUITE_PREFIX}.{kind} check", data=batch_def, suite=suite))
             self.suites[kind] = (vd, reasons)
+
+    def _validate(self, kind: str, rows: pd.DataFrame, result_format: dict, run_id=None):
+        """GX's ValidationDefinition.run without its results store: the ephemeral store kept every
+        chunk's COMPLETE result in memory, and serialising it cost more than validating."""
+        from great_expectations.core.run_identifier import RunIdentifier
+        from great_expectations.validator.v1_validator import Validator
+
+        vd, _ = self.suites[kind]
+        result = Validator(batch_definition=vd.batch_definition, batch_parameters={"dataframe": rows},
+                           result_format=result_format).validate_expectation_suite(vd.suite)
+        run_id = run_id or RunIdentifier(run_time=datetime.datetime.now(datetime.timezone.utc))
+        result.meta.update(run_id=run_id, validation_time=run_id.run_time, validation_id=vd.id)
+        return result
 
     def failures(self, kind: str, rows: pd.DataFrame) -> dict[str, list[str]]:
         """row_id -> reason codes it fails, in the suite's order, for `kind` images|segments."""
         if rows.empty:
             return {}
-        vd, reasons = self.suites[kind]
-        result = vd.run(batch_parameters={"dataframe": rows},
-                        result_format={"result_format": "COMPLETE", "unexpected_index_column_names": ["row_id"]})
+        _, reasons = self.suites[kind]
+        result = self._validate(kind, rows, {"result_format": "COMPLETE", "unexpected_index_column_names": ["row_id"]})
         failed: dict[str, list[str]] = {}
         for res in result.results:
             if res.success:
@@ -85,26 +103,21 @@ class BatchValidator:
         order = list(reasons.values())
         return {rid: sorted(set(rs), key=order.index) for rid, rs in failed.items()}
 
-    def write_data_docs(self, images: pd.DataFrame, segments: pd.DataFrame, out_dir: Path, batch_id: str) -> Path | None:
-        """Run both suites once more through a checkpoint that renders Data Docs into `out_dir`."""
-        gx = self.gx
-        out_dir.mkdir(parents=True, exist_ok=True)
-        site = "knnclip_local"
-        if site not in (self.context.get_config().data_docs_sites or {}):
-            self.context.add_data_docs_site(site_name=site, site_config={
-                "class_name": "SiteBuilder",
-                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-                "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(out_dir)},
-            })
+    def write_data_docs(self, images: pd.DataFrame, segments: pd.DataFrame, out_dir: Path) -> Path | None:
+        """Validate the whole batch once more (summary results) under a run named by dataset, batch
+        and time, and add its pages to the Data Docs in `out_dir` (see docs.py); returns index.html."""
+        from great_expectations.core.run_identifier import RunIdentifier
+
+        now = datetime.datetime.now(datetime.timezone.utc)
+        run_id = RunIdentifier(run_name=run_name(self.dataset, self.batch_id, now), run_time=now)
+        results, suites = {}, {}
         for kind, frame in (("images", images), ("segments", segments)):
             if frame.empty:
                 continue
-            vd, _ = self.suites[kind]
-            cp_name = f"{batch_id}_{kind}"
-            cp = self.context.checkpoints.add(gx.Checkpoint(
-                name=cp_name, validation_definitions=[vd],
-                actions=[gx.checkpoint.actions.UpdateDataDocsAction(name="docs", site_names=[site])],
-                result_format={"result_format": "SUMMARY"}))
-            cp.run(batch_parameters={"dataframe": frame})
-        index = out_dir / "index.html"
-        return index if index.exists() else None
+            result = self._validate(kind, frame, {"result_format": "SUMMARY"}, run_id)
+            result.meta["batch_spec"] = {**result.meta.get("batch_spec", {}), "data_asset_name": f"{self.dataset} {kind}"}
+            results[kind] = (result, len(frame))
+            suites[kind] = self.suites[kind][0].suite
+        if not results:
+            return None
+        return write_batch_docs(out_dir, self.dataset, self.batch_id, results, suites)
