@@ -17,6 +17,7 @@ from typing import Optional
 from fastapi import FastAPI, File, Form, Header, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse
 
+from knnclip_core.api_docs import serve_offline_docs
 from knnclip_core.config import Settings, load_settings
 from knnclip_core.errors import InputError, KnnclipError
 from knnclip_core.workspace import Workspace
@@ -62,8 +63,9 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
     settings = settings or load_settings()
     ws = Workspace.from_settings(settings)
     tryer = TryService(settings)
-    app = FastAPI(title="knnclip dashboard", version="1",
+    app = FastAPI(title="knnclip dashboard", version="1", docs_url=None, redoc_url=None,
                   description="Memory composition, releases and a try-it page for knnclip.")
+    serve_offline_docs(app)  # /docs without a CDN
     app.state.settings = settings
     app.state.try_service = tryer
 

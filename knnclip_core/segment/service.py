@@ -5,9 +5,10 @@ Endpoints: POST /segment (multipart image upload -> JSON, optional base64 PNG ov
 label map, or `format=png` for the overlay itself), GET /healthz (process alive),
 GET /readyz (a release is loaded), GET /release (version, alias, vocabulary size, last
 reload error), GET /metrics (Prometheus, see metrics.py). With `settings.worker_token` set,
-every endpoint but /healthz and /readyz (and /metrics with `worker.metrics_public`; /docs and
-/openapi.json included) needs `Authorization: Bearer <token>`, checked with the body size
-before the body is read (see upload_guard.py).
+every endpoint but /healthz and /readyz (and /metrics with `worker.metrics_public`; /docs, its
+local swagger-ui files under /docs-assets and /openapi.json included) needs
+`Authorization: Bearer <token>`, checked with the body size before the body is read (see
+upload_guard.py).
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
+from ..api_docs import serve_offline_docs
 from ..errors import InputError, KnnclipError
 from .metrics import WorkerMetrics
 from .release import ReleaseSource
@@ -88,8 +90,9 @@ def create_app(source: ReleaseSource, settings=None, poll_seconds: Optional[floa
         finally:
             watcher.stop()
 
-    app = FastAPI(title="knnclip worker", version="1", lifespan=lifespan,
+    app = FastAPI(title="knnclip worker", version="1", lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="kNN-CLIP segmentation with a retrieval memory from the model registry.")
+    serve_offline_docs(app)  # /docs from local swagger-ui files, behind the token like the rest
     app.state.watcher = watcher
     app.state.metrics = metrics
     # Below `measure` (which counts its 401/408/413) and above routing: token and body size are
