@@ -185,3 +185,46 @@ def test_try_upload_shows_neighbour_crops_in_the_browser(built, served, browser)
     assert crops > 0, "no neighbour crop shown"
     browser.screenshot(ARTIFACTS / "try-result.png")
     assert browser.problems() == []
+
+
+def _loaded_from(browser: Browser, origin: str) -> list[str]:
+    """Resources the open page fetched from anywhere but `origin`."""
+    return [u for u in browser.js("return performance.getEntriesByType('resource').map(e => e.name)")
+            if not u.startswith(origin)]
+
+
+@pytest.mark.slow
+def test_data_docs_open_offline_in_the_browser(built, browser):  # noqa: F811
+    """The Data Docs of the pipeline's two ingest batches, opened from disk: every validation is
+    listed, every resource comes from the data_docs folder, pages are styled (Bootstrap's font
+    stack on body), jQuery runs, no image is broken and the console stays clean."""
+    docs = built["ws"].data_docs_dir
+    index = (docs / "index.html").as_uri()
+    browser.open(index)
+    assert browser.js("return document.querySelectorAll('#validations tbody tr').length") == 4
+    links = browser.js("return [...document.querySelectorAll('#validations a')].map(a => a.href)")
+    origin = docs.as_uri()
+    for n, url in enumerate([index, *sorted(set(links))]):
+        browser.open(url)
+        assert browser.problems() == [], f"console errors on {url}"
+        assert _loaded_from(browser, origin) == [], url
+        assert "apple-system" in browser.js("return getComputedStyle(document.body).fontFamily"), url
+        broken = browser.js("return [...document.images].filter(i => !i.complete || i.naturalWidth === 0).length")
+        assert broken == 0, f"broken images on {url}"
+        if "/validations/" in url:
+            assert browser.js("return typeof jQuery") == "function", url
+        browser.screenshot(ARTIFACTS / "data_docs" / f"{n}-{url.rsplit('/', 1)[-1].replace('.html', '')}.png")
+
+
+@pytest.mark.slow
+def test_swagger_docs_render_offline_in_the_browser(served, browser):
+    """/docs draws the API from local swagger-ui files (FastAPI's OpenAPI 3.1 needs Swagger UI 5)."""
+    browser.open(served + "/docs")
+    deadline = time.time() + 30
+    while not browser.js("return document.querySelectorAll('.swagger-ui .opblock').length"):
+        assert time.time() < deadline, "Swagger UI drew no operation"
+        time.sleep(0.2)
+    assert "knnclip dashboard" in browser.js("return document.body.innerText")
+    assert browser.problems() == []
+    assert _loaded_from(browser, served) == []
+    browser.screenshot(ARTIFACTS / "swagger.png")
