@@ -16,11 +16,10 @@ import datetime as dt
 import html
 import json
 import logging
-import os
 import re
 from pathlib import Path
 
-from .docs_assets import install_assets, localize
+from .docs_assets import install_assets, localize, replace_file
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +58,7 @@ def write_batch_docs(out_dir: Path, dataset: str, batch_id: str, results: dict, 
                         "success": bool(result.success), "rows": int(rows),
                         "evaluated": stats.get("evaluated_expectations"),
                         "successful": stats.get("successful_expectations"), "page": rel})
-    for kind, suite in suites.items():
+    for suite in suites.values():
         _write(out_dir / "expectations" / f"{suite.name}.html", localize(_render(ExpectationSuitePageRenderer(), suite), depth=1))
     with open(out_dir / MANIFEST, "a", encoding="utf-8") as f:  # one write per batch: appends do not interleave
         f.write("".join(json.dumps(e) + "\n" for e in entries))
@@ -82,10 +81,7 @@ def read_manifest(out_dir: Path) -> list[dict]:
 
 
 def _write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)  # readers never see half a page
+    replace_file(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
 def _row(e: dict) -> str:

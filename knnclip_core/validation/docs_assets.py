@@ -12,8 +12,10 @@ Vega draws charts that these suites never produce; the dark theme is cosmetic).
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import shutil
+import tempfile
 from pathlib import Path
 
 # CDN address fragment -> file under static/ (None: drop the tag). First match wins.
@@ -69,9 +71,22 @@ def install_assets(docs_dir: Path) -> Path:
                 for rel in _VENDOR]
     for src, dst in sources:
         if not dst.exists() or dst.stat().st_size != src.stat().st_size:
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(src, dst)
+            replace_file(dst, lambda tmp: shutil.copyfile(src, tmp))
     return static
+
+
+def replace_file(path: Path, write) -> None:
+    """Create `path` through `write(tmp_path)` and a rename, so that readers (and concurrent
+    ingests writing the same file) never see half of it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def _local_target(url: str) -> str | None:
