@@ -63,7 +63,7 @@ def write_batch_docs(out_dir: Path, dataset: str, batch_id: str, results: dict, 
     with open(out_dir / MANIFEST, "a", encoding="utf-8") as f:  # one write per batch: appends do not interleave
         f.write("".join(json.dumps(e) + "\n" for e in entries))
     index = out_dir / "index.html"
-    _write(index, index_html(read_manifest(out_dir), sorted(p.name for p in (out_dir / "expectations").glob("*.html"))))
+    _write(index, index_html(read_manifest(out_dir)))
     return index
 
 
@@ -98,11 +98,12 @@ def _row(e: dict) -> str:
             f'<td><a class="validation-link" href="{page}">{esc(e.get("run_name"))}</a></td></tr>')
 
 
-def index_html(entries: list[dict], suite_pages: list[str]) -> str:
-    """The Data Docs index: a table of every validation in `entries` and links to `suite_pages`."""
+def index_html(entries: list[dict]) -> str:
+    """The Data Docs index: a table of every validation in `entries` and links to their suites' pages."""
     batches = len({(e.get("dataset"), e.get("batch_id")) for e in entries})
+    suite_names = sorted({str(e.get("suite")) for e in entries})
     rows = "\n".join(_row(e) for e in entries) or '<tr><td colspan="8">No validation yet.</td></tr>'
-    suites = "".join(f'<li><a href="expectations/{html.escape(p)}">{html.escape(p[:-5])}</a></li>' for p in suite_pages)
+    suites = "".join(f'<li><a href="expectations/{html.escape(n)}.html">{html.escape(n)}</a></li>' for n in suite_names)
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>
