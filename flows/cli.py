@@ -43,6 +43,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from flows.pipeline import curation_pipeline
 
     use_dask = args.task_runner == "dask"
+    print(f"run: starting the pipeline on {os.environ.get('PREFECT_API_URL') or 'a temporary local Prefect server'}"
+          f"{' with a Dask cluster' if use_dask or args.dask_address else ''}", file=sys.stderr, flush=True)
     result = curation_pipeline(
         path=args.path, format=args.format, backbone=args.backbone, budget_vectors=args.budget_vectors,
         budget_mb=args.budget_mb, strategy=args.strategy, dedup_threshold=args.dedup_threshold, alias=args.alias,
@@ -98,6 +100,9 @@ def cmd_schedule(args: argparse.Namespace) -> int:
               "budget_vectors": args.budget_vectors, "budget_mb": args.budget_mb,
               "settings": public_settings(settings)}
     print(json.dumps({"deployment": "knnclip-drop-folder", "cron": args.cron, "watch": params["watch_dir"]}))
+    print(f"schedule: serving deployment knnclip-drop-folder (cron {args.cron!r}) over {params['watch_dir']}; each run "
+          f"prints its stage lines here and logs them to the Prefect UI ({os.environ['PREFECT_API_URL'].removesuffix('/api')})",
+          file=sys.stderr, flush=True)
     try:
         drop_folder_pipeline.serve(name="knnclip-drop-folder", cron=args.cron, parameters=params)
     finally:

@@ -11,15 +11,16 @@ import logging
 from pathlib import Path
 from typing import Optional
 
-from prefect import flow, get_run_logger
+from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from knnclip_core.config import Settings, load_settings
-from knnclip_core.errors import KnnclipError
+from knnclip_core.errors import KnnclipError, VerificationError
 from knnclip_core.fingerprint import source_fingerprint
 from knnclip_core.workspace import Workspace
 
-from flows.reports import class_table, pipeline_markdown
+from flows.reports import class_table, diff_line, embed_line, pipeline_markdown, promote_line
+from flows.runlog import stage
 from flows.tasks import (GPU_LIMIT, SECRET_FIELDS, curate_task, diff_task, embed_task, ingest_task, promote_task,
                          public_settings, publish_task, settings_of)
 
@@ -84,6 +85,7 @@ def embed_flow(backbone: Optional[str] = None, device: Optional[str] = None, bat
     merged["seconds"] = max(r["seconds"] for r in results)  # shards run side by side
     merged["rows"] = max(r["rows"] for r in results)
     merged["shards"] = shards
+    stage(embed_line(merged))
     return merged
 
 
@@ -113,28 +115,52 @@ def curation_pipeline(path: Optional[str] = None, format: str = "auto", backbone
     and publishes what the catalog already holds. Returns a summary with the release.
     """
     s = _settings_dict(settings)
-    log = get_run_logger()
     sources = list(sources or []) + ([str(path)] if path else [])
+    stage(f"run: {len(sources)} source(s) to ingest" + (f" ({', '.join(sources)})" if sources else
+                                                        ", curating and publishing what the catalog holds"))
     ingests = [ingest_task(s, src, format, reader or {}, min_area, source_fingerprint(src)) for src in sources]
     embed = embed_flow.with_options(task_runner=dask_runner(dask_address, embed_shards)) if use_dask or dask_address else embed_flow
     embedded = embed(backbone=backbone, device=device, batch_size=batch_size, shards=embed_shards, settings=s)
+    stage(embed_line(embedded), echo=False)  # the subflow printed it; this puts it in this run's logs too
     options = {k: v for k, v in dict(budget_vectors=budget_vectors, budget_mb=budget_mb, strategy=strategy,
                                       dedup_threshold=dedup_threshold).items() if v is not None}
     curation = curate_task(s, backbone, options)
     release = publish_task(s, backbone, alias, index)
     previous = release.get("previous")
     diff = diff_task(s, previous, release["version"]) if previous and previous != release["version"] else None
-    promoted = promote_task(s, release["version"], promote_to) if promote_to else None
-    mlflow_url = release.get("run_url") or (f"run {release['run_id']}" if release.get("run_id") else None)
+    if diff:
+        stage(diff_line(diff))
+    promoted, refusal = _promote(s, release["version"], promote_to)
     create_markdown_artifact(key="knnclip-run-summary",
-                             markdown=pipeline_markdown(ingests, embedded, curation, release, diff, mlflow_url),
+                             markdown=pipeline_markdown(ingests, embedded, curation, release, diff,
+                                                        promoted or refusal),
                              description="knnclip curation pipeline summary")
     table = class_table(curation)
     if table:
         create_table_artifact(key="knnclip-memory-classes", table=table, description="memory per class after curation")
-    log.info("release %s version %s", release.get("model_name"), release.get("version"))
+    if refusal:
+        raise refusal["error"]  # after the summary, which says why
     return {"ingest": ingests, "embed": embedded, "curate": curation, "release": release, "diff": diff,
             "promoted": promoted}
+
+
+def _promote(s: dict, version: int, alias: Optional[str]) -> tuple[Optional[dict], Optional[dict]]:
+    """(promotion result, None), or (None, refusal) when the gate or the snapshot check refused
+    it; logs the promote stage line. With no `alias`, (None, None): promotion was not asked."""
+    if not alias:
+        stage(promote_line(None))
+        return None, None
+    from registry.gate import GateRefusedError
+
+    try:
+        promoted = promote_task(s, version, alias)
+    except (GateRefusedError, VerificationError) as exc:
+        refusal = {"status": "refused", "alias": alias, "version": version, "reason": str(exc), "error": exc}
+        stage(promote_line(refusal))
+        return None, refusal
+    promoted = {**promoted, "status": "promoted"}
+    stage(promote_line(promoted))
+    return promoted, None
 
 
 def new_sources(settings: Settings, watch_dir: str | Path) -> list[str]:
@@ -164,8 +190,9 @@ def drop_folder_pipeline(watch_dir: str, backbone: Optional[str] = None, alias: 
     s = _settings_dict(settings)
     todo = new_sources(settings_of(s), watch_dir)
     if not todo:
-        get_run_logger().info("no new batch in %s", watch_dir)
+        stage(f"drop folder: no new batch in {watch_dir}")
         return {"new_sources": [], "release": None}
+    stage(f"drop folder: {len(todo)} new batch(es) in {watch_dir}: {', '.join(Path(p).name for p in todo)}")
     result = curation_pipeline(sources=todo, backbone=backbone, alias=alias, budget_vectors=budget_vectors,
                                budget_mb=budget_mb, settings=s)
     return {"new_sources": todo, **result}

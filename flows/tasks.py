@@ -17,6 +17,9 @@ from knnclip_core.config import Settings
 from knnclip_core.errors import KnnclipError
 from knnclip_core.workspace import Workspace
 
+from flows.reports import curate_line, embed_line, ingest_line, publish_line, redact_uri
+from flows.runlog import progress_sink, stage
+
 logger = logging.getLogger(__name__)
 
 GPU_LIMIT = "knnclip-gpu"  # global concurrency limit held by embedding tasks
@@ -75,10 +78,12 @@ def ingest_task(settings: dict, path: str, fmt: str, reader: dict, min_area: Opt
     folder = ws.cache_dir / "flow-results"
     cached = json_cache.read(folder, "ingest", key)
     if cached is not None and _batch_done(ws, cached.get("batch_id")):  # the catalog still holds it
+        stage(ingest_line({**cached, "cached": True}))
         return cached
-    result = ingest_path(s, path, fmt, min_area=min_area, progress=False,
+    result = ingest_path(s, path, fmt, min_area=min_area, progress=progress_sink(),
                          extra_params={"fingerprint": fingerprint}, **reader).to_dict()
     json_cache.write(folder, "ingest", key, result)
+    stage(ingest_line(result))
     return result
 
 
@@ -102,7 +107,11 @@ def embed_task(settings: dict, backbone: Optional[str], device: Optional[str], b
     on_gpu = resolve_device(device or s.embed.device).startswith("cuda")
     # The GPU slot's lease is short and renewed while held, so a killed run frees it quickly.
     with concurrency(GPU_LIMIT, occupy=1, lease_duration=30) if on_gpu else nullcontext():
-        return run_embed(s, backbone=backbone, device=device, batch_size=batch_size, shard=tuple(shard))
+        result = run_embed(s, backbone=backbone, device=device, batch_size=batch_size, shard=tuple(shard),
+                           progress=progress_sink())
+    if shard[1] > 1:  # the flow logs the merged line
+        stage(embed_line(result, prefix=f"embed shard {shard[0] + 1}/{shard[1]}"))
+    return result
 
 
 @task(name="curate", **IO_RETRIES)
@@ -111,16 +120,25 @@ def curate_task(settings: dict, backbone: Optional[str], options: dict) -> dict:
     from knnclip_core.memory.curate import curate
 
     s = settings_of(settings)
-    return curate(s, Workspace.from_settings(s).ensure(), backbone, **options)
+    report = curate(s, Workspace.from_settings(s).ensure(), backbone, **options)
+    stage(curate_line(report))
+    return report
 
 
 @task(name="publish", **IO_RETRIES)
 def publish_task(settings: dict, backbone: Optional[str], alias: Optional[str], index: Optional[str]) -> dict:
-    """Publish the kept memory as a release (returns the existing one when unchanged)."""
+    """Publish the kept memory as a release (returns the existing one when unchanged), with
+    where its MLflow run lives ('tracking_uri', 'experiment_id') for the run summary."""
     from registry.publish import publish
+    from registry.store import open_registry
 
     s = settings_of(settings)
-    return publish(s, Workspace.from_settings(s).ensure(), backbone=backbone, alias=alias, index=index)
+    release = publish(s, Workspace.from_settings(s).ensure(), backbone=backbone, alias=alias, index=index)
+    ctx = open_registry(s)
+    release = {**release, "tracking_uri": redact_uri(ctx.tracking_uri),
+               "experiment_id": ctx.client.get_run(release["run_id"]).info.experiment_id if release.get("run_id") else None}
+    stage(publish_line(release))
+    return release
 
 
 @task(name="diff", **IO_RETRIES)

@@ -18,6 +18,7 @@ from .embedders import embedder_provenance, get_embedder
 from .embedders.base import Embedder
 from .embedders.loader import WorkItem, iter_embeddings
 from .memory.table import MemoryTable, make_rows
+from .progress import ProgressArg
 from .workspace import Workspace
 
 logger = logging.getLogger(__name__)
@@ -70,10 +71,11 @@ def pending_work(ws: Workspace, done_ids: set[str], shard: tuple[int, int] = (0,
 
 def run_embed(settings: Settings, backbone: Optional[str] = None, device: Optional[str] = None,
               batch_size: Optional[int] = None, num_workers: Optional[int] = None,
-              chunk_segments: Optional[int] = None, progress: bool = False,
+              chunk_segments: Optional[int] = None, progress: ProgressArg = False,
               embedder: Optional[Embedder] = None, shard: tuple[int, int] = (0, 1)) -> dict:
     """Embed every catalog segment missing from the memory table of `backbone`; with
-    `shard=(i, n)` only the images of shard i of n (for parallel workers).
+    `shard=(i, n)` only the images of shard i of n (for parallel workers); `progress` as
+    knnclip_core.progress.progress_for takes it.
 
     Arguments default to `settings.embed`. Returns a summary dict: images, segments,
     embedded, skipped_existing, failed_images, missing_images (paths, at most 20 named),

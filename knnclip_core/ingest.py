@@ -18,11 +18,11 @@ from typing import Iterable, Iterator, Optional
 import pandas as pd
 from sqlalchemy import insert
 from sqlmodel import select
-from tqdm import tqdm
 
 from .catalog import ClassName, Dataset, Image, IngestBatch, Quarantine, Segment, session_scope
 from .catalog.models import utcnow
 from .config import Settings
+from .progress import ProgressArg, progress_for
 from .readers import Reader, open_reader
 from .readers.safe_files import printable
 from .validation.facts import ImageFacts, inspect_item
@@ -83,9 +83,10 @@ def segment_id(image_sha256: str, class_name: str, rle: str) -> str:
 def ingest_path(settings: Settings, path: str | Path, fmt: str = "auto", *, split: str = "validation",
                 dataset: str | None = None, images: str | Path | None = None, masks: str | Path | None = None,
                 classes: str | Path | None = None, ignore: Iterable[int] = (), min_area: int | None = None,
-                progress: bool = True, extra_params: dict | None = None) -> IngestReport:
+                progress: ProgressArg = True, extra_params: dict | None = None) -> IngestReport:
     """Open `path` with the right reader and ingest it. Raises InputError when nothing can be read.
-    `extra_params` are recorded with the batch (e.g. the drop-folder fingerprint)."""
+    `progress` is as knnclip_core.progress.progress_for takes it; `extra_params` are recorded
+    with the batch (e.g. the drop-folder fingerprint)."""
     reader = open_reader(path, fmt, split=split, dataset=dataset, images=images, masks=masks, classes=classes, ignore=ignore)
     return ingest_reader(settings, reader, min_area=min_area, progress=progress, source=str(path),
                          extra_params=extra_params)
@@ -252,7 +253,7 @@ def _image_message(f: ImageFacts, reason: str) -> str:
     return f"{f.path}: {IMAGE_REASONS.get(reason, reason)}{detail}"
 
 
-def ingest_reader(settings: Settings, reader: Reader, min_area: int | None = None, progress: bool = True,
+def ingest_reader(settings: Settings, reader: Reader, min_area: int | None = None, progress: ProgressArg = True,
                   source: str | None = None, extra_params: dict | None = None) -> IngestReport:
     """Validate and ingest everything `reader` yields, one chunk of images at a time."""
     ws = Workspace.from_settings(settings).ensure()
@@ -278,12 +279,11 @@ def ingest_reader(settings: Settings, reader: Reader, min_area: int | None = Non
     root = Path(reader.root)
     reader.max_pixels = settings.ingest.max_pixels  # masks over it are refused from their headers
     try:
-        bar = tqdm(total=len(reader), desc="ingest", unit="img", disable=not progress or None, leave=False)
+        bar = progress_for(progress, len(reader), "ingest", "images", rate_unit="img")
         facts = (_inspect(item, root, f"img{n}", settings.ingest.max_pixels) for n, item in enumerate(reader))
         for chunk in _chunks(facts, settings.ingest.chunk_images):
             writer.write(chunk, validator, docs_rows)
-            bar.update(len(chunk))
-            bar.set_postfix(segments=report.segments, quarantined=report.quarantined)
+            bar.update(len(chunk), segments=report.segments, quarantined=report.quarantined)
         bar.close()
     except BaseException as exc:
         _finish_batch(ws, report, started, status="failed", error=f"{type(exc).__name__}: {exc}")

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 from pathlib import Path
+from typing import Callable, Optional, TextIO
 
 from knnclip_core.cli.common import add_json_flag, emit, workspace_from_args
 
@@ -99,9 +101,56 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
         release = args.release or f"models:/{settings.publish.model_name}@production"
         source = RegistryReleaseSource(release, settings, params)
+    following = str(args.snapshot) if args.snapshot else release
     app = create_app(source, settings, poll_seconds=args.poll_seconds)
+    watcher = app.state.watcher
+    watcher.on_change = announce_releases(watcher.on_change, sys.stderr)
+    print(serve_banner(args.host, args.port, following, watcher.poll_seconds, settings), file=sys.stderr, flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info" if args.verbose else "warning")
     return 0
+
+
+def serve_banner(host: str, port: int, following: str, poll_seconds: float, settings) -> str:
+    """The lines `knnclip serve` prints at start-up: where, what it follows, token and metrics."""
+    url = f"http://{f'[{host}]' if ':' in host else host}:{port}"
+    token = settings.worker_token is not None
+    metrics = ("public (no token, for scrapers)" if settings.worker.metrics_public
+               else "behind the token" if token else "open like every path")
+    return (f"knnclip serve: listening on {url} (API docs {url}/docs)\n"
+            f"  following {following}, checked every {poll_seconds:g} s; the release served is printed once loaded\n"
+            f"  token: {'on (Authorization: Bearer <worker_token>)' if token else 'off: anyone who reaches the port may call it'}"
+            f"; /metrics: {metrics}")
+
+
+def release_line(release) -> str:
+    """'model knnclip-memory version 3 (alias production), embedder <id>, base model <id>, 40 classes'."""
+    uri = str(release.uri or "")
+    model = uri.split("/")[1] if uri.startswith("models:/") else uri
+    return (f"model {model} version {release.version} (alias {release.alias or 'none'}), embedder "
+            f"{release.embedder_id}, base model {release.base_model_id}, {release.vocabulary_size} classes")
+
+
+def announce_releases(inner: Optional[Callable], stream: TextIO) -> Callable:
+    """A watcher `on_change` hook that calls `inner` (the metrics hook) and prints one line per
+    release swapped in and one per release refused (a failure repeated by later polls once)."""
+    state: dict = {"serving": None, "error": None}
+
+    def on_change(event: str, release, error: Optional[str]) -> None:
+        if inner is not None:
+            inner(event, release, error)
+        if event == "swapped" and release is not None:
+            was = f" (was version {state['serving']})" if state["serving"] is not None else ""
+            state.update(serving=release.version, error=None)
+            line = f"serve: now serving {release_line(release)}{was}"
+        elif event == "failed" and error != state["error"]:
+            state["error"] = error
+            kept = f"still serving version {state['serving']}" if state["serving"] is not None else "no release served yet"
+            line = f"serve: release refused, {kept}: {error}"
+        else:
+            return
+        print(line, file=stream, flush=True)
+
+    return on_change
 
 
 def register(sub) -> None:

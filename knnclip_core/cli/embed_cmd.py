@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from .common import add_json_flag, emit, settings_from_args, workspace_from_args
 
@@ -26,7 +25,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
     settings, _ws = workspace_from_args(args)
     summary = run_embed(settings, backbone=args.backbone, device=args.device, batch_size=args.batch_size,
-                        num_workers=args.num_workers, progress=not args.json and sys.stderr.isatty())
+                        num_workers=args.num_workers, progress=not args.json)
     human = (f"embedded {summary['embedded']} segments of {summary['images']} images with {summary['backbone']} "
              f"on {summary['device']} in {summary['seconds']:.1f} s ({summary['skipped_existing']} already embedded)\n"
              f"embedder {summary['embedder_id']}\ntable    {summary['table']} ({summary['rows']} rows)")

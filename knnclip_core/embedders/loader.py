@@ -12,12 +12,12 @@ import multiprocessing
 import os
 import queue
 import threading
-import time
 from dataclasses import dataclass, field
 from typing import Iterator, Optional, Sequence
 
 import numpy as np
 
+from ..progress import ProgressArg, progress_for
 from .base import Embedder, Preparer
 from .pooling import mask_weights, pool
 from .rle_weights import rle_area_weights
@@ -135,8 +135,9 @@ def prefetch(iterable, depth: int = 2) -> Iterator:
 
 
 def iter_embeddings(embedder: Embedder, items: Sequence[WorkItem], batch_size: int = 16,
-                    num_workers: Optional[int] = 0, progress: bool = False) -> Iterator[tuple[WorkItem, Optional[np.ndarray], Optional[str]]]:
-    """Embed every mask of every item; yields (item, (n, D) vectors or None, error or None)."""
+                    num_workers: Optional[int] = 0, progress: ProgressArg = False) -> Iterator[tuple[WorkItem, Optional[np.ndarray], Optional[str]]]:
+    """Embed every mask of every item; yields (item, (n, D) vectors or None, error or None).
+    `progress` (see knnclip_core.progress.progress_for) counts segments."""
     import torch
     from torch.utils.data import DataLoader
 
@@ -152,15 +153,11 @@ def iter_embeddings(embedder: Embedder, items: Sequence[WorkItem], batch_size: i
     loader = DataLoader(_Prepared(embedder.prep, items), batch_sampler=batches, num_workers=num_workers,
                         collate_fn=_collate, pin_memory=embedder.device.startswith("cuda"),
                         multiprocessing_context="forkserver" if num_workers > 0 else None)
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(items), unit="img", desc=f"embed {embedder.name}", dynamic_ncols=True)
-    t0, n_img, n_seg = time.perf_counter(), 0, 0
+    bar = progress_for(progress, sum(len(it.masks_rle) for it in items), "embed", "segments", rate_unit="seg")
     try:
         for batch in (loader if num_workers > 0 else prefetch(loader)):
             for index, error in batch["failed"]:
+                bar.update(len(items[index].masks_rle))
                 yield items[index], None, error
             done = [(index, embedder.finalize(m) if len(m) else np.zeros((0, embedder.dim), np.float32))
                     for index, m in batch["pooled"]]
@@ -168,18 +165,11 @@ def iter_embeddings(embedder: Embedder, items: Sequence[WorkItem], batch_size: i
                 feats = embedder.forward_batch(batch["x"])
                 done += [(index, v) for (index, _), v in
                          zip(batch["ok"], embedder.pool_batch(feats, [w for _, w in batch["ok"]]))]
+            bar.update(sum(len(items[index].masks_rle) for index, _ in done))
             for index, v in done:
-                n_seg += len(v)
                 yield items[index], v, None
-            n_batch = len(done) + len(batch["failed"])
-            n_img += n_batch
-            if bar is not None:
-                dt = max(time.perf_counter() - t0, 1e-9)
-                bar.update(n_batch)
-                bar.set_postfix_str(f"{n_img / dt:.1f} img/s, {n_seg / dt:.1f} seg/s")
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
         del loader
         if embedder.device.startswith("cuda"):
             torch.cuda.empty_cache()
