@@ -69,6 +69,76 @@ def test_pipeline_twice_gives_version_two_with_the_diff(prefect_server, tmp_path
     assert summary and "Diff against version 1" in summary[0].data and "models:/knnclip-memory/2" in summary[0].data
 
 
+def _with_duplicates_and_conflicts(data: Path) -> Path:
+    """Add to a sample dataset a near copy of one image (same labels: duplicates) and of
+    another with every label moved to the next class (label conflicts)."""
+    import numpy as np
+    from PIL import Image
+
+    names = sorted(p.name for p in (data / "images").iterdir())
+    k = len((data / "classes.txt").read_text().split())
+    for src, tag, relabel in ((names[0], "dup", lambda m: m), (names[1], "conflict", lambda m: (m + 1) % k)):
+        img = np.array(Image.open(data / "images" / src))
+        img[0, 0] = 255 - img[0, 0]  # another file, the same content to the embedder
+        Image.fromarray(img).save(data / "images" / f"{tag}.png")
+        mask = np.array(Image.open(data / "masks" / src))
+        Image.fromarray(relabel(mask).astype(np.uint8), mode="L").save(data / "masks" / f"{tag}.png")
+    return data
+
+
+def test_flow_run_logs_and_artifacts_tell_what_happened(prefect_server, tmp_path):
+    """The run's logs (as the Prefect UI's Logs tab reads them) hold a line per stage with
+    its counts; the table artifact has every column; the summary has no dict text and names
+    the MLflow run, the model version and the promotion result."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (ArtifactFilter, ArtifactFilterFlowRunId, LogFilter,
+                                                LogFilterFlowRunId)
+    from prefect.logging.handlers import APILogHandler
+
+    from flows.pipeline import curation_pipeline
+    from registry.store import default_tracking_uri
+
+    data = _with_duplicates_and_conflicts(write_sample_dataset(tmp_path / "d", images=6, classes=3, seed=4))
+    settings = load_settings(home=tmp_path / "ws")
+    state = curation_pipeline(path=str(data), promote_to="production", budget_vectors=1000,
+                              settings=settings.model_dump(mode="json"), return_state=True)
+    result, run_id = state.result(), state.state_details.flow_run_id
+    ing, emb, cur, rel = result["ingest"][0], result["embed"], result["curate"], result["release"]
+    counts = cur["counts"]
+    assert counts["duplicate"] > 0 and counts["conflict"] > 0, counts
+    APILogHandler().flush()
+    with get_client(sync_client=True) as client:
+        messages = [log.message for log in client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])))]
+        artifacts = {a.key: a for a in client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id])))}
+
+    def line(prefix: str) -> str:
+        found = [m for m in messages if m.startswith(prefix)]
+        assert found, f"no log line starting {prefix!r} in {messages}"
+        return found[0]
+
+    assert line("ingest: ").startswith(f"ingest: {ing['images']} images, {ing['segments']} segments "
+                                       f"({ing['new_segments']} new), {ing['quarantined']} quarantined")
+    assert line("embed: ").startswith(f"embed: {emb['embedded']} vectors ({emb['backbone']} on ")
+    assert line("curate: ").startswith(f"curate: kept {counts['kept']} of {cur['rows']}, {counts['duplicate']} "
+                                       f"duplicate")
+    assert "budget at most 1,000 vectors" in line("curate: ")
+    assert line("publish: ").startswith(f"publish: version {rel['version']} ({rel['factory']}, recall@10 ")
+    assert line("promote: ").startswith(f"promote: promoted version {rel['version']} to production")
+
+    table = json.loads(artifacts["knnclip-memory-classes"].data)
+    assert {r["class"] for r in table} == set(cur["per_class"])
+    for column in ("rows", "kept", "duplicate", "conflict", "over_budget", "forgotten"):
+        assert all(column in r for r in table), column
+        assert sum(r[column] for r in table) == (cur["rows"] if column == "rows" else counts[column])
+
+    md = artifacts["knnclip-run-summary"].data
+    assert "{'" not in md and "budget: at most 1,000 vectors" in md
+    assert rel["run_id"] in md and default_tracking_uri(Workspace.from_settings(settings)) in md
+    assert f"models:/knnclip-memory/{rel['version']}" in md
+    assert f"promoted version {rel['version']} to production" in md
+
+
 def _run_cli(home: Path, data: Path, api_url: str, extra=()) -> subprocess.Popen:
     env = {**os.environ, "KNNCLIP_HOME": str(home), "PREFECT_API_URL": api_url,
            "KNNCLIP_EMBED__CHUNK_SEGMENTS": "8", "KNNCLIP_EMBED__NUM_WORKERS": "0"}
