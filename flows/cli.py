@@ -14,7 +14,6 @@ from knnclip_core.cli.ingest_cmd import add_reader_flags, reader_kwargs
 from knnclip_core.net import free_port
 
 from flows.prefect_env import configure
-from flows.tasks import export_secrets, public_settings
 
 
 def add_pipeline_flags(p: argparse.ArgumentParser) -> None:
@@ -38,13 +37,16 @@ def add_pipeline_flags(p: argparse.ArgumentParser) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     settings, ws = workspace_from_args(args)
-    configure(ws)
+    configure(ws)  # before prefect is imported (flows.tasks imports it): logging reads it once
+    from flows.tasks import export_secrets, public_settings
+
     export_secrets(settings)  # read by the tasks from the environment, never passed as parameters
     from flows.pipeline import curation_pipeline
 
     use_dask = args.task_runner == "dask"
-    print(f"run: starting the pipeline on {os.environ.get('PREFECT_API_URL') or 'a temporary local Prefect server'}"
-          f"{' with a Dask cluster' if use_dask or args.dask_address else ''}", file=sys.stderr, flush=True)
+    where = os.environ.get("PREFECT_API_URL") or "a temporary local Prefect server (it takes ~10 s to start)"
+    print(f"run: starting the pipeline on {where}{' with a Dask cluster' if use_dask or args.dask_address else ''}",
+          file=sys.stderr, flush=True)
     result = curation_pipeline(
         path=args.path, format=args.format, backbone=args.backbone, budget_vectors=args.budget_vectors,
         budget_mb=args.budget_mb, strategy=args.strategy, dedup_threshold=args.dedup_threshold, alias=args.alias,
@@ -87,7 +89,9 @@ def start_local_server(timeout: float = 90.0) -> tuple[subprocess.Popen, str]:
 
 def cmd_schedule(args: argparse.Namespace) -> int:
     settings, ws = workspace_from_args(args)
-    configure(ws)
+    configure(ws)  # before prefect is imported (flows.tasks imports it): logging reads it once
+    from flows.tasks import export_secrets, public_settings
+
     export_secrets(settings)  # read by the tasks from the environment, never passed as parameters
     server = None
     if not os.environ.get("PREFECT_API_URL"):

@@ -14,11 +14,7 @@ def configure(ws: Workspace) -> None:
         "PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(ws.prefect_dir / "results"),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "DO_NOT_TRACK": "true",
-        "PREFECT_LOGGING_LEVEL": "WARNING",
-        # ... for the console only: run logs (the UI's Logs tab, knnclip's stage lines) keep INFO
-        "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": os.environ.get("PREFECT_LOGGING_LEVEL", "WARNING"),
-        "PREFECT_LOGGING_LOGGERS_PREFECT_FLOW_RUNS_LEVEL": "INFO",
-        "PREFECT_LOGGING_LOGGERS_PREFECT_TASK_RUNS_LEVEL": "INFO",
+        "PREFECT_LOGGING_LEVEL": "WARNING",  # the console's; run logs reach the API at INFO (flows.runlog)
         "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
         "MLFLOW_DISABLE_TELEMETRY": "true",
         "HF_HUB_OFFLINE": "1",

@@ -18,26 +18,26 @@ def _reasons(reasons: dict) -> str:
     return ", ".join(f"{k}: {v}" for k, v in sorted(reasons.items())) or "none"
 
 
-def _mb(n_bytes) -> str:
-    return f"{(n_bytes or 0) / 1e6:,.2f} MB"
+def _size(n_bytes) -> str:
+    n = float(n_bytes or 0)
+    return f"{n / 1e6:,.2f} MB" if n >= 1e5 else f"{n / 1e3:,.1f} kB"
 
 
 def budget_text(budget: Optional[dict], params: Optional[dict] = None) -> str:
-    """The curation budget in words, e.g. 'at most 2,000 vectors (1.00 MB requested), balanced,
-    class floor 1, no class ceiling; kept 0.41 MB at 512 B/vector'."""
+    """The curation budget in words, e.g. 'at most 2,000 vectors (1 MB requested; balanced,
+    class floor 1, no class ceiling); kept 0.41 MB at 512 B/vector', or 'none (balanced, ...)'."""
     budget, params = budget or {}, params or {}
     if not budget:
         return "not recorded"
     vectors = budget.get("vectors")
-    head = f"at most {vectors:,} vectors" if vectors is not None else "no budget"
-    if params.get("budget_mb") is not None:
-        head += f" ({params['budget_mb']:g} MB requested)"
     ceiling = budget.get("class_ceiling")
-    parts = [head, str(budget.get("strategy") or "default strategy"), f"class floor {budget.get('class_floor', 0)}",
+    rules = [str(budget.get("strategy") or "default strategy"), f"class floor {budget.get('class_floor', 0)}",
              "no class ceiling" if ceiling is None else f"class ceiling {ceiling}"]
-    text = ", ".join(parts)
+    if params.get("budget_mb") is not None:
+        rules[0] = f"{params['budget_mb']:g} MB requested; {rules[0]}"
+    text = (f"at most {vectors:,} vectors" if vectors is not None else "none") + f" ({', '.join(rules)})"
     if budget.get("bytes_per_vector"):
-        text += f"; kept {_mb(budget.get('kept_bytes'))} at {budget['bytes_per_vector']:,} B/vector"
+        text += f"; kept {_size(budget.get('kept_bytes'))} at {budget['bytes_per_vector']:,} B/vector"
     return text
 
 
@@ -79,7 +79,7 @@ def publish_line(rel: dict) -> str:
 
 def _num(v) -> str:
     try:
-        return f"{float(v):.3f}".rstrip("0").rstrip(".")
+        return f"{float(v):.3f}"
     except (TypeError, ValueError):
         return str(v)
 
@@ -93,8 +93,9 @@ def promotion_text(p: Optional[dict]) -> str:
     gate = p.get("gate") or {}
     if gate.get("status") == "unchanged":
         return f"{p.get('alias')} already pointed at version {p.get('version')}"
-    verdict = f"gate {gate.get('status')}" + (f": {gate['reason']}" if gate.get("reason") else "")
-    return f"promoted version {p.get('version')} to {p.get('alias')} (was {p.get('previous')}; {verdict})"
+    verdict = gate.get("reason") or f"quality gate {gate.get('status')}"
+    was = "no version" if p.get("previous") is None else f"version {p['previous']}"
+    return f"promoted version {p.get('version')} to {p.get('alias')} (it held {was}; {verdict})"
 
 
 def promote_line(p: Optional[dict]) -> str:

@@ -10,19 +10,41 @@ from typing import Callable, Optional
 from prefect import get_run_logger
 from prefect.exceptions import MissingContextError
 
+RUN_LOGGERS = ("prefect.flow_runs", "prefect.task_runs")
+
+
+class _ConsoleHandler(logging.StreamHandler):
+    """Run logs of WARNING and up on stderr (INFO lines print themselves, see `stage`)."""
+
+
+def _route_run_logs() -> None:
+    """Let the run loggers through at INFO, to the API only (the UI's Logs tab): not to the
+    console, where the stage lines already print once, and not at PREFECT_LOGGING_LEVEL
+    (WARNING by default, flows.prefect_env), which would drop every run log the UI shows.
+    Warnings and errors still reach stderr. Idempotent; redone after Prefect reconfigures."""
+    for name in RUN_LOGGERS:
+        base = logging.getLogger(name)
+        if base.getEffectiveLevel() > logging.INFO:
+            base.setLevel(logging.INFO)
+        if not any(isinstance(h, _ConsoleHandler) for h in base.handlers):
+            console = _ConsoleHandler(sys.stderr)
+            console.setLevel(logging.WARNING)
+            console.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+            base.addHandler(console)
+        base.propagate = False
+
+
+_route_run_logs()  # at import (prefect set logging up on its import), so engine lines like
+# "Beginning flow run" reach the UI too; `run_logger` redoes it should Prefect reconfigure
+
 
 def run_logger() -> Optional[logging.LoggerAdapter]:
-    """The current flow or task run's logger, or None outside a run. Its logger is let through
-    at INFO even where PREFECT_LOGGING_LEVEL is WARNING (which quiets the console, see
-    flows.prefect_env, but would also drop every run log the UI shows)."""
+    """The current flow or task run's logger (see `_route_run_logs`), or None outside a run."""
+    _route_run_logs()
     try:
-        log = get_run_logger()
+        return get_run_logger()
     except MissingContextError:
         return None
-    base = getattr(log, "logger", None)
-    if base is not None and not base.isEnabledFor(logging.INFO):
-        base.setLevel(logging.INFO)
-    return log
 
 
 def stage(message: str, echo: bool = True) -> None:

@@ -69,8 +69,10 @@ def test_summary_markdown_reads_as_text():
               "class_floor": 1, "class_ceiling": None}
     curation = {"rows": 312, "counts": {"kept": 290, "duplicate": 4, "conflict": 1, "over_budget": 17,
                                         "forgotten": 0}, "budget": budget, "params": {"budget_mb": 1.0}}
-    assert budget_text(budget, curation["params"]) == ("at most 2,000 vectors (1 MB requested), balanced, class floor 1, "
-                                                       "no class ceiling; kept 0.41 MB at 512 B/vector")
+    assert budget_text(budget, curation["params"]) == ("at most 2,000 vectors (1 MB requested; balanced, class floor 1, "
+                                                       "no class ceiling); kept 0.41 MB at 512 B/vector")
+    assert budget_text({**budget, "vectors": None, "kept_bytes": 4300}) == ("none (balanced, class floor 1, no class "
+                                                                            "ceiling); kept 4.3 kB at 512 B/vector")
     assert curate_line(curation).startswith("curate: kept 290 of 312, 4 duplicates, 1 conflict, 17 over budget")
     release = {"uri": "models:/knnclip-memory/7", "version": 7, "model_name": "knnclip-memory", "run_id": "abc123",
                "experiment_id": "1", "tracking_uri": "http://mlflow.local:5000", "alias": "staging"}

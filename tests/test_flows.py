@@ -174,6 +174,10 @@ def test_kill_during_embedding_then_resume(prefect_server, tmp_path):
     assert rerun.returncode == 0, err[-3000:]
     resumed = json.loads(out.strip().splitlines()[-1])
     assert resumed["embed"]["skipped_existing"] >= embedded_before_kill
+    # `knnclip run` printed a line per stage on stderr as it went (stdout stays JSON)
+    assert "ingest: 120 images" in err and "(already ingested: cached summary)" in err
+    assert f"embed: {resumed['embed']['embedded']} vectors" in err and "curate: kept " in err
+    assert f"publish: version {resumed['release']['version']} (" in err and "promote: not asked" in err
     total = resumed["embed"]["skipped_existing"] + resumed["embed"]["embedded"]
     # an uninterrupted run elsewhere ends with the same memory and an equal release
     clean_home = tmp_path / "clean"
