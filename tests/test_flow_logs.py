@@ -49,6 +49,16 @@ def test_progress_is_silent_when_not_asked_and_rate_free_before_work():
     assert duration_text(3725) == "1 h 2 min" and duration_text(185) == "3 min 5 s"
 
 
+def test_progress_bar_on_a_terminal_writes_no_lines():
+    clock, out, logged = FakeClock(), io.StringIO(), []
+    p = Progress(10, "ingest", "images", rate_unit="img", clock=clock, stream=out, bar=True, log=logged.append)
+    clock.now += 30
+    p.update(4, quarantined=1)
+    p.close()
+    assert "ingest" in out.getvalue() and "\n" not in out.getvalue().strip("\n")  # one redrawn bar line
+    assert logged == ["ingest: 4/10 images, 0.1 img/s, eta 45 s (1 quarantined)"]  # the run log still gets it
+
+
 def test_table_artifact_rows_carry_every_column():
     from flows.reports import STATE_COLUMNS, class_table
 
