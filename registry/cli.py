@@ -90,17 +90,20 @@ def _publish(args: argparse.Namespace) -> int:
 def _list(args: argparse.Namespace) -> int:
     from .releases import list_releases
 
+    from .eval_runs import format_quality
+
     rows = list_releases(_ctx(args))
-    lines = [f"{'version':>7}  {'aliases':<20} {'classes':>7} {'vectors':>9}  {'index':<16} created"]
+    lines = [f"{'version':>7}  {'aliases':<20} {'classes':>7} {'vectors':>9}  {'index':<16} {'created':<25} quality"]
     for r in rows:
         lines.append(f"{r['version']:>7}  {','.join(r['aliases']) or '-':<20} {r['classes'] or 0:>7} "
-                     f"{r['vectors'] or 0:>9}  {r['factory'] or '?':<16} {r['created']}")
+                     f"{r['vectors'] or 0:>9}  {r['factory'] or '?':<16} {r['created']:<25} {format_quality(r['quality'])}")
     emit(args, rows, "\n".join(lines) if rows else "no releases yet (run `knnclip publish`)")
     return 0
 
 
 @_one_sentence
 def _show(args: argparse.Namespace) -> int:
+    from .eval_runs import format_quality, history_lines
     from .releases import show_release
 
     res = show_release(_ctx(args), args.version)
@@ -108,7 +111,9 @@ def _show(args: argparse.Namespace) -> int:
     human = (f"version {res['version']} ({', '.join(res['aliases']) or 'no alias'}), created {res['created']}\n"
              f"  {m['vectors']} vectors, {m['classes']} classes, dim {m['dim']}, index {m['factory']} "
              f"{m['search_params']}, recall@10 {m['recall_at_10']}, {m['bytes']['index']} bytes\n"
-             f"  embedder {m['embedder_id']}\n  lineage {json.dumps(m.get('lineage', {}), default=str)}")
+             f"  embedder {m['embedder_id']}\n  lineage {json.dumps(m.get('lineage', {}), default=str)}\n"
+             f"  quality {format_quality(res['quality'], long=True)}")
+    human += "".join(f"\n  {line}" for line in history_lines(res["quality_history"], res["version"]))
     emit(args, res, human)
     return 0
 

@@ -58,30 +58,47 @@ def cmd_segment(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    """Evaluate a release on a labelled dataset: mIoU, pixel and segment accuracy (and PQ)."""
+    """Evaluate a release on a labelled dataset: mIoU, pixel and segment accuracy (and PQ), per-class
+    IoU; recorded as an MLflow run linked to the version (registry.eval_runs) unless --no-record."""
     from knnclip_core.cli.ingest_cmd import reader_kwargs
     from knnclip_core.readers import open_reader
-    from knnclip_core.segment.evaluate import evaluate, samples_from_reader
+    from knnclip_core.segment.eval_report import per_class_lines
+    from knnclip_core.segment.evaluate import evaluate_with_confusion, samples_from_reader
 
     from .worker_source import load_segmenter
 
     settings, _ = workspace_from_args(args)
     reader = open_reader(args.path, args.format, **reader_kwargs(args))
-    segmenter, loaded = load_segmenter(args.release, settings, _params(settings, args))
+    params = _params(settings, args)
+    segmenter, loaded = load_segmenter(args.release, settings, params)
     panoptic = reader.format == "coco-panoptic"
     if panoptic:
         segmenter.thing_classes |= {c.name.lower() for c in reader.classes if c.is_thing}
     classes = [c.name for c in reader.classes]
-    report = evaluate(segmenter, samples_from_reader(reader, settings.worker.max_pixels, args.limit), classes,
-                      masks_from=args.masks_from, panoptic=panoptic)
+    report, confusion = evaluate_with_confusion(
+        segmenter, samples_from_reader(reader, settings.worker.max_pixels, args.limit), classes,
+        masks_from=args.masks_from, panoptic=panoptic)
     report["release"] = loaded.describe()
     report["dataset"] = reader.describe()
     seg_acc = report["segment_accuracy"]
-    human = (f"release {loaded.version}: {report['images']} images, mIoU {report['miou']:.4f}, "
+    lines = [f"release {loaded.version}: {report['images']} images, mIoU {report['miou']:.4f}, "
              f"pixel accuracy {report['pixel_accuracy']:.4f}, segment accuracy "
-             f"{'n/a' if seg_acc is None else f'{seg_acc:.4f}'}"
-             + (f", PQ {report['pq']:.4f}" if panoptic else ""))
-    emit(args, report, human)
+             f"{'n/a' if seg_acc is None else f'{seg_acc:.4f}'}" + (f", PQ {report['pq']:.4f}" if panoptic else "")]
+    lines += per_class_lines(report, all_classes=args.all_classes)
+    if not args.no_record:
+        from .eval_runs import record_eval
+        from .store import open_registry
+
+        run_params = {"k": params.k, "T": params.temperature, "confidence_threshold": params.confidence_threshold,
+                      "fusion_lambda": params.fusion_lambda, "limit": args.limit,
+                      "proposals": params.proposals if args.masks_from == "proposals" else None,
+                      "release_ref": args.release}
+        rec = record_eval(open_registry(settings), int(loaded.version), report, confusion, report["dataset"],
+                          run_params, source="cli")
+        report["mlflow_run"] = rec
+        lines.append(f"recorded as MLflow run {rec['run_id']} (experiment {rec['experiment']}), "
+                     f"linked to {settings.publish.model_name} version {loaded.version}")
+    emit(args, report, "\n".join(lines))
     return 0
 
 
@@ -173,6 +190,8 @@ def register(sub) -> None:
                    help="classify the ground-truth masks (default) or the worker's own proposals")
     p.add_argument("--proposals", help="proposal generator with --masks-from proposals")
     p.add_argument("--limit", type=int, help="evaluate at most N images")
+    p.add_argument("--all-classes", action="store_true", help="list the IoU of every class (default: worst and best 10)")
+    p.add_argument("--no-record", action="store_true", help="do not record the evaluation as an MLflow run")
     add_json_flag(p)
     p.set_defaults(func=cmd_eval)
 

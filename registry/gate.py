@@ -5,7 +5,9 @@ An evaluator is a callable `(snapshot) -> dict` holding at least `segment_accura
 (ground-truth masks classified by the release); the default one also records the memory
 backbone's `embedder_id` and the `base_model_id` it was evaluated with (version tags
 `knnclip.gate.<alias>.<name>`). `default_evaluator(settings)` builds one from
-settings.publish.gate_eval_path with the worker's segmenter and evaluation code.
+settings.publish.gate_eval_path with the worker's segmenter and evaluation code; its evaluation
+of each release is also recorded as an MLflow evaluation run linked to the version
+(registry.eval_runs), as `knnclip eval` records one.
 """
 from __future__ import annotations
 
@@ -30,53 +32,66 @@ class GateRefusedError(KnnclipError):
     """The candidate release scores worse than the current holder beyond the tolerance."""
 
 
-def load_eval_samples(path: str, fmt: str = "auto", max_pixels: Optional[int] = None) -> tuple[list, list[str]]:
-    """Ground-truth samples (knnclip_core.segment.Sample) and class names of a dataset, kept
-    in memory since the gate evaluates two releases on them."""
+def load_eval_samples(path: str, fmt: str = "auto", max_pixels: Optional[int] = None) -> tuple[list, list[str], dict]:
+    """Ground-truth samples (knnclip_core.segment.Sample), class names and the reader's describe()
+    of a dataset, kept in memory since the gate evaluates two releases on them."""
     from knnclip_core.readers.detect import open_reader
     from knnclip_core.segment.evaluate import samples_from_reader
 
     reader = open_reader(path, fmt)
-    return list(samples_from_reader(reader, max_pixels)), [c.name for c in reader.classes]
+    return list(samples_from_reader(reader, max_pixels)), [c.name for c in reader.classes], reader.describe()
 
 
 def default_evaluator(settings: Settings) -> Optional[Evaluator]:
     """Evaluator over settings.publish.gate_eval_path (segment accuracy of the release's
     segmenter on the ground-truth masks) and settings.publish.gate_tasks (figures per task,
-    each with its own vocabulary, under 'tasks'). None when neither is set."""
+    each with its own vocabulary, under 'tasks'). None when neither is set. After each call its
+    `last_eval` holds what `registry.eval_runs.record_eval` needs (report, confusion, dataset, params)."""
     path, tasks_file = settings.publish.gate_eval_path, settings.publish.gate_tasks
     if not path and not tasks_file:
         return None
     cache: dict = {}
 
     def evaluate_snapshot(snapshot) -> dict:
-        from knnclip_core.segment import SegmentParams, evaluate
+        from knnclip_core.segment import SegmentParams
+        from knnclip_core.segment.evaluate import evaluate_with_confusion
         from knnclip_core.segment.release import EmbedderCache, segmenter_for_snapshot
         from knnclip_core.segment.tasks import load_task_samples, load_tasks
 
         if "embedders" not in cache:
             cache["embedders"] = EmbedderCache(device=settings.embed.device, settings=settings)
             if path:
-                cache["samples"], cache["classes"] = load_eval_samples(path, settings.publish.gate_eval_format,
-                                                                      settings.worker.max_pixels)
+                cache["samples"], cache["classes"], cache["dataset"] = load_eval_samples(
+                    path, settings.publish.gate_eval_format, settings.worker.max_pixels)
             if tasks_file:
                 cache["tasks"] = load_task_samples(load_tasks(tasks_file), settings.worker.max_pixels)
-        seg = segmenter_for_snapshot(snapshot, SegmentParams.from_settings(settings), cache["embedders"])
+        params = SegmentParams.from_settings(settings)
+        seg = segmenter_for_snapshot(snapshot, params, cache["embedders"])
         figures: dict = {"embedder_id": seg.embedder.id, "base_model_id": seg.base_model.id}  # the two roles
         if path:
-            report = evaluate(seg, cache["samples"], cache["classes"], masks_from="gt")
+            report, confusion = evaluate_with_confusion(seg, cache["samples"], cache["classes"], masks_from="gt")
             figures.update({k: report.get(k) for k in REPORTED})
+            evaluate_snapshot.last_eval = {"report": report, "confusion": confusion, "dataset": cache["dataset"],
+                                           "params": {"k": params.k, "T": params.temperature}}
         if tasks_file:
             from .compare import task_figures
 
             figures["tasks"] = task_figures(seg, cache["tasks"], protocols=("own",))
         return figures
 
+    evaluate_snapshot.last_eval = None
     return evaluate_snapshot
 
 
-def _log(ctx: RegistryContext, version: int, alias: str, figures: dict, role: str) -> None:
-    """Figures as version tags `knnclip.gate.<alias>.<name>` and metrics on the version's run."""
+def _log(ctx: RegistryContext, version: int, alias: str, figures: dict, role: str, evaluator=None) -> None:
+    """Figures as version tags `knnclip.gate.<alias>.<name>` and metrics on the version's run; the
+    evaluator's `last_eval` (if it keeps one) as an evaluation run linked to the version."""
+    last = getattr(evaluator, "last_eval", None)
+    if last:
+        from .eval_runs import record_eval
+
+        evaluator.last_eval = None
+        record_eval(ctx, version, source=f"gate:{alias}:{role}", **last)
     mv = ctx.model_version(version)
     for name, value in figures.items():
         if name == "tasks":
@@ -120,14 +135,14 @@ def run_gate(ctx: RegistryContext, candidate: int, alias: str, evaluator: Option
             return load_release(v, ctx=ctx).snapshot
     holder = ctx.aliases().get(alias)
     cand = evaluator(load(candidate))
-    _log(ctx, candidate, alias, cand, "candidate")
+    _log(ctx, candidate, alias, cand, "candidate", evaluator)
     result = {"metric": GATE_METRIC, "candidate": cand, "incumbent": None, "incumbent_version": holder,
               "tolerance": tolerance, "delta": None}
     if holder is None or holder == candidate:
         result.update(status="first", reason=f"no other version holds {alias!r}; figures recorded")
         return result
     inc = evaluator(load(holder))
-    _log(ctx, holder, alias, inc, "incumbent")
+    _log(ctx, holder, alias, inc, "incumbent", evaluator)
     result["incumbent"] = inc
     regressions = task_regressions(cand.get("tasks") or {}, inc.get("tasks") or {}, tolerance)
     result["task_regressions"] = regressions

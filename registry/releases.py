@@ -9,6 +9,7 @@ from knnclip_core.index.snapshot import MANIFEST_FILE
 from knnclip_core.errors import VerificationError
 
 from . import store
+from .eval_runs import eval_runs, latest_quality, quality_history
 from .aliases import move_alias, read_history, rollback_alias
 from .gate import Evaluator, default_evaluator, run_gate
 from .load import parse_ref, resolve_ref
@@ -47,10 +48,13 @@ def _by_version(ctx: RegistryContext) -> dict[int, list[str]]:
 
 
 def list_releases(ctx: RegistryContext) -> list[dict]:
-    """All versions of the model, oldest first: version, aliases, classes, vectors, created, ..."""
+    """All versions of the model, oldest first: version, aliases, classes, vectors, created, ...,
+    and 'quality': the summary of its newest evaluation run (registry.eval_runs) or None."""
     versions = ctx.client.search_model_versions(f"name = '{ctx.model_name}'")
     by_version = _by_version(ctx)
-    return sorted((_summary(mv, by_version) for mv in versions), key=lambda r: r["version"])
+    quality = latest_quality(ctx)
+    rows = [dict(_summary(mv, by_version), quality=quality.get(int(mv.version))) for mv in versions]
+    return sorted(rows, key=lambda r: r["version"])
 
 
 def read_manifest(ctx: RegistryContext, version: int) -> dict:
@@ -66,7 +70,9 @@ def read_manifest(ctx: RegistryContext, version: int) -> dict:
 
 
 def show_release(ctx: RegistryContext, ref: str | int) -> dict:
-    """Summary, tags, manifest (without per-file checksums' noise kept) and alias history of one release."""
+    """Summary, tags, manifest (without per-file checksums' noise kept), alias history, and quality:
+    'quality' (newest evaluation run or None), 'eval_runs' (its 10 newest) and 'quality_history'
+    (registry.eval_runs.quality_history, across versions) of one release."""
     version = resolve_ref(ref, ctx=ctx)
     mv = ctx.model_version(version)
     out = _summary(mv, _by_version(ctx))
@@ -74,6 +80,10 @@ def show_release(ctx: RegistryContext, ref: str | int) -> dict:
     out["source"] = mv.source
     out["manifest"] = read_manifest(ctx, version)
     out["alias_history"] = {a: read_history(ctx, a) for a in out["aliases"]}
+    runs = eval_runs(ctx)
+    out["quality"] = latest_quality(ctx, runs).get(version)
+    out["eval_runs"] = [r for r in runs if r["version"] == version][:10]
+    out["quality_history"] = quality_history(ctx, runs)
     return out
 
 

@@ -50,15 +50,15 @@ class RegistryContext:
     ws: Workspace
     artifact_location: Optional[str]
 
-    def experiment_id(self) -> str:
-        """Id of the publish experiment, created on first use."""
-        exp = self.client.get_experiment_by_name(EXPERIMENT_NAME)
+    def experiment_id(self, name: str = EXPERIMENT_NAME) -> str:
+        """Id of experiment `name` (default: the publish experiment), created on first use."""
+        exp = self.client.get_experiment_by_name(name)
         if exp is not None:
             return exp.experiment_id
         try:
-            return self.client.create_experiment(EXPERIMENT_NAME, artifact_location=self.artifact_location)
+            return self.client.create_experiment(name, artifact_location=self.artifact_location)
         except MlflowException:  # created meanwhile by another process
-            return self.client.get_experiment_by_name(EXPERIMENT_NAME).experiment_id
+            return self.client.get_experiment_by_name(name).experiment_id
 
     def ensure_model(self) -> None:
         """Create the registered model if it does not exist yet."""

@@ -20,10 +20,12 @@ logger = logging.getLogger(__name__)
 
 
 class Confusion:
-    """Pixel confusion matrix (C, C + 1): rows ground truth, columns prediction, last = unknown."""
+    """Pixel confusion matrix (C, C + 1): rows ground truth, columns prediction, last = unknown;
+    `names` the class of each row when known."""
 
-    def __init__(self, n_classes: int):
+    def __init__(self, n_classes: int, names: Optional[Sequence[str]] = None):
         self.n = n_classes
+        self.names = list(names) if names is not None else None
         self.matrix = np.zeros((n_classes, n_classes + 1), dtype=np.int64)
 
     def add(self, pred: np.ndarray, gt: np.ndarray) -> None:
@@ -37,18 +39,21 @@ class Confusion:
         self.matrix += np.bincount(g * (self.n + 1) + p, minlength=self.n * (self.n + 1)).reshape(self.n, self.n + 1)
 
     def scores(self, class_names: Sequence[str]) -> dict:
-        """{'miou', 'pixel_accuracy', 'per_class_iou': {name: iou}} over classes whose union is
-        not empty (mIoU = mean of those; a class predicted but absent from the truth counts 0)."""
+        """{'miou', 'pixel_accuracy', 'per_class_iou': {name: iou}, 'per_class_pixels': {name:
+        ground-truth pixels}} over classes whose union is not empty (mIoU = mean of those; a class
+        predicted but absent from the truth counts 0)."""
         m = self.matrix
         tp = np.diag(m[:, : self.n]).astype(np.float64)
         gt_tot = m.sum(axis=1).astype(np.float64)
         pred_tot = m[:, : self.n].sum(axis=0).astype(np.float64)
         union = gt_tot + pred_tot - tp
-        per_class = {class_names[c]: float(tp[c] / union[c]) for c in range(self.n) if union[c] > 0}
+        present = [c for c in range(self.n) if union[c] > 0]
+        per_class = {class_names[c]: float(tp[c] / union[c]) for c in present}
         total = m.sum()
         return {"miou": float(np.mean(list(per_class.values()))) if per_class else 0.0,
                 "pixel_accuracy": float(tp.sum() / total) if total else 0.0,
-                "per_class_iou": per_class, "pixels": int(total)}
+                "per_class_iou": per_class, "per_class_pixels": {class_names[c]: int(gt_tot[c]) for c in present},
+                "pixels": int(total)}
 
 
 class PanopticQuality:
@@ -149,20 +154,27 @@ def gt_label_map(shape: tuple[int, int], segments: Sequence[tuple[int, np.ndarra
 
 def evaluate(segmenter, samples: Iterable[Sample], classes: Sequence[str], masks_from: str = "gt",
              panoptic: bool = False, canonical: Optional[Callable[[str], str]] = None) -> dict:
+    """The report of `evaluate_with_confusion` (see there)."""
+    return evaluate_with_confusion(segmenter, samples, classes, masks_from, panoptic, canonical)[0]
+
+
+def evaluate_with_confusion(segmenter, samples: Iterable[Sample], classes: Sequence[str], masks_from: str = "gt",
+                            panoptic: bool = False, canonical: Optional[Callable[[str], str]] = None
+                            ) -> tuple[dict, Confusion]:
     """Run `segmenter` over `samples` answering with `classes` (the dataset's class list).
 
     masks_from 'gt' classifies the ground-truth masks (segment accuracy is then defined);
     'proposals' uses the segmenter's own proposals. With `panoptic` PQ is computed too.
     `canonical(name)` compares predictions and ground truth by canonical name (a class map;
     the report then names canonical classes). Returns a JSON-ready dict with miou,
-    pixel_accuracy, segment_accuracy, per_class_iou, ..., and the two roles it ran with:
-    embedder_id (memory backbone) and base_model_id."""
+    pixel_accuracy, segment_accuracy, per_class_iou, per_class_pixels, ..., and the two roles it
+    ran with: embedder_id (memory backbone) and base_model_id; and the pixel Confusion (named rows)."""
     assert masks_from in ("gt", "proposals"), masks_from
     request = list(classes)
     canon = canonical or normalise_class_name
     classes = list(dict.fromkeys(canon(c) for c in request)) if canonical else request
     index = {canon(c): i for i, c in enumerate(classes)}
-    conf = Confusion(len(classes))
+    conf = Confusion(len(classes), classes)
     pq = PanopticQuality(len(classes)) if panoptic else None
     seg_right = seg_total = images = unknown_segments = 0
     out_classes: Optional[list[str]] = None
@@ -196,4 +208,4 @@ def evaluate(segmenter, samples: Iterable[Sample], classes: Sequence[str], masks
                    "segments": seg_total, "unknown_segments": unknown_segments})
     if pq is not None:
         report.update(pq.scores(classes))
-    return report
+    return report, conf
