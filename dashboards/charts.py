@@ -1,5 +1,5 @@
 """Inline SVG charts (no JavaScript): stacked horizontal bars per class, a single stacked bar
-of totals, and vertical bars of one number per release."""
+of totals, vertical bars of one number per release, and lines of quality across releases."""
 from __future__ import annotations
 
 import logging
@@ -161,5 +161,48 @@ def scatter(points: Sequence[tuple[float, float, int]], classes: Sequence[str], 
         parts.append(f'<text x="{plot_w + 14}" y="{14 + legend_max * 18}" font-size="12" fill="#7b8794">'
                      f"+ {len(top) - legend_max} more classes</text>")
     return (f'<svg role="img" aria-label="2-D projection of the memory by class" width="{width}" height="{height}" '
+            f'viewBox="0 0 {width} {height}" xmlns="http://www.w3.org/2000/svg" '
+            f'font-family="system-ui,sans-serif">{"".join(parts)}</svg>')
+
+
+QUALITY_SERIES = (("miou", "mIoU", "#2680c2"), ("segment_accuracy", "segment accuracy", "#3ebd93"))
+
+
+def quality_lines(points: Sequence[Mapping], series: Sequence[tuple[str, str, str]] = QUALITY_SERIES,
+                  width: int = 900, height: int = 190) -> str:
+    """Lines of figures in [0, 1] across releases: `points` [{'version', <key>: value or None}],
+    oldest first; one line per (key, label, colour) of `series`, a dot per value with its
+    figure in the tooltip; '' when there are no points."""
+    if not points:
+        return ""
+    left, top, bottom = 40, 24, 22
+    width = min(width, left + 40 + 80 * len(points))
+    plot_w, plot_h = width - left - 20, height - top - bottom
+    step = plot_w / max(len(points) - 1, 1)
+
+    def xy(i: int, v: float) -> tuple[float, float]:
+        x = left + (i * step if len(points) > 1 else plot_w / 2)
+        return x, top + plot_h * (1 - max(0.0, min(1.0, float(v))))
+
+    parts = [legend(width, 0, [(label, colour) for _, label, colour in series])]
+    for tick in (0.0, 0.25, 0.5, 0.75, 1.0):
+        y = top + plot_h * (1 - tick)
+        parts.append(f'<line x1="{left}" y1="{y:.1f}" x2="{width - 10}" y2="{y:.1f}" stroke="#e4e7eb"/>'
+                     f'<text x="{left - 6}" y="{y + 4:.1f}" font-size="11" text-anchor="end" fill="#7b8794">'
+                     f"{tick:g}</text>")
+    for i, p in enumerate(points):
+        x, _ = xy(i, 0)
+        parts.append(f'<text x="{x:.1f}" y="{height - 6}" font-size="11" text-anchor="middle" fill="#1f2933">'
+                     f'v{esc(p["version"])}</text>')
+    for key, label, colour in series:
+        dots = [(i, p[key]) for i, p in enumerate(points) if p.get(key) is not None]
+        if len(dots) > 1:
+            path = " ".join("{:.1f},{:.1f}".format(*xy(i, v)) for i, v in dots)
+            parts.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="2"/>')
+        for i, v in dots:
+            x, y = xy(i, v)
+            parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="4" fill="{colour}"><title>version '
+                         f'{esc(points[i]["version"])}: {esc(label)} {float(v):.4f}</title></circle>')
+    return (f'<svg role="img" aria-label="quality per release" width="{width}" height="{height}" '
             f'viewBox="0 0 {width} {height}" xmlns="http://www.w3.org/2000/svg" '
             f'font-family="system-ui,sans-serif">{"".join(parts)}</svg>')

@@ -6,7 +6,7 @@ from typing import Optional
 
 from knnclip_core.classnames import display_name
 
-from .charts import column_bars
+from .charts import column_bars, quality_lines
 from .html import Raw, esc, fmt_num, fmt_time, notice, page, pills, stats, table
 
 logger = logging.getLogger(__name__)
@@ -15,15 +15,38 @@ EMPTY_RELEASES = ("No releases yet. Curate a memory, then `knnclip publish` regi
                   "(alias staging) and `knnclip releases promote N --alias production` puts it in production.")
 
 
+def _fig(value) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def _quality_cells(q: Optional[dict]) -> list:
+    """mIoU, segment accuracy and 'dataset, when' of a release's newest evaluation run."""
+    if not q:
+        return ["-", "-", Raw('<span class="muted">not evaluated</span>')]
+    return [_fig(q.get("miou")), _fig(q.get("segment_accuracy")),
+            Raw(f'{esc(q.get("dataset"))} <span class="muted nowrap" title="MLflow run {esc(q.get("run_id"))}">'
+                f'{esc(fmt_time(q.get("at")))}</span>')]
+
+
 def _versions_table(releases: list) -> str:
     rows = []
     for r in releases:
         rows.append([Raw(f'<b>{esc(r["version"])}</b>'), Raw(pills(r["aliases"]) or '<span class="muted">-</span>'),
                      r.get("vectors"), r.get("classes"), r.get("factory") or "-", r.get("recall_at_10"),
-                     r.get("backbone") or "-", fmt_time(r.get("created")),
+                     *_quality_cells(r.get("quality")), r.get("backbone") or "-", fmt_time(r.get("created")),
                      Raw(f'<span class="mono">{esc(r.get("embedder_id") or "-")}</span>')])
-    return table(["version", "aliases", "vectors", "classes", "factory", "recall@10", "backbone", "created",
-                  "embedder"], rows, numeric=(2, 3, 5))
+    return table(["version", "aliases", "vectors", "classes", "factory", "recall@10", "mIoU", "seg acc",
+                  "evaluated on", "backbone", "created", "embedder"], rows, numeric=(2, 3, 5, 6, 7))
+
+
+def _quality_section(history: dict) -> str:
+    """Chart of mIoU and segment accuracy across versions on one evaluation dataset."""
+    if not history.get("points"):
+        return ("<h3>Quality across versions</h3>" + notice(
+            "No release has been evaluated yet: `knnclip eval DATASET --release N` records an evaluation "
+            "run in MLflow (experiment knnclip-eval) that this page shows."))
+    return (f'<h3>Quality across versions <span class="muted">(newest evaluation of each on '
+            f'{esc(history["dataset"])})</span></h3>{quality_lines(history["points"])}')
 
 
 def _history_table(alias: str, hist: dict, current: Optional[int]) -> str:
@@ -68,8 +91,9 @@ def _actions_form(releases: list, aliases: dict) -> str:
 
 
 def releases_page(data: dict, message: Optional[tuple[str, str]] = None) -> str:
-    """The releases page: versions, a vectors-per-version chart, alias histories, promote and
-    rollback forms, the diff form; `message` (text, kind) of an action on top."""
+    """The releases page: versions with their newest quality, charts of quality and of vectors
+    across versions, alias histories, promote and rollback forms, the diff form; `message`
+    (text, kind) of an action on top."""
     parts = [notice(*message)] if message else []
     if data.get("error"):
         parts.append(notice("The model registry cannot be read: " + data["error"], "error"))
@@ -85,6 +109,7 @@ def releases_page(data: dict, message: Optional[tuple[str, str]] = None) -> str:
                             what="vectors")
         parts.append(f'<section class="card"><h2>Registered versions of '
                      f'<span class="mono">{esc(data["model_name"])}</span></h2>{tiles}'
+                     f"{_quality_section(data.get('quality_history') or {})}"
                      f"<h3>Vectors per version</h3>{chart}{_versions_table(releases)}</section>")
     hist = "".join(_history_table(a, h, aliases.get(a)) for a, h in data["alias_history"].items())
     parts.append(f'<section class="card"><h2>Alias history (newest first)</h2>{hist}</section>')

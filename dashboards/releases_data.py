@@ -37,19 +37,23 @@ def open_context(settings: Settings, ws: Optional[Workspace] = None):
 
 
 def releases_overview(settings: Settings, ws: Optional[Workspace] = None) -> dict:
-    """{'model_name', 'releases': [list_releases rows, newest first], 'aliases': {alias: version},
-    'alias_history': {alias: {'stack', 'log' (newest first)}} for production, staging and any
-    other alias, 'error': message or None}."""
+    """{'model_name', 'releases': [list_releases rows, newest first, each with its 'quality'],
+    'aliases': {alias: version}, 'alias_history': {alias: {'stack', 'log' (newest first)}} for
+    production, staging and any other alias, 'quality_history': registry.eval_runs.quality_history
+    (quality across versions on one dataset), 'error': message or None}."""
     out: dict = {"model_name": settings.publish.model_name, "releases": [], "aliases": {},
-                 "alias_history": {a: {"stack": [], "log": []} for a in KNOWN_ALIASES}, "error": None}
+                 "alias_history": {a: {"stack": [], "log": []} for a in KNOWN_ALIASES},
+                 "quality_history": {"dataset": None, "points": []}, "error": None}
     try:
         ctx = open_context(settings, ws)
         if ctx is None:
             return out
         from registry.aliases import read_history
+        from registry.eval_runs import quality_history
         from registry.releases import list_releases
 
         out["releases"] = sorted(list_releases(ctx), key=lambda r: -r["version"])
+        out["quality_history"] = quality_history(ctx)
         out["aliases"] = dict(sorted(ctx.aliases().items()))
         for alias in dict.fromkeys([*KNOWN_ALIASES, *out["aliases"]]):
             hist = read_history(ctx, alias)

@@ -22,6 +22,7 @@ from PIL import Image
 
 
 from test_quarantine_cmd import add_bad_items
+from test_registry import cli
 
 PAGES = ("/", "/quarantine", "/releases", "/releases/diff", "/try")
 
@@ -106,7 +107,7 @@ def built(tmp_path_factory):
         data_b = write_sample_dataset(root / "set_b", images=3, classes=4, seed=1)
         bad = add_bad_items(data_a)
         _add_copies(data_a, data_b)
-        kept, reports = {}, []
+        kept, reports, evals = {}, [], {}
         for i, data in enumerate((data_a, data_b), start=1):
             ingest_path(settings, data, progress=False)
             emb = run_embed(settings, backbone="classic", device="cpu", num_workers=0)
@@ -116,7 +117,8 @@ def built(tmp_path_factory):
             kept[i] = Counter(load_kept(ws, emb["embedder_id"], tag=reports[-1]["lance_tag"]).class_names)
             if i == 1:
                 promote(open_registry(settings, ws), 1, alias="production", evaluator=None)
-        yield {"settings": settings, "ws": ws, "embedder_id": emb["embedder_id"], "kept": kept,
+            evals[i] = cli(root / "ws", "eval", str(data_b), "--release", str(i))
+        yield {"settings": settings, "ws": ws, "embedder_id": emb["embedder_id"], "kept": kept, "evals": evals,
                "reports": reports, "image": data_a / "images" / "scene_0_0000.png", "bad": bad, "data_a": data_a}
 
 
@@ -195,6 +197,25 @@ def test_releases_page_versions_and_alias_history(built, client):
     assert "rollback goes back along this): 1 → 2" in text  # staging's stack
     for r in api["releases"]:
         assert f"{r['version']} {r['aliases'][0]} {r['vectors']} {r['classes']} {r['factory']}" in text
+
+
+def test_releases_page_shows_quality_per_version(built, client):
+    api = client.get("/api/releases").json()
+    evals = built["evals"]  # the `knnclip eval --json` reports, one per version
+    for r in api["releases"]:
+        q, report = r["quality"], evals[r["version"]]
+        assert q["run_id"] == report["mlflow_run"]["run_id"] and q["dataset"] == "set_b"
+        assert q["miou"] == pytest.approx(report["miou"])
+        assert q["segment_accuracy"] == pytest.approx(report["segment_accuracy"])
+    hist = api["quality_history"]
+    assert hist["dataset"] == "set_b"
+    assert [(p["version"], p["miou"]) for p in hist["points"]] == [(v, pytest.approx(evals[v]["miou"])) for v in (1, 2)]
+    html = client.get("/releases").text
+    text = _text(html)
+    assert "Quality across versions (newest evaluation of each on set_b)" in text
+    for r in api["releases"]:
+        assert f"{r['quality']['miou']:.4f} {r['quality']['segment_accuracy']:.4f} set_b" in text
+        assert f"<title>version {r['version']}: mIoU {r['quality']['miou']:.4f}</title>" in html
 
 
 def test_diff_view_matches_the_kept_rows(built, client):
