@@ -109,8 +109,8 @@ def releases_page(data: dict, message: Optional[tuple[str, str]] = None) -> str:
                             what="vectors")
         parts.append(f'<section class="card"><h2>Registered versions of '
                      f'<span class="mono">{esc(data["model_name"])}</span></h2>{tiles}'
-                     f"{_quality_section(data.get('quality_history') or {})}"
-                     f"<h3>Vectors per version</h3>{chart}{_versions_table(releases)}</section>")
+                     f'<div class="grid2"><div>{_quality_section(data.get("quality_history") or {})}</div>'
+                     f"<div><h3>Vectors per version</h3>{chart}</div></div>{_versions_table(releases)}</section>")
     hist = "".join(_history_table(a, h, aliases.get(a)) for a, h in data["alias_history"].items())
     parts.append(f'<section class="card"><h2>Alias history (newest first)</h2>{hist}</section>')
     if releases:

@@ -162,6 +162,9 @@ def test_every_page_renders_without_console_errors(built, served, browser):  # n
         assert q.item in quarantine and q.message in quarantine
     for r in releases:
         assert f"{r['version']} " in texts["/releases"] and f"{r['vectors']}" in texts["/releases"]
+        q = r["quality"]  # the newest evaluation run in MLflow, as the registry reads it
+        assert f"{q['miou']:.4f} {q['segment_accuracy']:.4f} {q['dataset']}" in texts["/releases"]
+    assert "Quality across versions" in texts["/releases"]
     for alias, version in ctx.aliases().items():
         assert f"{alias} now version {version}" in texts["/releases"]
     assert "version 1" in texts["/try"] and "version 2" in texts["/try"]
