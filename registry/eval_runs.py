@@ -15,6 +15,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -40,6 +41,13 @@ CONFUSION_FILE = "confusion_matrix.png"
 MAX_RUNS = 5000
 
 
+def logged_model_id(mv) -> Optional[str]:
+    """The MLflow 3 logged model behind a model version (its model_id, or a `models:/m-...` source),
+    None for a version registered from a plain run artifact folder."""
+    found = getattr(mv, "model_id", None) or re.fullmatch(r"models:/(m-[0-9a-f]+)/?", mv.source or "")
+    return found if isinstance(found, str) or found is None else found.group(1)
+
+
 def _dataset_input(dataset: dict):
     """MLflow DatasetInput (context 'evaluation') of a reader's description {'format', 'root', 'dataset'}."""
     from mlflow.entities import Dataset, DatasetInput, InputTag
@@ -63,7 +71,7 @@ def record_eval(ctx: RegistryContext, version: int, report: dict, confusion=None
 
     client = ctx.client
     mv = ctx.model_version(version)
-    model_id = getattr(mv, "model_id", None)
+    model_id = logged_model_id(mv)
     dataset = dataset or {}
     name = str(dataset.get("dataset") or "dataset")
     exp_id = ctx.experiment_id(EVAL_EXPERIMENT)

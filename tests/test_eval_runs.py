@@ -135,3 +135,35 @@ def test_eval_run_in_mlflow_linked_to_its_version(settings, published, tmp_path,
     assert cand.data.tags["knnclip.model_version"] == str(v2)
     assert cand.data.metrics["segment_accuracy"] == pytest.approx(gate["candidate"]["segment_accuracy"])
     assert ctx.model_version(v2).tags[TAG_LATEST_RUN] == cand.info.run_id
+
+
+def test_eval_of_a_version_backed_by_a_logged_model_links_the_model(settings):
+    """MLflow 3: a version registered from a logged model gets the eval metrics on that model
+    (its linked run metrics) and the run lists the model as an input."""
+    import mlflow
+
+    from registry.eval_runs import eval_runs, latest_quality, record_eval
+    from registry.store import open_registry
+
+    ctx = open_registry(settings)
+    client = ctx.client
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(ctx.tracking_uri)  # the registry resolves models:/m-... through the global client
+    try:
+        ctx.ensure_model()
+        exp = ctx.experiment_id()
+        run = client.create_run(exp)
+        model = client.create_logged_model(exp, name="snapshot", source_run_id=run.info.run_id)
+        mv = client.create_model_version(ctx.model_name, source=f"models:/{model.model_id}", run_id=run.info.run_id)
+    finally:
+        mlflow.set_tracking_uri(previous)
+    report = {"miou": 0.625, "pixel_accuracy": 0.75, "segment_accuracy": 0.5, "images": 2, "masks_from": "gt",
+              "per_class_iou": {"sky": 0.5, "road|street": 0.75}, "per_class_pixels": {"sky": 10, "road|street": 30}}
+    rec = record_eval(ctx, int(mv.version), report, dataset={"format": "semantic-png", "root": "/d/val", "dataset": "val"})
+    assert rec["model_id"] == model.model_id
+    metrics = {m.key: (m.value, m.run_id, m.dataset_name) for m in client.get_logged_model(model.model_id).metrics}
+    assert metrics["miou"] == (0.625, rec["run_id"], "val") and metrics["segment_accuracy"][0] == 0.5
+    assert [i.model_id for i in client.get_run(rec["run_id"]).inputs.model_inputs] == [model.model_id]
+    [summary] = eval_runs(ctx)
+    assert latest_quality(ctx) == {int(mv.version): summary}
+    assert (summary["miou"], summary["segment_accuracy"], summary["dataset"], summary["images"]) == (0.625, 0.5, "val", 2)
