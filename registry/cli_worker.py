@@ -11,6 +11,8 @@ from typing import Callable, Optional, TextIO
 
 from knnclip_core.cli.common import add_json_flag, emit, workspace_from_args
 
+from .cli import _one_sentence
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_RELEASE = "production"
@@ -57,6 +59,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
     return 0
 
 
+@_one_sentence
 def cmd_eval(args: argparse.Namespace) -> int:
     """Evaluate a release on a labelled dataset: mIoU, pixel and segment accuracy (and PQ), per-class
     IoU; recorded as an MLflow run linked to the version (registry.eval_runs) unless --no-record."""

@@ -92,8 +92,9 @@ def confusion_png(conf: Confusion, path: Path, max_classes: int = MATRIX_CLASSES
             if norm[i, j] >= 0.01:
                 ax.text(j, i, f"{norm[i, j]:.2f}", ha="center", va="center", fontsize=6,
                         color="white" if norm[i, j] > 0.5 else "#1f2933")
-    shown = f"{len(rows)} of {conf.n}" if len(rows) < conf.n else f"all {conf.n}"
-    ax.set_title(f"Pixel confusion, share of each true class ({shown} classes, largest first)", fontsize=9)
+    present = int((conf.matrix.sum(axis=1) > 0).sum())
+    shown = f"{len(rows)} of {present}" if len(rows) < present else f"all {present}"
+    ax.set_title(f"Pixel confusion, share of each true class ({shown} classes present, largest first)", fontsize=9)
     ax.set_xlabel("predicted")
     ax.set_ylabel("ground truth")
     fig.colorbar(image, ax=ax, fraction=0.04)
