@@ -140,23 +140,18 @@ def test_eval_run_in_mlflow_linked_to_its_version(settings, published, tmp_path,
 def test_eval_of_a_version_backed_by_a_logged_model_links_the_model(settings):
     """MLflow 3: a version registered from a logged model gets the eval metrics on that model
     (its linked run metrics) and the run lists the model as an input."""
-    import mlflow
-
     from registry.eval_runs import eval_runs, latest_quality, record_eval
     from registry.store import open_registry
 
     ctx = open_registry(settings)
     client = ctx.client
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(ctx.tracking_uri)  # the registry resolves models:/m-... through the global client
-    try:
-        ctx.ensure_model()
-        exp = ctx.experiment_id()
-        run = client.create_run(exp)
-        model = client.create_logged_model(exp, name="snapshot", source_run_id=run.info.run_id)
+    ctx.ensure_model()
+    exp = ctx.experiment_id()
+    run = client.create_run(exp)
+    model = client.create_logged_model(exp, name="snapshot", source_run_id=run.info.run_id)
+    with pytest.MonkeyPatch.context() as mp:  # the registry resolves models:/m-... with a default client
+        mp.setenv("MLFLOW_TRACKING_URI", ctx.tracking_uri)  # (not mlflow.set_tracking_uri: that one stays set)
         mv = client.create_model_version(ctx.model_name, source=f"models:/{model.model_id}", run_id=run.info.run_id)
-    finally:
-        mlflow.set_tracking_uri(previous)
     report = {"miou": 0.625, "pixel_accuracy": 0.75, "segment_accuracy": 0.5, "images": 2, "masks_from": "gt",
               "per_class_iou": {"sky": 0.5, "road|street": 0.75}, "per_class_pixels": {"sky": 10, "road|street": 30}}
     rec = record_eval(ctx, int(mv.version), report, dataset={"format": "semantic-png", "root": "/d/val", "dataset": "val"})
