@@ -33,7 +33,7 @@ def open_context(settings: Settings, ws: Optional[Workspace] = None):
         return None
     from registry.store import open_registry
 
-    return open_registry(settings, ws)
+    return open_registry(settings, ws, command="dashboard")
 
 
 def releases_overview(settings: Settings, ws: Optional[Workspace] = None) -> dict:

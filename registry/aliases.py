@@ -4,10 +4,15 @@ Each alias has a registered-model tag `knnclip.alias_history.<alias>` holding JS
 `{"stack": [versions that held it, oldest first], "log": [recent moves]}`. The tag lives
 in the MLflow store itself, so the history survives restarts and works with any tracking
 URI. `rollback` pops the current holder and gives the alias back to the one before. A move
-is a read-modify-write of that tag, so moves of one model's aliases take a workspace lock:
-two processes on this machine cannot lose each other's history entries (processes on other
-machines sharing a remote tracking server are not covered). A history that cannot be
-read raises AliasHistoryError and the alias is not moved, so it is never overwritten.
+is a read-modify-write of that tag, so moves of one model's aliases take a workspace lock
+(`knnclip_core.locks.workspace_lock`). A history that cannot be read raises
+AliasHistoryError and the alias is not moved, so it is never overwritten.
+
+An alias moved outside knnclip (`set_registered_model_alias` in the MLflow UI or API)
+bypasses the gate and this history. Every knnclip command that reads or moves aliases
+compares each alias's holder with the history's last recorded holder (`check_aliases`);
+on a difference it records an `out-of-band` entry (from, to, when and by which command it
+was found), puts the new holder on the stack, and warns, before doing anything else.
 """
 from __future__ import annotations
 
@@ -29,6 +34,7 @@ from .store import RegistryContext, is_missing
 logger = logging.getLogger(__name__)
 
 HISTORY_TAG = "knnclip.alias_history.{alias}"
+OUT_OF_BAND = "out-of-band"
 MAX_STACK = 100
 MAX_LOG = 50
 LOCK_TIMEOUT_S = 30.0
@@ -53,16 +59,84 @@ def read_history(ctx: RegistryContext, alias: str) -> dict:
             return {"stack": [], "log": []}
         raise AliasHistoryError(f"the history of alias {alias!r} of {ctx.model_name!r} cannot be read from "
                                 f"{ctx.tracking_uri} ({exc.error_code}), so the alias is left where it is") from exc
-    tag = HISTORY_TAG.format(alias=alias)
-    raw = (rm.tags or {}).get(tag)
+    return _parse_history(ctx, alias, (rm.tags or {}).get(HISTORY_TAG.format(alias=alias)))
+
+
+def _parse_history(ctx: RegistryContext, alias: str, raw: Optional[str]) -> dict:
     if not raw:
         return {"stack": [], "log": []}
     try:
         data = json.loads(raw)
         return {"stack": [int(v) for v in data["stack"]], "log": list(data["log"])}
     except (ValueError, TypeError, KeyError, AttributeError):
-        raise AliasHistoryError(f"tag {tag} of {ctx.model_name!r} is not a valid alias history; fix or delete it "
-                                f"before moving alias {alias!r}, so that its rollback stack is not overwritten") from None
+        raise AliasHistoryError(f"tag {HISTORY_TAG.format(alias=alias)} of {ctx.model_name!r} is not a valid alias "
+                                f"history; fix or delete it before moving alias {alias!r}, so that its rollback "
+                                f"stack is not overwritten") from None
+
+
+def recorded_holder(history: dict) -> Optional[int]:
+    """The version the history says holds the alias now (its last move, else the stack's top)."""
+    if history["log"]:
+        v = history["log"][-1].get("version")
+        return None if v is None else int(v)
+    return history["stack"][-1] if history["stack"] else None
+
+
+def check_aliases(ctx: RegistryContext, aliases: Optional[list[str]] = None) -> list[dict]:
+    """Find and record alias moves made outside knnclip (see module docstring) for `aliases`
+    (default: every alias the model has or had). One registry read when nothing moved.
+    Returns the out-of-band entries recorded now. A history that cannot be read is skipped
+    with a warning here (moves still refuse it)."""
+    try:
+        rm = ctx.client.get_registered_model(ctx.model_name)
+    except MlflowException as exc:
+        if is_missing(exc):
+            return []
+        raise
+    holders = {a: int(v) for a, v in (rm.aliases or {}).items()}
+    prefix = HISTORY_TAG.format(alias="")
+    names = set(holders) | {k[len(prefix):] for k in (rm.tags or {}) if k.startswith(prefix)}
+    suspects = []
+    for alias in sorted(names if aliases is None else names & set(aliases)):
+        try:
+            history = _parse_history(ctx, alias, (rm.tags or {}).get(HISTORY_TAG.format(alias=alias)))
+        except AliasHistoryError as exc:
+            logger.warning("%s", exc)
+            continue
+        if holders.get(alias) != recorded_holder(history):
+            suspects.append(alias)
+    if not suspects:
+        return []
+    found = []
+    with _alias_lock(ctx, f"{ctx.command} (recording an alias move made outside knnclip)"):
+        for alias in suspects:
+            entry = _reconcile(ctx, alias, read_history(ctx, alias), ctx.aliases().get(alias))
+            if entry:
+                found.append(entry)
+    return found
+
+
+def _reconcile(ctx: RegistryContext, alias: str, history: dict, holder: Optional[int]) -> Optional[dict]:
+    """Under the lock: when `holder` is not the history's recorded holder, append an
+    out-of-band entry (and the holder to the stack), write the history, warn. Returns the
+    entry or None. `history` is updated in place."""
+    was = recorded_holder(history)
+    if holder == was:
+        return None
+    entry = {"at": _now(), "action": OUT_OF_BAND, "version": holder, "previous": was, "by": "outside knnclip",
+             "detected_by": ctx.command, "detected_by_user": _user(),
+             "note": f"moved without the gate; found by `{ctx.command}`"}
+    if holder is not None and (not history["stack"] or history["stack"][-1] != holder):
+        history["stack"].append(holder)
+    history["log"].append(entry)
+    _write_history(ctx, alias, history)
+    logger.warning("alias %r of %r was moved outside knnclip (no gate, no history): %s -> %s; recorded in its "
+                   "history now (found by %s)", alias, ctx.model_name, _label(was), _label(holder), ctx.command)
+    return {"alias": alias, **entry}
+
+
+def _label(version: Optional[int]) -> str:
+    return "no version" if version is None else f"version {version}"
 
 
 def _write_history(ctx: RegistryContext, alias: str, history: dict) -> None:
@@ -101,9 +175,8 @@ def move_alias(ctx: RegistryContext, alias: str, version: int, action: str, note
 def _move(ctx: RegistryContext, alias: str, version: int, action: str, note: Optional[str]) -> dict:
     previous = ctx.aliases().get(alias)
     history = read_history(ctx, alias)
+    _reconcile(ctx, alias, history, previous)  # a move made outside knnclip is recorded first
     stack = history["stack"]
-    if previous is not None and (not stack or stack[-1] != previous):
-        stack.append(previous)  # moved outside knnclip: keep the holder we found
     ctx.client.set_registered_model_alias(ctx.model_name, alias, str(version))
     if not stack or stack[-1] != version:
         stack.append(version)
@@ -114,18 +187,45 @@ def _move(ctx: RegistryContext, alias: str, version: int, action: str, note: Opt
     return {"alias": alias, "version": version, "previous": previous}
 
 
-def rollback_alias(ctx: RegistryContext, alias: str) -> dict:
+def plan_rollback(ctx: RegistryContext, alias: str) -> dict:
+    """What `rollback_alias` would do now, after recording any out-of-band move: {'alias',
+    'current', 'target', 'stack', 'how_current' (the log entry that gave the current holder
+    the alias, or None), 'out_of_band' (entries recorded by this call), 'why'}. Raises
+    RollbackError when there is nothing to roll back to."""
+    found = check_aliases(ctx, [alias])
+    current = ctx.aliases().get(alias)
+    history = read_history(ctx, alias)
+    stack = list(history["stack"])
+    if current is None:
+        raise RollbackError(f"alias {alias!r} of {ctx.model_name!r} points at no version, so there is nothing to roll back")
+    if not stack or stack[-1] != current:
+        stack.append(current)
+    if len(stack) < 2:
+        raise RollbackError(f"no version held alias {alias!r} before version {current}, so there is nothing to roll back to")
+    target = stack[-2]
+    how = next((e for e in reversed(history["log"]) if e.get("version") == current), None)
+    why = f"version {target} held {alias!r} before version {current}"
+    if how:
+        why += (f"; version {current} got it by {how['action']} on {how.get('at')}"
+                + (f" (found by `{how['detected_by']}`)" if how.get("action") == OUT_OF_BAND else ""))
+    return {"alias": alias, "current": current, "target": target, "stack": stack, "how_current": how,
+            "out_of_band": found, "why": why}
+
+
+def rollback_alias(ctx: RegistryContext, alias: str, expect: Optional[tuple[int, int]] = None) -> dict:
     """Give `alias` back to the version that held it before the current one.
+    `expect` (current, target) from `plan_rollback`: refuse if the alias moved meanwhile.
     Returns {'alias', 'version', 'previous'}; raises RollbackError when there is none."""
     with _alias_lock(ctx, "rollback"):
-        return _rollback(ctx, alias)
+        return _rollback(ctx, alias, expect)
 
 
-def _rollback(ctx: RegistryContext, alias: str) -> dict:
+def _rollback(ctx: RegistryContext, alias: str, expect: Optional[tuple[int, int]]) -> dict:
     current = ctx.aliases().get(alias)
     if current is None:
         raise RollbackError(f"alias {alias!r} of {ctx.model_name!r} points at no version, so there is nothing to roll back")
     history = read_history(ctx, alias)
+    _reconcile(ctx, alias, history, current)  # a move made outside knnclip is recorded first
     stack = history["stack"]
     if not stack or stack[-1] != current:
         stack.append(current)
@@ -133,6 +233,9 @@ def _rollback(ctx: RegistryContext, alias: str) -> dict:
     if not earlier:
         raise RollbackError(f"no version held alias {alias!r} before version {current}, so there is nothing to roll back to")
     target = earlier[-1]
+    if expect is not None and (current, target) != tuple(expect):
+        raise RollbackError(f"alias {alias!r} changed while the rollback waited (now version {current}, whose "
+                            f"predecessor is {target}); nothing was done, run the rollback again")
     ctx.model_version(target)
     ctx.client.set_registered_model_alias(ctx.model_name, alias, str(target))
     history["stack"] = earlier

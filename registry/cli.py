@@ -61,17 +61,23 @@ def register(sub) -> None:
     a.add_argument("--force", action="store_true", help="promote even when the quality gate refuses")
     add_json_flag(a)
     a.set_defaults(func=_promote)
-    a = rs.add_parser("rollback", help="give an alias back to the version that held it before")
+    a = rs.add_parser("rollback", help="give an alias back to the version that held it before (explains first; "
+                                       "asks on a terminal)")
     a.add_argument("--alias", default="production")
+    a.add_argument("--yes", action="store_true", help="do not ask for confirmation on a terminal")
     add_json_flag(a)
     a.set_defaults(func=_rollback)
+    a = rs.add_parser("history", help="the moves of an alias, newest first, with those made outside knnclip")
+    a.add_argument("--alias", default="production")
+    add_json_flag(a)
+    a.set_defaults(func=_history)
 
 
 def _ctx(args: argparse.Namespace):
     from .store import open_registry
 
     settings, ws = workspace_from_args(args)
-    return open_registry(settings, ws)
+    return open_registry(settings, ws, command=f"releases {args.releases_command}")
 
 
 @_one_sentence
@@ -114,6 +120,9 @@ def _show(args: argparse.Namespace) -> int:
              f"  embedder {m['embedder_id']}\n  lineage {json.dumps(m.get('lineage', {}), default=str)}\n"
              f"  quality {format_quality(res['quality'], long=True)}")
     human += "".join(f"\n  {line}" for line in history_lines(res["quality_history"], res["version"]))
+    for alias, hist in res["alias_history"].items():
+        human += f"\n  alias {alias}: " + " -> ".join(map(str, hist["stack"]))
+        human += "".join(f"\n    {_move_line(e)}" for e in reversed(hist["log"][-5:]))
     emit(args, res, human)
     return 0
 
@@ -148,12 +157,58 @@ def _promote(args: argparse.Namespace) -> int:
     return 0
 
 
+def _move_line(e: dict) -> str:
+    """One alias-history entry as a line."""
+    def v(x):
+        return "none" if x is None else str(x)
+    line = f"{e.get('at', '?')}  {e.get('action', '?'):<14} {v(e.get('previous'))} -> {v(e.get('version'))}"
+    if e.get("action") == "out-of-band":
+        return line + f"  made outside knnclip; found by `{e.get('detected_by')}` ({e.get('detected_by_user')})"
+    return line + f"  by {e.get('by', '?')}" + (f": {e['note']}" if e.get("note") else "")
+
+
+@_one_sentence
+def _history(args: argparse.Namespace) -> int:
+    from .aliases import check_aliases, read_history
+
+    ctx = _ctx(args)
+    check_aliases(ctx, [args.alias])
+    hist = read_history(ctx, args.alias)
+    res = {"alias": args.alias, "holder": ctx.aliases().get(args.alias), "stack": hist["stack"],
+           "log": list(reversed(hist["log"]))}
+    lines = [f"alias {args.alias} -> version {res['holder']}; rollback stack " + (" -> ".join(map(str, hist["stack"])) or "-")]
+    emit(args, res, "\n".join(lines + [f"  {_move_line(e)}" for e in res["log"]]))
+    return 0
+
+
 @_one_sentence
 def _rollback(args: argparse.Namespace) -> int:
+    import sys
+
+    from .aliases import plan_rollback
     from .releases import rollback
 
-    res = rollback(_ctx(args), alias=args.alias)
-    emit(args, res, f"alias {res['alias']} rolled back to version {res['version']} (was {res['previous']})")
+    ctx = _ctx(args)
+    plan = plan_rollback(ctx, args.alias)
+    how = plan["how_current"]
+    text = [f"rollback of alias {plan['alias']!r} of {ctx.model_name!r}:",
+            f"  now:    version {plan['current']}" + (f" ({_move_line(how)})" if how else ""),
+            f"  target: version {plan['target']}",
+            f"  why:    {plan['why']}",
+            f"  rollback stack (oldest first): {' -> '.join(map(str, plan['stack']))}"]
+    text += [f"  warning: alias moved outside knnclip, {e['previous']} -> {e['version']}, without the gate; recorded "
+             f"in the history now" for e in plan["out_of_band"]]
+    out = sys.stderr if args.json else sys.stdout
+    out.write("\n".join(text) + "\n")
+    out.flush()
+    if not args.yes and sys.stdin.isatty() and sys.stdout.isatty():
+        answer = input(f"Roll {plan['alias']!r} back from version {plan['current']} to version {plan['target']}? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            emit(args, {**plan, "done": False}, "nothing done")
+            return 1
+    res = rollback(ctx, alias=args.alias, expect=(plan["current"], plan["target"]))
+    emit(args, {**res, "plan": plan, "done": True},
+         f"alias {res['alias']} rolled back to version {res['version']} (was {res['previous']})")
     return 0
 
 

@@ -66,7 +66,7 @@ def _context(settings: Optional[Settings], model_name: Optional[str], ctx: Optio
         return ctx
     base = ctx or open_registry(settings)
     return RegistryContext(base.client, base.tracking_uri, model_name or base.model_name, base.settings, base.ws,
-                           base.artifact_location)
+                           base.artifact_location, base.command)
 
 
 def resolve_ref(ref: str | int, settings: Optional[Settings] = None, ctx: Optional[RegistryContext] = None) -> int:

@@ -1,6 +1,8 @@
-"""Publish: a snapshot folder becomes an MLflow run (params, metrics, the snapshot and the
-curation/validation reports as artifacts) and a new version of the registered model,
-tagged with its counts, embedder and lineage; the publish alias (staging) moves to it."""
+"""Publish: a snapshot folder becomes an MLflow run (params, metrics, the snapshot, the
+curation/validation reports and `provenance.json` as artifacts, one dataset input per source
+batch) and a new version of the registered model with a markdown description (see
+registry.describe) and three lookup tags (embedder id, manifest sha256, content
+fingerprint); the publish alias (staging) moves to it."""
 from __future__ import annotations
 
 import hashlib
@@ -24,6 +26,8 @@ from knnclip_core.workspace import Workspace
 
 from . import store
 from .aliases import move_alias
+from .describe import change_lines, changes, describe, previous_parts, row_changes
+from .provenance import dataset_inputs, log_provenance, provenance_record, release_facts
 from .store import RegistryContext, check_alias, open_registry
 
 logger = logging.getLogger(__name__)
@@ -49,9 +53,11 @@ def find_reports(reports_dir: Path) -> list[Path]:
 
 def publish_snapshot(ctx: RegistryContext, snapshot_dir: str | Path, alias: Optional[str] = None,
                      reports: Sequence[Path] = (), backbone: Optional[str] = None,
-                     fingerprint: Optional[str] = None) -> dict:
+                     fingerprint: Optional[str] = None, frames: Optional[dict] = None) -> dict:
     """Register a verified snapshot folder as a new version of `ctx.model_name`.
 
+    `frames` maps (dataset, batch) to a DataFrame of the rows taken from that batch (logged as
+    the run's dataset inputs; without one a source is logged by name only).
     Returns {'version', 'model_name', 'uri', 'run_id', 'alias', 'previous', 'vectors',
     'classes', 'factory', 'recall_at_10', 'embedder_id'}. Raises VerificationError when the
     folder does not verify."""
@@ -60,6 +66,7 @@ def publish_snapshot(ctx: RegistryContext, snapshot_dir: str | Path, alias: Opti
     alias = check_alias(alias if alias is not None else ctx.settings.publish.alias)
     client = ctx.client
     lineage = manifest.get("lineage") or {}
+    backbone = backbone or lineage.get("backbone")
     fail_interrupted_runs(ctx)
     owner = owner_identity()
     run = client.create_run(ctx.experiment_id(), run_name=f"publish-{manifest['created']}",
@@ -72,7 +79,7 @@ def publish_snapshot(ctx: RegistryContext, snapshot_dir: str | Path, alias: Opti
                   "byte_budget": manifest["build"].get("byte_budget"), "recall_floor": manifest["build"]["recall_floor"],
                   "nlist": manifest["build"].get("nlist"), "chosen_by": manifest["build"]["chosen_by"],
                   "lance_version": lineage.get("lance_version"), "lance_tag": lineage.get("lance_tag"),
-                  "backbone": backbone or lineage.get("backbone")}
+                  "backbone": backbone}
         metrics = {"vectors": manifest["vectors"], "classes": manifest["classes"],
                    "recall_at_10": manifest["recall_at_10"], "index_bytes": manifest["bytes"]["index"],
                    "bytes_ratio_to_flat": manifest["bytes"]["ratio_to_flat"],
@@ -83,19 +90,21 @@ def publish_snapshot(ctx: RegistryContext, snapshot_dir: str | Path, alias: Opti
         for report in reports:
             client.log_artifact(run_id, str(report), artifact_path="reports")
         ctx.ensure_model()
-        tags = {store.TAG_VECTORS: manifest["vectors"], store.TAG_CLASSES: manifest["classes"],
-                store.TAG_EMBEDDER: manifest["embedder_id"], store.TAG_FACTORY: manifest["factory"],
-                store.TAG_RECALL: manifest["recall_at_10"], store.TAG_CREATED: manifest["created"],
-                store.TAG_MANIFEST_SHA: sha256_file(snapshot_dir / MANIFEST_FILE),
-                store.TAG_LINEAGE: json.dumps(lineage, sort_keys=True, default=str)[:50_000]}
-        if backbone or lineage.get("backbone"):
-            tags[store.TAG_BACKBONE] = backbone or lineage.get("backbone")
+        latest = ctx.latest_version()
+        previous = int(latest.version) if latest is not None else None
+        manifest_sha = sha256_file(snapshot_dir / MANIFEST_FILE)
+        record = provenance_record(manifest, manifest_sha, ctx.settings, backbone, fingerprint, previous)
+        log_provenance(ctx, run_id, record)
+        inputs = dataset_inputs(record["sources"], frames)
+        for start in range(0, len(inputs), 100):
+            client.log_inputs(run_id, datasets=inputs[start:start + 100])
+        tags = {store.TAG_EMBEDDER: manifest["embedder_id"], store.TAG_MANIFEST_SHA: manifest_sha}
         if fingerprint:
             tags[store.TAG_FINGERPRINT] = fingerprint
         mv = client.create_model_version(ctx.model_name, source=f"{run.info.artifact_uri}/{SNAPSHOT_ARTIFACT}",
-                                         run_id=run_id, tags={k: str(v) for k, v in tags.items()},
-                                         description=f"{manifest['vectors']} vectors, {manifest['classes']} classes, "
-                                                     f"{manifest['factory']}")
+                                         run_id=run_id, tags=tags,
+                                         description=describe(manifest, record,
+                                                              _changes_since(ctx, previous, manifest, snapshot_dir)))
         version = int(mv.version)
         client.set_tag(run_id, "knnclip.model_version", str(version))
         moved = move_alias(ctx, alias, version, action="publish") if alias else {"previous": None}
@@ -109,6 +118,25 @@ def publish_snapshot(ctx: RegistryContext, snapshot_dir: str | Path, alias: Opti
             "vectors": manifest["vectors"], "classes": manifest["classes"], "factory": manifest["factory"],
             "recall_at_10": manifest["recall_at_10"], "embedder_id": manifest["embedder_id"],
             "bytes": manifest["bytes"]["index"]}
+
+
+def _changes_since(ctx: RegistryContext, previous: Optional[int], manifest: dict, snapshot_dir: Path) -> list[str]:
+    """The description's 'Changes' lines against version `previous` (read without the index)."""
+    if previous is None:
+        return change_lines(None, None, None)
+    import pyarrow.parquet as pq
+    from mlflow.exceptions import MlflowException
+
+    from knnclip_core.index.snapshot import LABELS_FILE
+
+    try:
+        old_manifest, old_ids = previous_parts(ctx, previous)
+        ids = pq.read_table(snapshot_dir / LABELS_FILE, columns=["segment_id"]).column("segment_id").to_pylist()
+        return change_lines(previous, changes(old_manifest, manifest), row_changes(old_ids, ids))
+    except (KnnclipError, MlflowException, OSError, KeyError, ValueError) as exc:
+        logger.warning("the description of the new version cannot say what changed since version %s: %s",
+                       previous, exc)
+        return change_lines(previous, None, None, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
 
 
 def fail_interrupted_runs(ctx: RegistryContext) -> list[str]:
@@ -164,12 +192,12 @@ def reuse_latest(ctx: RegistryContext, fingerprint: str, alias: Optional[str]) -
     previous = ctx.aliases().get(alias) if alias else None
     if alias and previous != version:
         move_alias(ctx, alias, version, action="publish")
-    t = mv.tags or {}
+    facts = release_facts(ctx, [mv])[version]
     return {"version": version, "model_name": ctx.model_name, "uri": f"models:/{ctx.model_name}/{version}",
             "run_id": mv.run_id, "alias": alias or None, "previous": previous, "reused": True,
-            "vectors": int(t.get(store.TAG_VECTORS, 0)), "classes": int(t.get(store.TAG_CLASSES, 0)),
-            "factory": t.get(store.TAG_FACTORY), "recall_at_10": float(t.get(store.TAG_RECALL, "nan")),
-            "embedder_id": t.get(store.TAG_EMBEDDER)}
+            "vectors": facts["vectors"] or 0, "classes": facts["classes"] or 0, "factory": facts["factory"],
+            "recall_at_10": facts["recall_at_10"] if facts["recall_at_10"] is not None else float("nan"),
+            "embedder_id": facts["embedder_id"]}
 
 
 def thing_classes(ws: Workspace, vocabulary: set[str]) -> list[str]:
@@ -181,6 +209,36 @@ def thing_classes(ws: Workspace, vocabulary: set[str]) -> list[str]:
     with session_scope(ws.catalog_url) as s:
         rows = s.exec(select(ClassName.name).where(ClassName.is_thing == True)).all()  # noqa: E712
     return sorted(set(rows) & vocabulary)
+
+
+def source_frames(kept) -> dict:
+    """(dataset, batch) -> DataFrame (segment_id, class_name) of the kept rows taken from it."""
+    import pandas as pd
+
+    df = pd.DataFrame({"segment_id": list(map(str, kept.ids)), "class_name": list(map(str, kept.class_names)),
+                       "dataset": list(map(str, kept.datasets)), "batch": list(map(str, kept.batch_ids))})
+    return {key: part[["segment_id", "class_name"]].reset_index(drop=True)
+            for key, part in df.groupby(["dataset", "batch"], sort=True)}
+
+
+def batch_sources(ws: Workspace, frames: dict) -> list[dict]:
+    """One record per (dataset, batch) of `frames`: rows published, and from the catalog the
+    batch's source path, format, content hash, images and segments (None when unknown)."""
+    from sqlmodel import select
+
+    from knnclip_core.catalog import IngestBatch, session_scope
+
+    ids = sorted({batch for _, batch in frames})
+    with session_scope(ws.catalog_url) as s:
+        known = {b.id: b for b in s.exec(select(IngestBatch).where(IngestBatch.id.in_(ids))).all()} if ids else {}
+        out = []
+        for (dataset, batch), frame in frames.items():
+            b = known.get(batch)
+            out.append({"dataset": dataset, "batch": batch, "rows": len(frame),
+                        "source": b.source if b else None, "format": b.format if b else None,
+                        "content_hash": b.content_hash if b else None, "images": b.images if b else None,
+                        "segments": b.segments if b else None})
+    return out
 
 
 def publish(settings: Settings, ws: Workspace, backbone: Optional[str] = None, alias: Optional[str] = None,
@@ -204,14 +262,17 @@ def publish(settings: Settings, ws: Workspace, backbone: Optional[str] = None, a
     if len(kept.ids) == 0:
         raise KnnclipError(f"the memory of backbone {backbone!r} has no kept rows; run `knnclip curate` first")
     lineage = {"backbone": backbone, "lance_version": kept.lance_version, "lance_tag": kept.lance_tag,
-               "batches": sorted(set(map(str, kept.batch_ids))), "datasets": sorted(set(map(str, kept.datasets)))}
+               "batches": sorted(set(map(str, kept.batch_ids))), "datasets": sorted(set(map(str, kept.datasets))),
+               "memory_table": kept.table_name}
+    frames = source_frames(kept)
+    lineage["sources"] = batch_sources(ws, frames)
     budget = int(settings.curate.budget_mb * 1_000_000) if settings.curate.budget_mb else None
     names = list(kept.class_names)  # one per row
     lineage["thing_classes"] = thing_classes(ws, set(names))
     factory = index or settings.publish.index
     fingerprint = content_fingerprint(embedder_id, kept.ids, names, {"factory": factory, "byte_budget": budget,
                                                                      "recall_floor": settings.publish.recall_floor})
-    ctx = open_registry(settings, ws)
+    ctx = open_registry(settings, ws, command="publish")
     reused = reuse_latest(ctx, fingerprint, alias)
     if reused is not None:
         logger.info("memory unchanged since version %d: no new release", reused["version"])
@@ -222,6 +283,6 @@ def publish(settings: Settings, ws: Workspace, backbone: Optional[str] = None, a
                        lineage=lineage, factory=factory, byte_budget=budget,
                        recall_floor=settings.publish.recall_floor, provenance=kept.provenance)
         return publish_snapshot(ctx, work / "snapshot", alias=alias, reports=find_reports(ws.reports_dir),
-                                backbone=backbone, fingerprint=fingerprint)
+                                backbone=backbone, fingerprint=fingerprint, frames=frames)
     finally:
         shutil.rmtree(work, ignore_errors=True)

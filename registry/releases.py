@@ -10,9 +10,11 @@ from knnclip_core.errors import VerificationError
 
 from . import store
 from .eval_runs import eval_runs, latest_quality, quality_history
-from .aliases import move_alias, read_history, rollback_alias
+from .aliases import check_aliases, move_alias, read_history, rollback_alias
+from .describe import changes
 from .gate import Evaluator, default_evaluator, run_gate
 from .load import parse_ref, resolve_ref
+from .provenance import read_provenance, release_facts
 from .store import RegistryContext, check_alias
 
 logger = logging.getLogger(__name__)
@@ -22,25 +24,18 @@ def _created(mv) -> str:
     return dt.datetime.fromtimestamp(mv.creation_timestamp / 1000, dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def _int(value) -> Optional[int]:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def _summary(mv, aliases_by_version: dict[int, list[str]]) -> dict:
-    tags = mv.tags or {}
+def _summary(mv, aliases_by_version: dict[int, list[str]], facts: dict) -> dict:
     version = int(mv.version)
-    recall = tags.get(store.TAG_RECALL)
+    f = facts[version]  # registry.provenance.release_facts: the run's figures, old tags as a fallback
     return {"version": version, "aliases": sorted(aliases_by_version.get(version, [])),
-            "classes": _int(tags.get(store.TAG_CLASSES)), "vectors": _int(tags.get(store.TAG_VECTORS)),
-            "created": _created(mv), "embedder_id": tags.get(store.TAG_EMBEDDER),
-            "backbone": tags.get(store.TAG_BACKBONE), "factory": tags.get(store.TAG_FACTORY),
-            "recall_at_10": float(recall) if recall else None, "run_id": mv.run_id, "status": mv.status}
+            "classes": f["classes"], "vectors": f["vectors"],
+            "created": _created(mv), "embedder_id": f["embedder_id"],
+            "backbone": f["backbone"], "factory": f["factory"],
+            "recall_at_10": f["recall_at_10"], "run_id": mv.run_id, "status": mv.status}
 
 
 def _by_version(ctx: RegistryContext) -> dict[int, list[str]]:
+    check_aliases(ctx)  # records (and warns about) alias moves made outside knnclip
     out: dict[int, list[str]] = {}
     for alias, version in ctx.aliases().items():
         out.setdefault(version, []).append(alias)
@@ -53,7 +48,8 @@ def list_releases(ctx: RegistryContext) -> list[dict]:
     versions = ctx.client.search_model_versions(f"name = '{ctx.model_name}'")
     by_version = _by_version(ctx)
     quality = latest_quality(ctx)
-    rows = [dict(_summary(mv, by_version), quality=quality.get(int(mv.version))) for mv in versions]
+    facts = release_facts(ctx, versions)
+    rows = [dict(_summary(mv, by_version, facts), quality=quality.get(int(mv.version))) for mv in versions]
     return sorted(rows, key=lambda r: r["version"])
 
 
@@ -75,9 +71,11 @@ def show_release(ctx: RegistryContext, ref: str | int) -> dict:
     (registry.eval_runs.quality_history, across versions) of one release."""
     version = resolve_ref(ref, ctx=ctx)
     mv = ctx.model_version(version)
-    out = _summary(mv, _by_version(ctx))
+    out = _summary(mv, _by_version(ctx), release_facts(ctx, [mv]))
     out["tags"] = {k: v for k, v in (mv.tags or {}).items()}
     out["source"] = mv.source
+    out["description"] = mv.description
+    out["provenance"] = read_provenance(ctx, version)
     out["manifest"] = read_manifest(ctx, version)
     out["alias_history"] = {a: read_history(ctx, a) for a in out["aliases"]}
     runs = eval_runs(ctx)
@@ -92,19 +90,7 @@ def diff_releases(ctx: RegistryContext, a: str | int, b: str | int) -> dict:
     embedder, index and totals. Returns a JSON-ready dict."""
     va, vb = resolve_ref(a, ctx=ctx), resolve_ref(b, ctx=ctx)
     ma, mb = read_manifest(ctx, va), read_manifest(ctx, vb)
-    ca, cb = ma.get("class_counts", {}), mb.get("class_counts", {})
-    changed = {name: {"a": ca[name], "b": cb[name], "delta": cb[name] - ca[name]}
-               for name in sorted(set(ca) & set(cb)) if ca[name] != cb[name]}
-    return {"a": va, "b": vb,
-            "added": {name: cb[name] for name in sorted(set(cb) - set(ca))},
-            "removed": {name: ca[name] for name in sorted(set(ca) - set(cb))},
-            "changed": changed,
-            "unchanged_classes": len(set(ca) & set(cb)) - len(changed),
-            "embedder": {"a": ma["embedder_id"], "b": mb["embedder_id"], "changed": ma["embedder_id"] != mb["embedder_id"]},
-            "factory": {"a": ma["factory"], "b": mb["factory"]},
-            "vectors": {"a": ma["vectors"], "b": mb["vectors"], "delta": mb["vectors"] - ma["vectors"]},
-            "classes": {"a": ma["classes"], "b": mb["classes"], "delta": mb["classes"] - ma["classes"]},
-            "lineage": {"a": ma.get("lineage", {}), "b": mb.get("lineage", {})}}
+    return {"a": va, "b": vb, **changes(ma, mb)}
 
 
 def promote(ctx: RegistryContext, ref: str | int, alias: str = "production", force: bool = False,
@@ -137,9 +123,10 @@ def promote(ctx: RegistryContext, ref: str | int, alias: str = "production", for
     return {**moved, "gate": gate, "changed": True}
 
 
-def rollback(ctx: RegistryContext, alias: str = "production") -> dict:
-    """Give `alias` back to the version that held it before. Returns {'alias', 'version', 'previous'}."""
-    return rollback_alias(ctx, alias)
+def rollback(ctx: RegistryContext, alias: str = "production", expect: Optional[tuple[int, int]] = None) -> dict:
+    """Give `alias` back to the version that held it before (see aliases.plan_rollback for
+    `expect`). Returns {'alias', 'version', 'previous'}."""
+    return rollback_alias(ctx, alias, expect)
 
 
 __all__ = ["diff_releases", "list_releases", "parse_ref", "promote", "read_manifest", "rollback", "show_release"]

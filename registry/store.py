@@ -1,5 +1,7 @@
 """Where releases live: the MLflow tracking/registry store, the experiment of publish runs,
-the registered model, and the tag names knnclip writes on versions."""
+the registered model, and the few tag names knnclip writes on versions (the rest of what
+describes a release is its run's params/metrics and its `provenance.json`, see
+registry.provenance)."""
 from __future__ import annotations
 
 import logging
@@ -22,17 +24,18 @@ logger = logging.getLogger(__name__)
 
 EXPERIMENT_NAME = "knnclip-releases"
 TAG_PREFIX = "knnclip."
-# Tags on each model version (all strings).
+# Tags on each model version (all strings), kept for lookups by code.
+TAG_EMBEDDER = "knnclip.embedder_id"
+TAG_MANIFEST_SHA = "knnclip.manifest_sha256"
+TAG_FINGERPRINT = "knnclip.content_fingerprint"  # what was published: embedder, rows, classes, index settings
+# Written by older versions only, still read as a fallback (now in the run and provenance.json).
 TAG_VECTORS = "knnclip.vectors"
 TAG_CLASSES = "knnclip.classes"
-TAG_EMBEDDER = "knnclip.embedder_id"
 TAG_BACKBONE = "knnclip.backbone"
 TAG_FACTORY = "knnclip.factory"
 TAG_RECALL = "knnclip.recall_at_10"
-TAG_MANIFEST_SHA = "knnclip.manifest_sha256"
 TAG_CREATED = "knnclip.created"
 TAG_LINEAGE = "knnclip.lineage"
-TAG_FINGERPRINT = "knnclip.content_fingerprint"  # what was published: embedder, rows, classes, index settings
 
 
 class ReleaseNotFoundError(KnnclipError):
@@ -49,6 +52,7 @@ class RegistryContext:
     settings: Settings
     ws: Workspace
     artifact_location: Optional[str]
+    command: str = "knnclip"  # the command using the registry, recorded when it finds an out-of-band alias move
 
     def experiment_id(self, name: str = EXPERIMENT_NAME) -> str:
         """Id of experiment `name` (default: the publish experiment), created on first use."""
@@ -130,9 +134,10 @@ def default_tracking_uri(ws: Workspace) -> str:
 
 
 def open_registry(settings: Optional[Settings] = None, ws: Optional[Workspace] = None,
-                  model_name: Optional[str] = None) -> RegistryContext:
+                  model_name: Optional[str] = None, command: str = "knnclip") -> RegistryContext:
     """Bind an MlflowClient to the configured store (default: SQLite + local artifacts in the
-    workspace; any MLflow tracking URI through MLFLOW_TRACKING_URI)."""
+    workspace; any MLflow tracking URI through MLFLOW_TRACKING_URI). `command` names the
+    caller in alias-history entries (e.g. 'releases list', 'dashboard')."""
     settings = settings or load_settings()
     ws = ws or Workspace.from_settings(settings).ensure()
     uri = default_tracking_uri(ws)
@@ -146,4 +151,5 @@ def open_registry(settings: Optional[Settings] = None, ws: Optional[Workspace] =
 
     ensure_sqlite_schema(ws, uri)  # atomic, locked: a kill or a race cannot leave a half-made store
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    return RegistryContext(client, uri, model_name or settings.publish.model_name, settings, ws, artifact_location)
+    return RegistryContext(client, uri, model_name or settings.publish.model_name, settings, ws, artifact_location,
+                           command)

@@ -9,6 +9,7 @@ downloaded again until the alias moves; rollback is followed like any other move
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Optional
 
@@ -18,6 +19,7 @@ from knnclip_core.segment.release import EmbedderCache, LoadedRelease, segmenter
 from knnclip_core.segment.segmenter import SegmentParams
 
 from . import store
+from .aliases import check_aliases
 from .load import load_release, parse_ref, resolve_ref
 from .store import open_registry
 
@@ -34,7 +36,7 @@ class RegistryReleaseSource:
         self.params = params or SegmentParams.from_settings(self.settings)
         self.embedders = embedders or EmbedderCache(self.settings.embed.device, self.settings)
         self.backbone = backbone
-        self.ctx = open_registry(self.settings)
+        self.ctx = open_registry(self.settings, command="worker poll")
         self.model_name, _, self.alias = parse_ref(self.ref, self.ctx.model_name)
         self._failed: Optional[tuple[str, KnnclipError]] = None
 
@@ -46,17 +48,28 @@ class RegistryReleaseSource:
         version = self.current_version()
         if version == known_version:
             return None
+        if self.alias:
+            self._record_outside_moves()
         if self._failed and self._failed[0] == version:
             raise self._failed[1]
         try:
             release = load_release(f"models:/{self.model_name}/{version}", ctx=self.ctx)
-            tags = self.ctx.model_version(int(version)).tags or {}
-            backbone = self.backbone or self.params.memory_backbone or tags.get(store.TAG_BACKBONE)
+            tags = self.ctx.model_version(int(version)).tags or {}  # versions before provenance.json: a tag
+            backbone = (self.backbone or self.params.memory_backbone
+                        or (release.snapshot.manifest.get("lineage") or {}).get("backbone") or tags.get(store.TAG_BACKBONE))
             seg = segmenter_for_snapshot(release.snapshot, self.params, self.embedders, backbone)
         except KnnclipError as exc:
             self._failed = (version, exc)
             raise
         return LoadedRelease(segmenter=seg, version=version, alias=self.alias, uri=release.uri)
+
+    def _record_outside_moves(self) -> None:
+        """On an alias change, record it in the history if it was made outside knnclip
+        (registry.aliases.check_aliases); never stops a swap."""
+        try:
+            check_aliases(dataclasses.replace(self.ctx, model_name=self.model_name), [self.alias])
+        except Exception as exc:  # noqa: BLE001 - recording is best effort for the worker
+            logger.warning("could not check the history of alias %r: %s", self.alias, exc)
 
 
 def load_segmenter(ref: str, settings: Optional[Settings] = None, params: Optional[SegmentParams] = None):
