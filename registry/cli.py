@@ -181,6 +181,13 @@ def _history(args: argparse.Namespace) -> int:
     return 0
 
 
+def _interactive() -> bool:
+    """True when a person can answer a question (stdin and stdout are a terminal)."""
+    import sys
+
+    return sys.stdin.isatty() and sys.stdout.isatty()
+
+
 @_one_sentence
 def _rollback(args: argparse.Namespace) -> int:
     import sys
@@ -201,7 +208,7 @@ def _rollback(args: argparse.Namespace) -> int:
     out = sys.stderr if args.json else sys.stdout
     out.write("\n".join(text) + "\n")
     out.flush()
-    if not args.yes and sys.stdin.isatty() and sys.stdout.isatty():
+    if not args.yes and _interactive():
         answer = input(f"Roll {plan['alias']!r} back from version {plan['current']} to version {plan['target']}? [y/N] ")
         if answer.strip().lower() not in ("y", "yes"):
             emit(args, {**plan, "done": False}, "nothing done")

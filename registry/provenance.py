@@ -98,7 +98,9 @@ def dataset_inputs(sources: Sequence[dict], frames: Optional[dict] = None) -> li
         source = _dataset_source(src.get("source") or f"knnclip-batch:{src['batch']}")
         frame = (frames or {}).get((src.get("dataset"), src["batch"]))
         if frame is not None:
-            ds = mlflow.data.from_pandas(frame, source=source, name=name)
+            with warnings.catch_warnings():  # mlflow's digest code trips pandas' future-keyword warnings
+                warnings.simplefilter("ignore")
+                ds = mlflow.data.from_pandas(frame, source=source, name=name)
         else:
             digest = (src.get("content_hash") or "")[:36] or None
             ds = MetaDataset(source, name=name, digest=digest)
