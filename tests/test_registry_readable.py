@@ -14,16 +14,12 @@ from test_registry import EMB, seeded_snapshot
 
 
 @pytest.fixture
-def ctx(tmp_path, monkeypatch):
-    """A registry (SQLite + local artifacts) in a fresh workspace; model knnclip-memory."""
-    from knnclip_core.config import load_settings
+def ctx(settings, monkeypatch):
+    """A registry (SQLite + local artifacts) in the test's fresh workspace; model knnclip-memory."""
     from registry.store import open_registry
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    monkeypatch.delenv("KNNCLIP_CONFIG", raising=False)
-    home = tmp_path / "ws"
-    monkeypatch.setenv("KNNCLIP_HOME", str(home))
-    return open_registry(load_settings(home=str(home)))
+    return open_registry(settings)
 
 
 def knnclip(ctx, *argv: str) -> tuple[int, str, str]:
