@@ -11,6 +11,7 @@ import json
 import pytest
 
 from test_registry import EMB, seeded_snapshot
+from test_worker_registry import published  # noqa: F401 (fixture)
 
 
 @pytest.fixture
@@ -247,3 +248,20 @@ def test_published_version_describes_itself_from_catalog_and_memory(settings, wo
         assert json.loads(di.dataset.profile)["num_rows"] == n
         assert {t.key: t.value for t in di.tags}["mlflow.data.context"] == "training"
         assert json.loads(di.dataset.source)["uri"] == catalog[b].source
+
+
+def test_worker_poll_records_an_outside_move_when_it_swaps(settings, published):
+    from knnclip_core.segment.watcher import ReleaseWatcher
+    from registry.aliases import read_history
+    from registry.worker_source import RegistryReleaseSource
+
+    ctx, publish = published
+    v1 = publish("w1", "production")
+    v2 = publish("w2", "staging", extra_class="yellow")
+    watcher = ReleaseWatcher(RegistryReleaseSource("models:/knnclip-memory@production", settings), poll_seconds=1)
+    assert watcher.poll_once() and watcher.current.version == str(v1)
+    ctx.client.set_registered_model_alias(ctx.model_name, "production", str(v2))  # outside knnclip
+    assert watcher.poll_once() and watcher.current.version == str(v2)
+    entry = read_history(ctx, "production")["log"][-1]
+    assert (entry["action"], entry["previous"], entry["version"], entry["detected_by"]) == \
+        ("out-of-band", v1, v2, "worker poll")
