@@ -103,6 +103,7 @@ def promote(ctx: RegistryContext, ref: str | int, alias: str = "production", for
     beyond the tolerance unless `force`, ReleaseNotFoundError for an unknown release,
     VerificationError for a release whose snapshot fails its checksums (the alias does not move)."""
     check_alias(alias)
+    check_aliases(ctx, [alias])  # a move made outside knnclip is recorded before anything else
     version = resolve_ref(ref, ctx=ctx)
     if evaluator == "default":
         evaluator = default_evaluator(ctx.settings)

@@ -265,3 +265,14 @@ def test_worker_poll_records_an_outside_move_when_it_swaps(settings, published):
     entry = read_history(ctx, "production")["log"][-1]
     assert (entry["action"], entry["previous"], entry["version"], entry["detected_by"]) == \
         ("out-of-band", v1, v2, "worker poll")
+
+
+def test_promote_to_the_version_an_outside_move_chose_records_it(ctx, tmp_path):
+    from registry.aliases import read_history
+    from registry.releases import promote
+
+    three_promoted(ctx, tmp_path)
+    ctx.client.set_registered_model_alias(ctx.model_name, "production", "1")
+    assert promote(ctx, 1, "production", evaluator=None)["changed"] is False  # already there: nothing to move
+    entry = read_history(ctx, "production")["log"][-1]
+    assert (entry["action"], entry["previous"], entry["version"]) == ("out-of-band", 3, 1)
