@@ -110,7 +110,11 @@ def check_aliases(ctx: RegistryContext, aliases: Optional[list[str]] = None) -> 
     found = []
     with _alias_lock(ctx, f"{ctx.command} (recording an alias move made outside knnclip)"):
         for alias in suspects:
-            entry = _reconcile(ctx, alias, read_history(ctx, alias), ctx.aliases().get(alias))
+            try:
+                entry = _reconcile(ctx, alias, read_history(ctx, alias), ctx.aliases().get(alias))
+            except AliasHistoryError as exc:  # made unreadable meanwhile
+                logger.warning("%s", exc)
+                continue
             if entry:
                 found.append(entry)
     return found
