@@ -109,6 +109,7 @@ def _list(args: argparse.Namespace) -> int:
 
 @_one_sentence
 def _show(args: argparse.Namespace) -> int:
+    from .cli_aliases import move_line
     from .eval_runs import format_quality, history_lines
     from .releases import show_release
 
@@ -122,7 +123,7 @@ def _show(args: argparse.Namespace) -> int:
     human += "".join(f"\n  {line}" for line in history_lines(res["quality_history"], res["version"]))
     for alias, hist in res["alias_history"].items():
         human += f"\n  alias {alias}: " + " -> ".join(map(str, hist["stack"]))
-        human += "".join(f"\n    {_move_line(e)}" for e in reversed(hist["log"][-5:]))
+        human += "".join(f"\n    {move_line(e)}" for e in reversed(hist["log"][-5:]))
     emit(args, res, human)
     return 0
 
@@ -157,66 +158,18 @@ def _promote(args: argparse.Namespace) -> int:
     return 0
 
 
-def _move_line(e: dict) -> str:
-    """One alias-history entry as a line."""
-    def v(x):
-        return "none" if x is None else str(x)
-    line = f"{e.get('at', '?')}  {e.get('action', '?'):<14} {v(e.get('previous'))} -> {v(e.get('version'))}"
-    if e.get("action") == "out-of-band":
-        return line + f"  made outside knnclip; found by `{e.get('detected_by')}` ({e.get('detected_by_user')})"
-    return line + f"  by {e.get('by', '?')}" + (f": {e['note']}" if e.get("note") else "")
-
-
 @_one_sentence
 def _history(args: argparse.Namespace) -> int:
-    from .aliases import check_aliases, read_history
+    from .cli_aliases import history_command
 
-    ctx = _ctx(args)
-    check_aliases(ctx, [args.alias])
-    hist = read_history(ctx, args.alias)
-    res = {"alias": args.alias, "holder": ctx.aliases().get(args.alias), "stack": hist["stack"],
-           "log": list(reversed(hist["log"]))}
-    lines = [f"alias {args.alias} -> version {res['holder']}; rollback stack " + (" -> ".join(map(str, hist["stack"])) or "-")]
-    emit(args, res, "\n".join(lines + [f"  {_move_line(e)}" for e in res["log"]]))
-    return 0
-
-
-def _interactive() -> bool:
-    """True when a person can answer a question (stdin and stdout are a terminal)."""
-    import sys
-
-    return sys.stdin.isatty() and sys.stdout.isatty()
+    return history_command(args, _ctx(args))
 
 
 @_one_sentence
 def _rollback(args: argparse.Namespace) -> int:
-    import sys
+    from .cli_aliases import rollback_command
 
-    from .aliases import plan_rollback
-    from .releases import rollback
-
-    ctx = _ctx(args)
-    plan = plan_rollback(ctx, args.alias)
-    how = plan["how_current"]
-    text = [f"rollback of alias {plan['alias']!r} of {ctx.model_name!r}:",
-            f"  now:    version {plan['current']}" + (f" ({_move_line(how)})" if how else ""),
-            f"  target: version {plan['target']}",
-            f"  why:    {plan['why']}",
-            f"  rollback stack (oldest first): {' -> '.join(map(str, plan['stack']))}"]
-    text += [f"  warning: alias moved outside knnclip, {e['previous']} -> {e['version']}, without the gate; recorded "
-             f"in the history now" for e in plan["out_of_band"]]
-    out = sys.stderr if args.json else sys.stdout
-    out.write("\n".join(text) + "\n")
-    out.flush()
-    if not args.yes and _interactive():
-        answer = input(f"Roll {plan['alias']!r} back from version {plan['current']} to version {plan['target']}? [y/N] ")
-        if answer.strip().lower() not in ("y", "yes"):
-            emit(args, {**plan, "done": False}, "nothing done")
-            return 1
-    res = rollback(ctx, alias=args.alias, expect=(plan["current"], plan["target"]))
-    emit(args, {**res, "plan": plan, "done": True},
-         f"alias {res['alias']} rolled back to version {res['version']} (was {res['previous']})")
-    return 0
+    return rollback_command(args, _ctx(args))
 
 
 @_one_sentence

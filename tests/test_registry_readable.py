@@ -80,7 +80,7 @@ def test_out_of_band_move_is_recorded_shown_and_rolled_back_over(ctx, tmp_path):
 def test_rollback_finds_an_outside_move_itself_and_asks_on_a_terminal(ctx, tmp_path, monkeypatch):
     three_promoted(ctx, tmp_path)
     ctx.client.set_registered_model_alias(ctx.model_name, "production", "2")
-    monkeypatch.setattr("registry.cli._interactive", lambda: True)  # a person at a terminal
+    monkeypatch.setattr("registry.cli_aliases.interactive", lambda: True)  # a person at a terminal
     answers = iter(["n"])
     monkeypatch.setattr("builtins.input", lambda prompt="": next(answers))
     rc, out, _ = knnclip(ctx, "releases", "rollback")
