@@ -134,7 +134,8 @@ def _diff(args: argparse.Namespace) -> int:
 
     d = diff_releases(_ctx(args), args.a, args.b)
     lines = [f"release {d['a']} -> {d['b']}: vectors {d['vectors']['a']} -> {d['vectors']['b']}, "
-             f"classes {d['classes']['a']} -> {d['classes']['b']}"]
+             f"classes {d['classes']['a']} -> {d['classes']['b']}; rows {d['rows']['added']} added, "
+             f"{d['rows']['removed']} removed"]
     if d["embedder"]["changed"]:
         lines.append(f"  embedder changed: {d['embedder']['a']} -> {d['embedder']['b']}")
     lines += [f"  + {display_name(n)} ({c} vectors)" for n, c in d["added"].items()]

@@ -11,7 +11,7 @@ from knnclip_core.errors import VerificationError
 from . import store
 from .eval_runs import eval_runs, latest_quality, quality_history
 from .aliases import check_aliases, move_alias, read_history, rollback_alias
-from .describe import changes
+from .describe import changes, row_changes
 from .gate import Evaluator, default_evaluator, run_gate
 from .load import parse_ref, resolve_ref
 from .provenance import read_provenance, release_facts
@@ -57,12 +57,16 @@ def read_manifest(ctx: RegistryContext, version: int) -> dict:
     """manifest.json of a release, only after the release verifies: the manifest against the
     sha256 recorded on the version, every file against the manifest (see load.load_release;
     the snapshot is downloaded into the workspace cache if needed). Raises VerificationError."""
+    return _verified_snapshot(ctx, version).manifest
+
+
+def _verified_snapshot(ctx: RegistryContext, version: int):
     from .load import load_release
 
     tags = ctx.model_version(version).tags or {}
     if not tags.get(store.TAG_MANIFEST_SHA):
         raise VerificationError(f"release {version} has no recorded {MANIFEST_FILE} checksum, so it cannot be verified")
-    return load_release(version, ctx=ctx).snapshot.manifest
+    return load_release(version, ctx=ctx).snapshot
 
 
 def show_release(ctx: RegistryContext, ref: str | int) -> dict:
@@ -87,10 +91,10 @@ def show_release(ctx: RegistryContext, ref: str | int) -> dict:
 
 def diff_releases(ctx: RegistryContext, a: str | int, b: str | int) -> dict:
     """What changed from release a to b: classes added/removed, per-class vector counts changed,
-    embedder, index and totals. Returns a JSON-ready dict."""
+    embedder, index, totals and segment rows added/removed. Returns a JSON-ready dict."""
     va, vb = resolve_ref(a, ctx=ctx), resolve_ref(b, ctx=ctx)
-    ma, mb = read_manifest(ctx, va), read_manifest(ctx, vb)
-    return {"a": va, "b": vb, **changes(ma, mb)}
+    sa, sb = _verified_snapshot(ctx, va), _verified_snapshot(ctx, vb)
+    return {"a": va, "b": vb, **changes(sa.manifest, sb.manifest), "rows": row_changes(sa.segment_ids, sb.segment_ids)}
 
 
 def promote(ctx: RegistryContext, ref: str | int, alias: str = "production", force: bool = False,

@@ -171,7 +171,8 @@ def test_old_tag_based_versions_still_list_show_load_and_diff(ctx, tmp_path):
     assert shown["provenance"]["format"] == 0 and shown["provenance"]["memory"]["lance_version"] == 5
     assert shown["provenance"]["sources"] == [{"dataset": None, "batch": "b1", "rows": None}]
     assert load_release(v2, ctx=ctx, embedder_id=EMB).snapshot.ntotal == 7
-    assert diff_releases(ctx, v2, new)["added"] == {"c": 2}
+    d = diff_releases(ctx, v2, new)
+    assert d["added"] == {"c": 2} and d["rows"] == {"added": 9, "removed": 7, "kept": 0}
     text = ctx.model_version(new).description
     assert f"### Changes since version {v2}" in text and "classes added (1): c (2)" in text
     assert "rows: 9 added, 7 removed, 0 kept" in text  # seeded ids differ per snapshot
