@@ -58,7 +58,6 @@ def previous_parts(ctx: RegistryContext, version: int) -> tuple[dict, list[str]]
     (checked against the recorded manifest sha256 and the manifest). Raises
     VerificationError on a mismatch, MlflowException/OSError when they cannot be read."""
     import mlflow
-    import pyarrow.parquet as pq
 
     from knnclip_core.errors import VerificationError
 
@@ -74,8 +73,15 @@ def previous_parts(ctx: RegistryContext, version: int) -> tuple[dict, list[str]]
         manifest = json.loads(got[MANIFEST_FILE].read_text())
         if sha256_file(got[LABELS_FILE]) != manifest["files"][LABELS_FILE]["sha256"]:
             raise VerificationError(f"{LABELS_FILE} of release {version} does not match its manifest")
-        ids = pq.read_table(got[LABELS_FILE], columns=["segment_id"]).column("segment_id").to_pylist()
+        ids = segment_ids_of(got[LABELS_FILE])
     return manifest, ids
+
+
+def segment_ids_of(labels: Path) -> list[str]:
+    """The segment id of each row of a snapshot's labels file."""
+    import pyarrow.parquet as pq
+
+    return pq.read_table(labels, columns=["segment_id"]).column("segment_id").to_pylist()
 
 
 def _names(counts: dict, limit: int = MAX_ITEMS) -> str:

@@ -26,7 +26,7 @@ from knnclip_core.workspace import Workspace
 
 from . import store
 from .aliases import move_alias
-from .describe import change_lines, changes, describe, previous_parts, row_changes
+from .describe import change_lines, changes, describe, previous_parts, row_changes, segment_ids_of
 from .provenance import dataset_inputs, log_provenance, provenance_record, release_facts
 from .store import RegistryContext, check_alias, open_registry
 
@@ -124,14 +124,13 @@ def _changes_since(ctx: RegistryContext, previous: Optional[int], manifest: dict
     """The description's 'Changes' lines against version `previous` (read without the index)."""
     if previous is None:
         return change_lines(None, None, None)
-    import pyarrow.parquet as pq
     from mlflow.exceptions import MlflowException
 
     from knnclip_core.index.snapshot import LABELS_FILE
 
     try:
         old_manifest, old_ids = previous_parts(ctx, previous)
-        ids = pq.read_table(snapshot_dir / LABELS_FILE, columns=["segment_id"]).column("segment_id").to_pylist()
+        ids = segment_ids_of(snapshot_dir / LABELS_FILE)
         return change_lines(previous, changes(old_manifest, manifest), row_changes(old_ids, ids))
     except (KnnclipError, MlflowException, OSError, KeyError, ValueError) as exc:
         logger.warning("the description of the new version cannot say what changed since version %s: %s",
