@@ -138,6 +138,11 @@ def quality_lines(tags: dict) -> list[str]:
         if m:
             by_alias.setdefault(m["alias"], {})[m["name"]] = value
     out = [QUALITY_HEADING]
+    from .eval_runs import EVAL_EXPERIMENT, TAG_LATEST_MIOU, TAG_LATEST_RUN
+
+    if _is_number(tags.get(TAG_LATEST_MIOU)):
+        out.append(f"- latest evaluation: mIoU {float(tags[TAG_LATEST_MIOU]):.4f} (run `{tags.get(TAG_LATEST_RUN)}` "
+                   f"in experiment `{EVAL_EXPERIMENT}`)")
     for alias, fig in sorted(by_alias.items()):
         parts = [f"{label} {float(fig[name]):.4f}" for name, label in GATE_FIGURES if _is_number(fig.get(name))]
         if not parts:
@@ -152,7 +157,7 @@ def quality_lines(tags: dict) -> list[str]:
             line += f"; {decision['delta']:+.4f} vs version {decision.get('vs')}" + (" (forced)" if decision.get("force") else "")
         out.append(line)
     if len(out) == 1:
-        out.append("- not evaluated yet: the quality gate records figures here when a promotion evaluates this version")
+        out.append("- not evaluated yet: `knnclip eval` and the quality gate record figures here")
     return out
 
 
@@ -191,8 +196,20 @@ def describe(manifest: dict, record: dict, change: list[str], quality: Optional[
 
 
 def refresh_quality(ctx: RegistryContext, version: int) -> None:
-    """Rewrite the Quality section of `version`'s description from its gate tags (a
-    description without one, written by an older knnclip, gets the section appended)."""
+    """Rewrite the Quality section of `version`'s description from its evaluation and gate
+    tags (a description without one, written by an older knnclip, gets the section appended).
+    Best effort: a registry that refuses is logged, never raised (the figures are in the tags)."""
+    from mlflow.exceptions import MlflowException
+
+    from knnclip_core.errors import KnnclipError
+
+    try:
+        _refresh_quality(ctx, version)
+    except (MlflowException, KnnclipError) as exc:
+        logger.warning("the description of version %s keeps its old quality section: %s", version, exc)
+
+
+def _refresh_quality(ctx: RegistryContext, version: int) -> None:
     mv = ctx.model_version(version)
     text = mv.description or ""
     quality = "\n".join(quality_lines(mv.tags or {}))

@@ -110,6 +110,9 @@ def record_eval(ctx: RegistryContext, version: int, report: dict, confusion=None
     client.set_model_version_tag(ctx.model_name, str(int(version)), TAG_LATEST_RUN, run_id)
     if isinstance(report.get("miou"), (int, float)):
         client.set_model_version_tag(ctx.model_name, str(int(version)), TAG_LATEST_MIOU, f"{report['miou']:.4f}")
+    from .describe import refresh_quality
+
+    refresh_quality(ctx, version)  # the version's description shows the latest quality
     logger.info("evaluation of version %s recorded as MLflow run %s (experiment %s)", version, run_id, EVAL_EXPERIMENT)
     return {"run_id": run_id, "experiment_id": exp_id, "experiment": EVAL_EXPERIMENT,
             "run_name": run.info.run_name, "version": int(version), "model_id": model_id}

@@ -19,6 +19,7 @@ from knnclip_core.config import Settings
 from knnclip_core.errors import KnnclipError
 
 from .compare import task_regressions
+from .describe import refresh_quality
 from .store import RegistryContext
 
 logger = logging.getLogger(__name__)
@@ -103,19 +104,7 @@ def _log(ctx: RegistryContext, version: int, alias: str, figures: dict, role: st
         if mv.run_id and isinstance(value, (int, float)):
             ctx.client.log_metric(mv.run_id, f"gate_{alias}_{name}", float(value))
     ctx.client.set_model_version_tag(ctx.model_name, str(version), f"knnclip.gate.{alias}.role", role)
-    _describe(ctx, version)
-
-
-def _describe(ctx: RegistryContext, version: int) -> None:
-    """The figures in the version's description too (registry.describe); never fails the gate."""
-    from mlflow.exceptions import MlflowException
-
-    from .describe import refresh_quality
-
-    try:
-        refresh_quality(ctx, version)
-    except (MlflowException, KnnclipError) as exc:
-        logger.warning("the description of version %s keeps its old quality section: %s", version, exc)
+    refresh_quality(ctx, version)  # the figures in the version's description too
 
 
 def _log_tasks(ctx: RegistryContext, mv, alias: str, tasks: dict) -> None:
@@ -168,7 +157,7 @@ def run_gate(ctx: RegistryContext, candidate: int, alias: str, evaluator: Option
     ctx.client.set_model_version_tag(ctx.model_name, str(candidate), f"knnclip.gate.{alias}.decision",
                                      json.dumps({"vs": holder, "delta": result["delta"], "force": force,
                                                  "task_regressions": [r["task"] for r in regressions]}))
-    _describe(ctx, candidate)
+    refresh_quality(ctx, candidate)
     problems = []
     if delta < -tolerance:
         problems.append(f"version {candidate} scores {GATE_METRIC} {c:.4f} against {i:.4f} for version {holder} "

@@ -140,6 +140,18 @@ def test_quality_gate_figures_reach_the_description(ctx, tmp_path):
     assert "Provenance: `provenance.json`" in text  # the rest of the description is kept
 
 
+def test_an_evaluation_run_reaches_the_description(ctx, tmp_path):
+    from registry.eval_runs import record_eval
+    from registry.publish import publish_snapshot
+
+    v = publish_snapshot(ctx, seeded_snapshot(tmp_path / "e", {"a": 5, "b": 4}, 70), alias="")["version"]
+    report = {"miou": 0.4321, "segment_accuracy": 0.8, "images": 2, "per_class_iou": {"a": 0.5, "b": 0.3642}}
+    run_id = record_eval(ctx, v, report, dataset={"dataset": "val", "format": "semantic-png", "root": "/d/val"})["run_id"]
+    mv = ctx.model_version(v)
+    assert f"- latest evaluation: mIoU {float(mv.tags['knnclip.eval.latest_miou']):.4f} (run `{run_id}`" in mv.description
+    assert "0.4321" in mv.description and "not evaluated yet" not in mv.description
+
+
 def _old_style_version(ctx, snapshot_dir):
     """A version written as knnclip did before provenance.json: ten `knnclip.*` version tags
     (counts, embedder, index, recall, lineage, ...), a one-line description, no dataset inputs."""
