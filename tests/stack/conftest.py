@@ -1,0 +1,80 @@
+"""Session-scoped real servers for the `stack` tests: PostgreSQL, the S3 server, MLflow (and more in
+deploy/), all under one temporary root, stopped at the end. A missing PostgreSQL or moto skips the
+tests, or fails them under KNNCLIP_REQUIRE_DATA=1 (.ci/run installs both)."""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from conftest import require_or_skip
+from deploy import StackError, start_mlflow, start_postgres, start_s3
+from deploy.postgres import pg_bindir
+from deploy.s3 import install_hint, moto_path
+
+HERE = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if HERE in Path(str(item.fspath)).resolve().parents:
+            item.add_marker(pytest.mark.stack)
+
+
+def _start(what: str, fn, *args, **kwargs):
+    try:
+        return fn(*args, **kwargs)
+    except StackError as exc:
+        pytest.fail(f"{what} did not start: {exc}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def stack_root():
+    """A fresh root folder for every server's data and logs; traversable so that `postgres` can own its part."""
+    root = Path(tempfile.mkdtemp(prefix="knnclip-stack-"))
+    os.chmod(root, 0o755)
+    yield root
+    if os.environ.get("KNNCLIP_KEEP_STACK") != "1":
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pg_server(stack_root):
+    """A running PostgreSQL with databases catalog, mlflow and prefect."""
+    try:
+        pg_bindir()
+    except StackError as exc:
+        require_or_skip(str(exc))
+    pg = _start("PostgreSQL", start_postgres, stack_root)
+    yield pg
+    pg.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_server(stack_root):
+    """A running S3 server (moto) with the bucket `knnclip`."""
+    if not (moto_path() / "moto" / "server.py").exists():
+        require_or_skip(f"moto[server] is not installed in {moto_path()} (run: {install_hint()})")
+    s3 = _start("S3 server", start_s3, stack_root)
+    yield s3
+    s3.stop()
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(stack_root, pg_server, s3_server):
+    """A running MLflow tracking server on PostgreSQL with artifacts in the S3 server."""
+    ml = _start("MLflow server", start_mlflow, stack_root, pg_server, s3_server)
+    yield ml
+    ml.stop()
+
+
+@pytest.fixture
+def stack_env(monkeypatch, pg_server, s3_server, mlflow_server):
+    """The environment a client machine gets (tracking URI, catalog URL, S3 endpoint and keys), set for one test."""
+    env = {**s3_server.env, **mlflow_server.env, "KNNCLIP_CATALOG_URL": pg_server.db_url("catalog")}
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    return env

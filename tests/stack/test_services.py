@@ -1,0 +1,61 @@
+"""The service starters of deploy/: each server answers, keeps its data under the root, and says why it failed."""
+from __future__ import annotations
+
+import pytest
+
+from deploy import StackError, start_s3
+from deploy.process import spawn, wait_until
+
+
+def test_postgres_has_the_three_databases(pg_server, stack_root):
+    import psycopg
+
+    with psycopg.connect(pg_server.db_url("postgres", driver=""), autocommit=True) as conn:
+        names = {r[0] for r in conn.execute("SELECT datname FROM pg_database")}
+    assert {"catalog", "mlflow", "prefect"} <= names
+    assert (stack_root / "postgres" / "data" / "PG_VERSION").exists() and pg_server.alive()
+
+
+def test_mlflow_artifacts_land_in_the_bucket(mlflow_server, s3_server, tmp_path):
+    import mlflow
+
+    (tmp_path / "a.txt").write_text("x" * 5000)
+    client = mlflow.MlflowClient(tracking_uri=mlflow_server.url)
+    run = client.create_run(client.create_experiment("stack-services"))
+    client.log_artifact(run.info.run_id, str(tmp_path / "a.txt"))
+    keys = [o["Key"] for o in _client(s3_server).list_objects_v2(Bucket=s3_server.bucket)["Contents"]]
+    assert f"mlflow/{run.info.experiment_id}/{run.info.run_id}/artifacts/a.txt" in keys
+
+
+def _client(srv):
+    import boto3
+
+    return boto3.client("s3", endpoint_url=srv.url, aws_access_key_id=srv.env["AWS_ACCESS_KEY_ID"],
+                        aws_secret_access_key=srv.env["AWS_SECRET_ACCESS_KEY"], region_name="us-east-1")
+
+
+def test_s3_restart_replays_recorded_writes(tmp_path, s3_server):
+    first = start_s3(tmp_path, bucket="bkt-one")
+    _client(first).put_object(Bucket="bkt-one", Key="k/one", Body=b"\x00\x01" * 1000)
+    first.kill()
+    second = start_s3(tmp_path, bucket="bkt-one")
+    try:
+        c = _client(second)
+        assert c.get_object(Bucket="bkt-one", Key="k/one")["Body"].read() == b"\x00\x01" * 1000
+    finally:
+        second.stop()
+
+
+def test_a_service_that_dies_names_its_log(tmp_path):
+    import sys
+
+    proc, log = spawn("broken", [sys.executable, "-c", "import sys; print('boom'); sys.exit(3)"], tmp_path)
+    with pytest.raises(StackError, match=r"broken exited with status 3 before it was ready; see .*broken\.log"):
+        wait_until("broken", lambda: False, log, timeout=10, proc=proc)
+    assert "boom" in log.read_text()
+
+
+def test_missing_moto_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("KNNCLIP_MOTO_PATH", str(tmp_path / "nowhere"))
+    with pytest.raises(StackError, match="moto\\[server\\] is not installed in .*nowhere; run: .*pip install --target"):
+        start_s3(tmp_path)
