@@ -8,7 +8,7 @@ from typing import Optional
 from knnclip_core.net import free_port
 
 from deploy.postgres import Postgres
-from deploy.process import Service, StackError, http_ok, spawn, wait_until
+from deploy.process import Service, http_ok, launch
 from deploy.s3 import S3Server
 
 
@@ -24,11 +24,5 @@ def start_mlflow(root: Path, pg: Postgres, s3: S3Server, port: Optional[int] = N
            "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
     cmd = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
            "--artifacts-destination", s3.uri(artifacts_prefix)]
-    proc, log = spawn("mlflow", cmd, root, env=env)
-    svc = Service(name="mlflow", url=url, pid=proc.pid, log=log, proc=proc, env={"MLFLOW_TRACKING_URI": url})
-    try:
-        wait_until("MLflow server", lambda: http_ok(f"{url}/health"), log, timeout, proc)
-    except StackError:
-        svc.stop()
-        raise
-    return svc
+    return launch("mlflow", "MLflow server", cmd, root, url, lambda: http_ok(f"{url}/health"), env=env,
+                  client_env={"MLFLOW_TRACKING_URI": url}, timeout=timeout)

@@ -124,7 +124,7 @@ def start_postgres(root: Path, port: Optional[int] = None, databases: tuple[str,
     pid = int((data / "postmaster.pid").read_text().split()[0])
     pg = Postgres(name="postgres", url=f"postgresql://{USER}@127.0.0.1:{port}", pid=pid, log=log, port=port)
     pg.env = {"KNNCLIP_PG_HOST": "127.0.0.1", "KNNCLIP_PG_PORT": str(port)}
-    pg.stopper = lambda: _run([str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"], log, "stop")
+    pg.stopper = lambda: stop_data_dir(root)
 
     def ready() -> bool:
         _create_databases(pg, databases)
@@ -132,3 +132,12 @@ def start_postgres(root: Path, port: Optional[int] = None, databases: tuple[str,
 
     wait_until("PostgreSQL", ready, log, timeout)
     return pg
+
+
+def stop_data_dir(root: Path) -> None:
+    """`pg_ctl stop -m fast` on root/postgres/data; raises StackError naming the log when it fails."""
+    root = Path(root).resolve()
+    data = root / "postgres" / "data"
+    if (data / "postmaster.pid").exists():
+        _run([str(pg_bindir() / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"], logs_dir(root) / "postgres.log",
+             "stop")

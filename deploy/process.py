@@ -10,10 +10,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
+from knnclip_core.errors import KnnclipError
+
 DEFAULT_TIMEOUT_S = 90.0
 
 
-class StackError(RuntimeError):
+class StackError(KnnclipError, RuntimeError):
     """A service of the local stack could not start, answer or stop."""
 
 
@@ -26,6 +28,7 @@ class Service:
     env: dict = field(default_factory=dict)
     pid: Optional[int] = None
     log: Optional[Path] = None
+    kind: str = ""
     proc: Optional[subprocess.Popen] = field(default=None, repr=False)
     stopper: Optional[Callable[[], None]] = field(default=None, repr=False)
 
@@ -125,3 +128,18 @@ def stop_group(pid: int, timeout: float = 15.0) -> None:
         time.sleep(0.2)
     if pid_alive(pid):
         signal_group(pid, signal.SIGKILL)
+
+
+def launch(name: str, label: str, cmd: list[str], root: Path, url: str, ready: Callable[[], bool],
+           env: Optional[dict] = None, client_env: Optional[dict] = None, cwd: Optional[Path] = None,
+           timeout: float = DEFAULT_TIMEOUT_S) -> Service:
+    """Spawn `cmd` as service `name` (log root/logs/<name>.log), wait for `ready()`; returns the Service with
+    `client_env`; on failure stops it and raises StackError naming `label` and the log."""
+    proc, log = spawn(name, cmd, root, env=env, cwd=cwd)
+    svc = Service(name=name, url=url, pid=proc.pid, log=log, proc=proc, env=dict(client_env or {}))
+    try:
+        wait_until(label, ready, log, timeout, proc)
+    except BaseException:
+        svc.stop()
+        raise
+    return svc

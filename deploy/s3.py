@@ -108,7 +108,7 @@ def start_s3(root: Path, bucket: str = DEFAULT_BUCKET, port: Optional[int] = Non
         env.update({"MOTO_ENABLE_RECORDING": "true", "MOTO_RECORDER_FILEPATH": str(recording)})
     proc, log = spawn("s3", [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], root, env=env)
     srv = S3Server(name="s3", url=endpoint, pid=proc.pid, log=log, proc=proc, bucket=bucket,
-                   env={**creds, "AWS_ENDPOINT_URL_S3": endpoint, "MLFLOW_S3_ENDPOINT_URL": endpoint,
+                   env={**creds, "AWS_ENDPOINT_URL_S3": endpoint, "MLFLOW_S3_ENDPOINT_URL": endpoint, "KNNCLIP_S3_ENDPOINT": endpoint,
                         "AWS_ALLOW_HTTP": "true"})
     try:
         wait_until("S3 server", lambda: http_ok(f"{endpoint}/moto-api/"), log, timeout, proc)

@@ -1,0 +1,84 @@
+"""`knnclip stack up|status|down`: the local multi-machine topology (see README, "Beyond one machine")."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from knnclip_core.cli.common import add_json_flag, emit
+
+DEFAULT_ROOT = ".knnclip-stack"
+
+
+def _root(args) -> Path:
+    return Path(args.root or os.environ.get("KNNCLIP_STACK_ROOT") or DEFAULT_ROOT).resolve()
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from deploy.stack import ENV_FILE, StackOptions, up
+
+    opts = StackOptions(serve_replicas=args.replicas, dask_workers=args.dask_workers, alias=args.alias,
+                        poll_seconds=args.poll_seconds)
+    stack = up(_root(args), opts)
+    rows = {n: {"kind": s.kind, "pid": s.pid, "url": s.url, "log": str(s.log)} for n, s in stack.services.items()}
+    human = "\n".join(f"{n:16} {r['url']:42} pid {r['pid']}" for n, r in rows.items())
+    human += f"\n\nall data under {stack.root}; logs in {stack.root / 'logs'}\nuse it: source {stack.root / ENV_FILE}"
+    emit(args, {"root": str(stack.root), "services": rows, "env_file": str(stack.root / ENV_FILE)}, human)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from deploy.stack import status
+
+    rows = status(_root(args))
+    human = "\n".join(f"{n:16} {'up' if r['answering'] else ('running, not answering' if r['running'] else 'DOWN'):24} "
+                      f"{r['url']}" for n, r in rows.items())
+    emit(args, rows, human)
+    return 0 if all(r["answering"] for r in rows.values()) else 1
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    from deploy.stack import down
+
+    names = down(_root(args), purge=args.purge)
+    emit(args, {"stopped": names, "purged": args.purge},
+         f"stopped {len(names)} services" + (f"; deleted {_root(args)}" if args.purge else f"; data kept in {_root(args)}"))
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("stack", help="bring the multi-machine topology up locally: PostgreSQL, S3, MLflow, Prefect, Dask, serve")
+    ssub = p.add_subparsers(dest="stack_command", metavar="up|status|down", required=True)
+    for name, func, help_ in (("up", cmd_up, "start every service under --root and write stack.env"),
+                              ("status", cmd_status, "check each service (exit 1 when one is down)"),
+                              ("down", cmd_down, "stop every service (data kept unless --purge)")):
+        q = ssub.add_parser(name, help=help_)
+        q.add_argument("--root", help=f"folder for all data, logs and state (default $KNNCLIP_STACK_ROOT or ./{DEFAULT_ROOT})")
+        add_json_flag(q)
+        q.set_defaults(func=func)
+        if name == "up":
+            q.add_argument("--replicas", type=int, default=2, help="knnclip serve replicas (default 2)")
+            q.add_argument("--dask-workers", type=int, default=2, help="Dask workers (default 2)")
+            q.add_argument("--alias", default="production", help="alias the replicas follow (default production)")
+            q.add_argument("--poll-seconds", type=float, default=2.0, help="replicas' alias polling interval")
+        if name == "down":
+            q.add_argument("--purge", action="store_true", help="also delete the root folder with all data")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m deploy up|status|down ...` (the same as `knnclip stack ...`)."""
+    from knnclip_core.errors import KnnclipError
+
+    parser = argparse.ArgumentParser(prog="python -m deploy")
+    register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["stack", *(argv if argv is not None else sys.argv[1:])])
+    try:
+        return int(args.func(args) or 0)
+    except KnnclipError as exc:
+        print(f"knnclip stack: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
