@@ -79,6 +79,13 @@ def deploy_pipeline(api_url: str, parameters: dict, pool: str = POOL, name: str 
                                         ignore_warnings=True, entrypoint_type=EntrypointType.MODULE_PATH))
 
 
+def start_run(api_url: str, deployment_id: str, parameters: Optional[dict] = None) -> str:
+    """Create a flow run of the deployment now (what its schedule would do), for the work pool's worker to pick
+    up; `parameters` override the deployment's. Returns the flow run id."""
+    body = {"parameters": parameters} if parameters else {}
+    return api(api_url, f"/deployments/{deployment_id}/create_flow_run", body)["id"]
+
+
 def wait_flow_run(api_url: str, flow_run_id: str, timeout: float = 600.0) -> dict:
     """Poll a flow run until it reaches a final state; returns the run (JSON); raises StackError on timeout."""
     deadline = time.monotonic() + timeout

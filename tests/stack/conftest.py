@@ -78,3 +78,17 @@ def stack_env(monkeypatch, pg_server, s3_server, mlflow_server):
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     return env
+
+
+@pytest.fixture(scope="session")
+def topology(stack_root, pg_server, s3_server, mlflow_server):
+    """The rest of the topology on the session's stores: Prefect server + work-pool worker, Dask scheduler with
+    two workers, two serve replicas following `production` (poll every 2 s). Yields deploy.stack.Stack."""
+    from deploy.stack import StackOptions, up
+
+    stack = _start("the topology", up, stack_root / "topology", StackOptions(poll_seconds=2.0),
+                   pg=pg_server, s3=s3_server, mlflow=mlflow_server)
+    yield stack
+    for name, svc in reversed(list(stack.services.items())):
+        if svc.kind not in ("postgres", "s3", "mlflow"):  # the session fixtures stop those
+            svc.stop()

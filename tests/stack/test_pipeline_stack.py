@@ -1,0 +1,107 @@
+"""The full pipeline on the real topology: a scheduled Prefect deployment on the work pool, a flow run of it
+picked up by the pool's worker, embedding on the Dask cluster, the memory in the object store, the release in
+the MLflow server promoted to production; both serve replicas serve it, and a rollback moves both."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from knnclip_core.sample_data import write_sample_dataset
+
+from deploy.prefect_stack import api, deploy_pipeline, start_run, wait_flow_run
+from deploy.serve import release_of
+
+pytestmark = pytest.mark.slow
+LOAD_ALLOWANCE_S = 30.0  # a replica notices within one poll; loading the release on 2 busy cores takes the rest
+
+
+def _bucket_keys(s3, prefix: str) -> list[str]:
+    import boto3
+
+    c = boto3.client("s3", endpoint_url=s3.url, aws_access_key_id=s3.env["AWS_ACCESS_KEY_ID"],
+                     aws_secret_access_key=s3.env["AWS_SECRET_ACCESS_KEY"], region_name="us-east-1")
+    pages = c.get_paginator("list_objects_v2").paginate(Bucket=s3.bucket, Prefix=prefix)
+    return [o["Key"] for page in pages for o in page.get("Contents", [])]
+
+
+def _replicas(stack) -> list:
+    return [s for s in stack.services.values() if s.kind == "serve"]
+
+
+def _wait_replicas(stack, version: str, since: float, poll: float) -> list[float]:
+    """Seconds after `since` at which each replica reported `version` on /release; fails past the allowance."""
+    token = stack.env["KNNCLIP_WORKER_TOKEN"]
+    seen: dict[str, float] = {}
+    deadline = since + poll + LOAD_ALLOWANCE_S
+    while len(seen) < len(_replicas(stack)) and time.time() < deadline:
+        for r in _replicas(stack):
+            if r.name not in seen and release_of(r.url, token).get("version") == version:
+                seen[r.name] = time.time() - since
+        time.sleep(0.2)
+    states = {r.name: release_of(r.url, token) for r in _replicas(stack)}
+    assert len(seen) == 2, f"replicas not on version {version} within {poll + LOAD_ALLOWANCE_S:.0f} s: {states}"
+    assert all(s["alias"] == "production" and s["ready"] for s in states.values()), states
+    return list(seen.values())
+
+
+def _dask_prefixes(address: str) -> set[str]:
+    from distributed import Client
+
+    with Client(address, timeout=10) as c:
+        return set(c.run_on_scheduler(lambda dask_scheduler: list(dask_scheduler.task_prefixes)))
+
+
+def test_scheduled_deployment_on_the_topology(topology, s3_server, mlflow_server, stack_root):
+    from mlflow import MlflowClient
+
+    env = topology.env
+    api_url = env["PREFECT_API_URL"]
+    data1 = write_sample_dataset(stack_root / "data" / "day1", images=6, classes=3, seed=1)
+    data2 = write_sample_dataset(stack_root / "data" / "day2", images=6, classes=4, seed=2)
+    params = {"path": str(data1), "backbone": "classic-v2", "alias": "staging", "promote_to": "production",
+              "dask_address": env["KNNCLIP_DASK_ADDRESS"], "embed_shards": 2}
+    dep_id = deploy_pipeline(api_url, params, cron="0 3 * * *")
+    dep = api(api_url, f"/deployments/{dep_id}")
+    assert dep["work_pool_name"] == env["KNNCLIP_WORK_POOL"]
+    assert [s["schedule"]["cron"] for s in dep["schedules"]] == ["0 3 * * *"]
+    assert not {"worker_token", "catalog_url"} & set(str(dep["parameters"]).split("'")), "secrets in parameters"
+
+    # The schedule's run, now: the pool's worker picks it up; embedding runs on the Dask cluster.
+    run_id = start_run(api_url, dep_id)
+    run = wait_flow_run(api_url, run_id, timeout=400)
+    done = time.time()
+    worker_log = topology.services["knnclip-worker"].log.read_text()
+    assert run["state"]["type"] == "COMPLETED", (run["state"], worker_log[-3000:])
+    assert run["work_pool_name"] == env["KNNCLIP_WORK_POOL"] and run_id in worker_log
+    assert any(p.startswith("embed") for p in _dask_prefixes(env["KNNCLIP_DASK_ADDRESS"]))
+
+    # The memory lives in the object store, the release in the MLflow server (artifacts in the bucket).
+    assert any(k.endswith(".lance") or "/data/" in k for k in _bucket_keys(s3_server, "memory/")), \
+        "no LanceDB data under s3://knnclip/memory"
+    client = MlflowClient(tracking_uri=mlflow_server.url)
+    v1 = client.get_model_version_by_alias("knnclip-memory", "production")
+    assert any(k.startswith("mlflow/") for k in _bucket_keys(s3_server, "mlflow/"))
+    delays = _wait_replicas(topology, v1.version, done, 2.0)
+
+    # A second batch through the same deployment: version 2 in production on both replicas.
+    run = wait_flow_run(api_url, start_run(api_url, dep_id, {**params, "path": str(data2)}), timeout=400)
+    done = time.time()
+    assert run["state"]["type"] == "COMPLETED", run["state"]
+    v2 = client.get_model_version_by_alias("knnclip-memory", "production")
+    assert int(v2.version) == int(v1.version) + 1
+    delays += _wait_replicas(topology, v2.version, done, 2.0)
+
+    # Rollback from a third machine (its own folder, the shared servers only): both replicas go back.
+    home = stack_root / "machines" / "operator"
+    out = subprocess.run([sys.executable, "-m", "knnclip_core.cli.main", "--home", str(home), "releases", "rollback",
+                          "--alias", "production", "--json"], env={**os.environ, **env},
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    moved = time.time()
+    assert client.get_model_version_by_alias("knnclip-memory", "production").version == v1.version
+    delays += _wait_replicas(topology, v1.version, moved, 2.0)
+    print(f"replicas on the new release after {', '.join(f'{d:.1f}' for d in delays)} s")
