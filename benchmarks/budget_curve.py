@@ -106,7 +106,7 @@ def main(argv=None) -> int:
         meta = [{"id": f"camvid-train-{i:05d}", "class_id": int(y), "class_name": names[y], "dataset": "camvid",
                  "batch_id": "train", "image_sha256": itr[i], "area": 0, "ingested_at": t0 + timedelta(seconds=i)}
                 for i, y in enumerate(ytr)]
-        MemoryTable.open(ws.memory_dir, emb.id, emb.dim).insert_missing(make_rows(emb.id, xtr, meta))
+        MemoryTable.open(ws.memory_uri, emb.id, emb.dim).insert_missing(make_rows(emb.id, xtr, meta))
         results = {}
         for strategy in args.strategies.split(","):
             curve = []

@@ -164,13 +164,13 @@ class MemorySequence:
         from knnclip_core.memory.table import PENDING, MemoryTable
 
         eid = embedder_id_for(self.backbone)
-        src = MemoryTable.open(other.ws.memory_dir, eid, create=False)
+        src = MemoryTable.open(other.ws.memory_uri, eid, create=False)
         rows = src.table.to_arrow()
         rows = rows.filter(pc.equal(rows.column("dataset"), dataset))
         rows = rows.set_column(rows.schema.get_field_index("state"), "state", pa.array([PENDING] * rows.num_rows))
         rows = rows.set_column(rows.schema.get_field_index("state_reason"), "state_reason",
                                pa.array([""] * rows.num_rows))
-        MemoryTable.open(self.ws.memory_dir, eid, src.dim, provenance=src.provenance()).insert_missing(rows)
+        MemoryTable.open(self.ws.memory_uri, eid, src.dim, provenance=src.provenance()).insert_missing(rows)
 
     def segmenter(self, version: int):
         """The release's segmenter, loaded as the worker loads it."""

@@ -80,7 +80,7 @@ def memory_overview(settings: Settings, ws: Optional[Workspace] = None) -> dict:
         ids = memory_embedder_ids(ws)
     except Exception as exc:  # noqa: BLE001
         logger.exception("memory folder unreadable")
-        out["errors"].append(f"memory folder {ws.memory_dir}: {_error(exc)}")
+        out["errors"].append(f"memory {ws.memory_uri}: {_error(exc)}")
         ids = []
     for embedder_id in ids:
         runs = [r for r in reversed(history["runs"]) if r["embedder_id"] == embedder_id]

@@ -25,7 +25,7 @@ PARTNER_RE = re.compile(r"^(?:duplicate_of|conflict_with):([0-9A-Za-z_-]+)(?:\((
 def curation_pairs(ws: Workspace, embedder_id: str, max_pixels: int, max_pairs: int = MAX_PAIRS) -> dict:
     """{'conflict': [...], 'duplicate': [...]} of at most `max_pairs` each: {id, class, partner,
     partner_class, crop, partner_crop} (crops are data URIs or None when the image is unreadable)."""
-    mt = MemoryTable.open(ws.memory_dir, embedder_id, create=False)
+    mt = MemoryTable.open(ws.memory_uri, embedder_id, create=False)
     out: dict = {CONFLICT: [], DUPLICATE: []}
     for state in (CONFLICT, DUPLICATE):
         rows = (mt.table.search().where(f"state = '{state}'").select(["id", "class_name", "state_reason"])
@@ -49,7 +49,7 @@ def projection(ws: Workspace, embedder_id: str, sample: int = PROJECTION_SAMPLE,
     """PCA of at most `sample` vectors (drawn with `seed` from the first `read` rows) to 2-D:
     {'points': [(x, y, class index)], 'classes': [names], 'rows_read', 'explained': [var share of
     PC1, PC2]}. Fewer than 2 rows give no points."""
-    mt = MemoryTable.open(ws.memory_dir, embedder_id, create=False)
+    mt = MemoryTable.open(ws.memory_uri, embedder_id, create=False)
     tab = mt.table.search().select(["vector", "class_name"]).limit(read).to_arrow()
     n = tab.num_rows
     out = {"points": [], "classes": [], "rows_read": n, "explained": [0.0, 0.0]}

@@ -91,6 +91,8 @@ class Settings(BaseSettings):
     home: Path = Field(Path(".knnclip"), description="Workspace folder holding all state (KNNCLIP_HOME).")
     preset: Optional[str] = Field(None, description="Named pairing of configs/presets/ layered over default.yaml (paper | offline; KNNCLIP_PRESET).")
     catalog_url: Optional[str] = Field(None, description="SQLAlchemy URL of the catalog (default: SQLite in the workspace).")
+    memory_uri: Optional[str] = Field(None, description="Where the LanceDB memory lives: a folder or s3://bucket/prefix (KNNCLIP_MEMORY_URI; default: the workspace's memory folder). Object-store credentials come from the environment only (AWS_*).")
+    lock_url: Optional[str] = Field(None, description="PostgreSQL URL whose advisory locks serialise curate, forget and alias moves across machines (KNNCLIP_LOCK_URL; default: the catalog when it is PostgreSQL, else lock files in the workspace).")
     worker_token: Optional[str] = Field(None, description="Bearer token the worker requires when set.")
     ingest: IngestConfig = IngestConfig()
     embed: EmbedConfig = EmbedConfig()

@@ -86,7 +86,7 @@ def run_embed(settings: Settings, backbone: Optional[str] = None, device: Option
     t0 = time.perf_counter()
     ws = Workspace.from_settings(settings).ensure()
     emb = embedder or get_embedder(backbone or cfg.backbone, device=device or cfg.device, settings=settings)
-    table = MemoryTable.open(ws.memory_dir, emb.id, emb.dim, provenance=embedder_provenance(embedder=emb))
+    table = MemoryTable.open(ws.memory_uri, emb.id, emb.dim, provenance=embedder_provenance(embedder=emb))
     items, total, skipped = pending_work(ws, table.ids(), shard)
     chunk = max(1, chunk_segments or cfg.chunk_segments)
     n_segments = sum(len(it.meta) for it in items)

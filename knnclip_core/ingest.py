@@ -21,6 +21,7 @@ from sqlmodel import select
 
 from .catalog import ClassName, Dataset, Image, IngestBatch, Quarantine, Segment, session_scope
 from .catalog.models import utcnow
+from .catalog.store import insert_missing
 from .config import Settings
 from .progress import ProgressArg, progress_for
 from .readers import Reader, open_reader
@@ -206,29 +207,28 @@ class _BatchWriter:
         r.classes = len(self.class_names)
 
     def _commit(self, images: dict[str, Image], segments: dict[str, Segment], quarantine: list[dict]) -> None:
+        """Write one chunk in one transaction: classes, images, segments (each sorted, so
+        writers on other machines take row locks in one order), then the refusals. Rows
+        already in the catalog, from this or another machine, are left as they are."""
         with session_scope(self.ws.catalog_url) as s:
-            if images:
-                known = set(s.exec(select(Image.sha256).where(Image.sha256.in_(list(images)))).all())
-                s.add_all(img for sha, img in images.items() if sha not in known)
-            if segments:
-                known = set(s.exec(select(Segment.id).where(Segment.id.in_(list(segments)))).all())
-                fresh = [seg for sid, seg in segments.items() if sid not in known]
-                for seg in fresh:
-                    seg.class_id = self._class_id(s, *seg._class_name)
-                s.add_all(fresh)
-                self.report.new_segments += len(fresh)
+            self._class_ids(s, {seg._class_name for seg in segments.values()})
+            insert_missing(s, Image, [img.model_dump() for img in images.values()])
+            for seg in segments.values():
+                seg.class_id = self.class_ids[seg._class_name[0]]
+            fresh = insert_missing(s, Segment, [seg.model_dump() for seg in segments.values()], returning=Segment.id)
+            self.report.new_segments += len(fresh)
             if quarantine:  # one bulk insert: thousands of refusals a chunk stay cheap
                 s.execute(insert(Quarantine), quarantine)
 
-    def _class_id(self, session, name: str, is_thing: Optional[bool]) -> int:
-        if name not in self.class_ids:
-            row = session.exec(select(ClassName).where(ClassName.name == name)).first()
-            if row is None:
-                row = ClassName(name=name, dataset_id=self.dataset_id, is_thing=is_thing)
-                session.add(row)
-                session.flush()
-            self.class_ids[name] = row.id
-        return self.class_ids[name]
+    def _class_ids(self, session, classes: set[tuple[str, Optional[bool]]]) -> None:
+        """Fill `class_ids` for the (name, is_thing) of `classes`, adding the unknown names."""
+        todo = {name: thing for name, thing in classes if name not in self.class_ids}
+        if not todo:
+            return
+        insert_missing(session, ClassName, [{"name": n, "dataset_id": self.dataset_id, "is_thing": t}
+                                            for n, t in todo.items()], order=("name",))
+        rows = session.exec(select(ClassName.name, ClassName.id).where(ClassName.name.in_(list(todo)))).all()
+        self.class_ids.update(dict(rows))
 
 
 def _failures(validator: BatchValidator, kind: str, rows: pd.DataFrame) -> dict[str, list[str]]:
@@ -262,12 +262,8 @@ def ingest_reader(settings: Settings, reader: Reader, min_area: int | None = Non
     batch_id = uuid.uuid4().hex[:12]
     source = source or str(reader.root)
     with session_scope(ws.catalog_url) as s:
-        ds = s.exec(select(Dataset).where(Dataset.name == reader.dataset_name)).first()
-        if ds is None:
-            ds = Dataset(name=reader.dataset_name)
-            s.add(ds)
-            s.flush()
-        dataset_id = ds.id
+        insert_missing(s, Dataset, [{"name": reader.dataset_name, "created": utcnow()}], order=("name",))
+        dataset_id = s.exec(select(Dataset.id).where(Dataset.name == reader.dataset_name)).one()
         params = {**reader.describe(), "min_area": min_area, "max_pixels": settings.ingest.max_pixels,
                   **(extra_params or {})}
         s.add(IngestBatch(id=batch_id, dataset_id=dataset_id, source=source, format=reader.format,

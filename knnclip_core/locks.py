@@ -1,5 +1,7 @@
-"""Named workspace locks: fcntl lock files in `ws.lock_dir`, released when the holder
-process dies, so a killed run never leaves one stuck."""
+"""Named workspace locks, released when the holder process dies, so a killed run never
+leaves one stuck: a PostgreSQL advisory lock when the workspace has a shared lock database
+(KNNCLIP_LOCK_URL, else a PostgreSQL catalog), so that every machine sharing it
+serialises; otherwise an fcntl lock file in `ws.lock_dir` (one machine)."""
 from __future__ import annotations
 
 import fcntl
@@ -10,6 +12,7 @@ from contextlib import contextmanager
 from typing import Iterator
 
 from .errors import BusyError
+from .pg_lock import advisory_lock
 from .workspace import Workspace
 
 logger = logging.getLogger(__name__)
@@ -18,11 +21,17 @@ logger = logging.getLogger(__name__)
 @contextmanager
 def workspace_lock(ws: Workspace, name: str, timeout_s: float = 0.0, what: str = "a run",
                    guards: str = "the workspace") -> Iterator[None]:
-    """Hold the lock file `ws.lock_dir / name` for the `with` body.
+    """Hold the lock `name` for the `with` body: the advisory lock of `name` in
+    `ws.shared_lock_url` when there is one, else the lock file `ws.lock_dir / name`.
 
     Waits up to `timeout_s` seconds (0: do not wait). Raises BusyError naming `guards`
-    and the holder when another process keeps holding it.
+    and the holder when another process keeps holding it; KnnclipError when the lock
+    database cannot be reached.
     """
+    if ws.shared_lock_url:
+        with advisory_lock(ws.shared_lock_url, name, timeout_s, what, guards):
+            yield
+        return
     ws.lock_dir.mkdir(parents=True, exist_ok=True)
     path = ws.lock_dir / name
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)

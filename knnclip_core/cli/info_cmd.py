@@ -33,7 +33,7 @@ def device_description() -> dict:
 def cmd_info(args: argparse.Namespace) -> int:
     settings, ws = workspace_from_args(args)
     info = {
-        "home": str(ws.home), "catalog": ws.catalog_url, "memory": str(ws.memory_dir), "mlflow": str(ws.mlflow_dir),
+        "home": str(ws.home), "catalog": ws.catalog_url, "memory": str(ws.memory_uri), "mlflow": str(ws.mlflow_dir),
         "reports": str(ws.reports_dir), "cache": str(ws.cache_dir), "versions": package_versions(),
         "device": device_description(), "backbone": settings.embed.backbone,
     }

@@ -127,7 +127,7 @@ def curate(settings: Settings, ws: Workspace, backbone: Optional[str] = None, *,
     embedder_id = resolve_embedder_id(ws, backbone)
     timeout = settings.curate.lock_timeout_s if lock_timeout_s is None else lock_timeout_s
     with memory_lock(ws, timeout, what="curation"):
-        mt = MemoryTable.open(ws.memory_dir, embedder_id, create=False)
+        mt = MemoryTable.open(ws.memory_uri, embedder_id, create=False)
         params, recorded = _params(settings, mt.dim, budget_vectors, budget_mb, dedup_threshold, strategy,
                                    class_floor, class_ceiling, seed, dedup_method, dedup_nprobe, backbone)
         with session_scope(ws.catalog_url) as s:

@@ -71,7 +71,7 @@ def forget(settings: Settings, ws: Workspace, *, dataset: Optional[str] = None, 
     ws.ensure()
     timeout = settings.curate.lock_timeout_s if lock_timeout_s is None else lock_timeout_s
     with memory_lock(ws, timeout, what="forget"):
-        tables_now = {eid: MemoryTable.open(ws.memory_dir, eid, create=False) for eid in memory_embedder_ids(ws)}
+        tables_now = {eid: MemoryTable.open(ws.memory_uri, eid, create=False) for eid in memory_embedder_ids(ws)}
         hits = {eid: _matching(mt, kind, value) for eid, mt in tables_now.items()}
         if not allow_unknown and not any(h.num_rows for h in hits.values()) and not catalog_knows(ws, kind, value):
             flag = "--image-sha" if kind == "image_sha" else f"--{kind}"
@@ -128,7 +128,7 @@ def unforget(settings: Settings, ws: Workspace, *, dataset: Optional[str] = None
     reasons = {rule_reason(*d) for d in done}
     waiting = 0
     for eid in memory_embedder_ids(ws):
-        mt = MemoryTable.open(ws.memory_dir, eid, create=False)
+        mt = MemoryTable.open(ws.memory_uri, eid, create=False)
         waiting += sum(1 for r in mt.column("state_reason") if r in reasons)
     return {"deactivated": [d[0] for d in done], "rows_to_reconsider": waiting,
             "note": "rows come back at the next `knnclip curate`"}

@@ -14,5 +14,5 @@ LOCK_NAME = "memory.lock"
 def memory_lock(ws: Workspace, timeout_s: float = 0.0, what: str = "curation") -> Iterator[None]:
     """Hold the workspace memory lock for the `with` body; waits up to `timeout_s` seconds,
     then raises BusyError."""
-    with workspace_lock(ws, LOCK_NAME, timeout_s, what, guards=f"the memory of {ws.home}"):
+    with workspace_lock(ws, LOCK_NAME, timeout_s, what, guards=f"the memory at {ws.memory_uri}"):
         yield

@@ -54,7 +54,7 @@ def load_kept(ws: Workspace, embedder_id: str, tag: Optional[str] = None) -> Kep
     forget tag). Raises InputError when there is no curated version or the tag is unknown,
     EmbedderMismatchError when the table holds another embedder, FileNotFoundError when
     there is no memory for it."""
-    mt = MemoryTable.open(ws.memory_dir, embedder_id, create=False)
+    mt = MemoryTable.open(ws.memory_uri, embedder_id, create=False)
     tags = mt.table.tags.list()
     if tag is None:
         tag = latest_memory_tag(tags)
@@ -62,7 +62,7 @@ def load_kept(ws: Workspace, embedder_id: str, tag: Optional[str] = None) -> Kep
             raise InputError(f"the memory of {embedder_id!r} was never curated; run `knnclip curate` first")
     elif tag not in tags:
         raise InputError(f"the memory of {embedder_id!r} has no tag {tag!r}")
-    tbl = connect(ws.memory_dir).open_table(mt.name)  # own handle: checkout makes it read-only
+    tbl = connect(ws.memory_uri).open_table(mt.name)  # own handle: checkout makes it read-only
     tbl.checkout(tag)
     rows = tbl.to_arrow()
     rows = rows.filter(pc.equal(rows.column("state"), pa.scalar(KEPT)))

@@ -7,6 +7,7 @@ are matched by the exact embedder id the backbone has today. Nothing is parsed o
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Optional
 
 from ..errors import InputError
@@ -18,9 +19,9 @@ logger = logging.getLogger(__name__)
 
 def memory_records(ws: Workspace) -> dict[str, Optional[dict]]:
     """Embedder id -> stored provenance record (None for old tables) of every memory table."""
-    if not ws.memory_dir.is_dir():
+    if ws.memory_is_local and not Path(ws.memory_uri).is_dir():
         return {}
-    db = connect(ws.memory_dir)
+    db = connect(ws.memory_uri)
     out = {}
     for name in list_table_names(db):
         if not name.startswith("memory_"):
@@ -68,14 +69,14 @@ def resolve_embedder_id(ws: Workspace, backbone: Optional[str] = None, configure
     records = memory_records(ws)
     present = sorted(records)
     if not present:
-        raise InputError(f"there is no memory in {ws.memory_dir}; run `knnclip embed` first")
+        raise InputError(f"there is no memory in {ws.memory_uri}; run `knnclip embed` first")
     if backbone is None:
         if len(present) == 1:
             return present[0]
         if configured:
             return resolve_embedder_id(ws, configured)
         raise InputError(f"the workspace holds {len(present)} memories ({', '.join(present)}); name one with --backbone")
-    if backbone in records or table_name_for(backbone) in list_table_names(connect(ws.memory_dir)):
+    if backbone in records or table_name_for(backbone) in list_table_names(connect(ws.memory_uri)):
         return backbone  # an embedder id (MemoryTable.open checks the table's metadata)
     try:
         matches = _match_backbone(records, backbone)

@@ -22,7 +22,7 @@ logger = logging.getLogger(__name__)
 def table_stats(ws: Workspace, embedder_id: str) -> dict:
     """Counts by state, overall and per class, at the table's latest version; bytes of the
     index the KEPT rows would publish; the latest curation/forget tag."""
-    mt = MemoryTable.open(ws.memory_dir, embedder_id, create=False)
+    mt = MemoryTable.open(ws.memory_uri, embedder_id, create=False)
     rows = mt.table.search().select(["class_name", "state"]).limit(None).to_arrow()
     pairs = list(zip(rows.column("class_name").to_pylist(), rows.column("state").to_pylist()))
     per_class: dict[str, dict[str, int]] = {}

@@ -18,6 +18,7 @@ import pyarrow as pa
 
 from ..embedders.provenance import dumps, loads
 from ..errors import EmbedderMismatchError
+from ..objstore import storage_options
 
 logger = logging.getLogger(__name__)
 
@@ -67,10 +68,12 @@ def table_name_for(embedder_id: str) -> str:
     return f"memory_{readable}_{hashlib.sha1(embedder_id.encode()).hexdigest()[:10]}"
 
 
-def connect(db_dir: str | Path):
+def connect(db_uri: str | Path):
+    """LanceDB connection to the memory at `db_uri` (a folder or s3://bucket/prefix; the
+    object store's options come from the environment, see objstore)."""
     import lancedb
 
-    return lancedb.connect(str(db_dir))
+    return lancedb.connect(str(db_uri), storage_options=storage_options(str(db_uri)))
 
 
 class MemoryTable:
