@@ -102,12 +102,27 @@ def _download(ctx: RegistryContext, version: int, dst: Path) -> None:
 
 
 def _verified(ctx: RegistryContext, version: int, path: Path, embedder_id: Optional[str]) -> Snapshot:
-    mv = ctx.model_version(version)
-    expected = (mv.tags or {}).get(store.TAG_MANIFEST_SHA)
-    if expected and (path / MANIFEST_FILE).is_file() and sha256_file(path / MANIFEST_FILE) != expected:
+    """The snapshot at `path`, verified: its manifest against the sha256 recorded on the
+    version (when recorded), every file against the manifest, the embedder id. Raises
+    VerificationError (no manifest, or any mismatch), EmbedderMismatchError."""
+    if not (path / MANIFEST_FILE).is_file():
+        raise VerificationError(f"release {version} has no {MANIFEST_FILE}, so its files cannot be verified; "
+                                f"it is not loaded")
+    expected = (ctx.model_version(version).tags or {}).get(store.TAG_MANIFEST_SHA)
+    if not expected:
+        logger.warning("release %s records no manifest checksum; its files are verified against its manifest only",
+                       version)
+    elif sha256_file(path / MANIFEST_FILE) != expected:
         raise VerificationError(f"{MANIFEST_FILE} of release {version} does not match the checksum "
                                 f"recorded in the registry (changed or corrupted)")
     return load_snapshot(path, expected_embedder_id=embedder_id)
+
+
+def _discard(path: Path) -> None:
+    """Remove a cached copy that failed verification (it must never be served)."""
+    shutil.rmtree(path, ignore_errors=True)
+    if path.exists():
+        raise VerificationError(f"could not remove the unverified copy {path}; delete it by hand")
 
 
 def cache_path(ctx: RegistryContext, version: int) -> Path:
@@ -122,7 +137,8 @@ def load_release(ref: str | int, settings: Optional[Settings] = None, embedder_i
 
     `embedder_id`: the id of the embedder the caller will query with; a release built with
     another raises EmbedderMismatchError. A changed, missing or extra file raises
-    VerificationError (a bad cached copy is downloaded again once before giving up)."""
+    VerificationError (a bad cached copy is removed and downloaded again once; a download
+    that fails verification is removed from the cache too, never kept)."""
     base = ctx or open_registry(settings)
     name, _, alias = parse_ref(ref, base.model_name)
     ctx = _context(settings, name, base)
@@ -134,7 +150,12 @@ def load_release(ref: str | int, settings: Optional[Settings] = None, embedder_i
             return Release(snap, version, alias, f"models:/{name}/{version}", name)
         except VerificationError as exc:
             logger.warning("cached release %s failed verification (%s); downloading it again", version, exc)
+            _discard(path)
     _download(ctx, version, path)
-    snap = _verified(ctx, version, path, embedder_id)
+    try:
+        snap = _verified(ctx, version, path, embedder_id)
+    except VerificationError:
+        _discard(path)
+        raise
     logger.info("loaded release %s of %s (%s)", version, name, snap)
     return Release(snap, version, alias, f"models:/{name}/{version}", name)

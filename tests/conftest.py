@@ -23,7 +23,8 @@ def settings(tmp_path, monkeypatch):
 
     monkeypatch.setenv("KNNCLIP_HOME", str(tmp_path / "ws"))
     monkeypatch.delenv("KNNCLIP_CONFIG", raising=False)
-    monkeypatch.delenv("KNNCLIP_CATALOG_URL", raising=False)
+    for var in ("KNNCLIP_CATALOG_URL", "KNNCLIP_MEMORY_URI", "KNNCLIP_LOCK_URL"):  # a stack shell must not leak in
+        monkeypatch.delenv(var, raising=False)
     return load_settings()
 
 
