@@ -92,7 +92,8 @@ def _init(bindir: Path, data: Path, log: Path) -> None:
         pwfile.unlink(missing_ok=True)
 
 
-def _create_databases(pg: Postgres, names: tuple[str, ...]) -> None:
+def create_databases(pg: Postgres, names: tuple[str, ...]) -> None:
+    """Create each database of `names` missing on `pg`."""
     import psycopg
 
     with psycopg.connect(pg.db_url("postgres", driver=""), autocommit=True, connect_timeout=5) as conn:
@@ -127,7 +128,7 @@ def start_postgres(root: Path, port: Optional[int] = None, databases: tuple[str,
     pg.stopper = lambda: stop_data_dir(root)
 
     def ready() -> bool:
-        _create_databases(pg, databases)
+        create_databases(pg, databases)
         return True
 
     wait_until("PostgreSQL", ready, log, timeout)

@@ -47,6 +47,11 @@ class S3Server(Service):
 
     bucket: str = DEFAULT_BUCKET
 
+    @property
+    def port(self) -> int:
+        """The TCP port it listens on."""
+        return int(self.url.rsplit(":", 1)[1])
+
     def uri(self, *parts: str) -> str:
         """s3://<bucket>/<parts...>."""
         return "/".join([f"s3://{self.bucket}", *[p.strip("/") for p in parts]])
