@@ -19,7 +19,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     from deploy.stack import ENV_FILE, StackOptions, up
 
     opts = StackOptions(serve_replicas=args.replicas, dask_workers=args.dask_workers, alias=args.alias,
-                        poll_seconds=args.poll_seconds)
+                        poll_seconds=args.poll_seconds, prefect=not args.no_prefect, dask=args.dask_workers > 0)
     stack = up(_root(args), opts)
     rows = {n: {"kind": s.kind, "pid": s.pid, "url": s.url, "log": str(s.log)} for n, s in stack.services.items()}
     human = "\n".join(f"{n:16} {r['url']:42} pid {r['pid']}" for n, r in rows.items())
@@ -59,7 +59,8 @@ def register(sub) -> None:
         q.set_defaults(func=func)
         if name == "up":
             q.add_argument("--replicas", type=int, default=2, help="knnclip serve replicas (default 2)")
-            q.add_argument("--dask-workers", type=int, default=2, help="Dask workers (default 2)")
+            q.add_argument("--dask-workers", type=int, default=2, help="Dask workers (default 2; 0: no Dask cluster)")
+            q.add_argument("--no-prefect", action="store_true", help="leave out the Prefect server and worker")
             q.add_argument("--alias", default="production", help="alias the replicas follow (default production)")
             q.add_argument("--poll-seconds", type=float, default=2.0, help="replicas' alias polling interval")
         if name == "down":

@@ -56,6 +56,10 @@ class S3Server(Service):
         """s3://<bucket>/<parts...>."""
         return "/".join([f"s3://{self.bucket}", *[p.strip("/") for p in parts]])
 
+    def client(self):
+        """A boto3 S3 client of this server."""
+        return client(self.url, self.env)
+
     def storage_options(self) -> dict:
         """LanceDB/object_store options for this server."""
         return {"endpoint": self.url, "aws_access_key_id": self.env["AWS_ACCESS_KEY_ID"],
@@ -63,16 +67,23 @@ class S3Server(Service):
                 "allow_http": "true"}
 
 
+def client(endpoint: str, env: dict):
+    """A boto3 S3 client of the server at `endpoint` with the AWS_* credentials of `env`."""
+    import boto3
+
+    return boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+                        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+                        region_name=env.get("AWS_DEFAULT_REGION", REGION))
+
+
 def create_bucket(endpoint: str, bucket: str, env: dict) -> None:
     """Create `bucket` on the server at `endpoint` (boto3 when importable, else a plain HTTP PUT); idempotent."""
     try:
-        import boto3
+        s3 = client(endpoint, env)
     except ImportError:
         req = urllib.request.Request(f"{endpoint}/{bucket}", method="PUT", data=b"")
         with urllib.request.urlopen(req, timeout=10):
             return
-    s3 = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-                      aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"], region_name=env["AWS_DEFAULT_REGION"])
     existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
     if bucket not in existing:
         s3.create_bucket(Bucket=bucket)

@@ -97,6 +97,8 @@ def up(root: Path, opts: Optional[StackOptions] = None, pg: Optional[Postgres] =
     On a failure, what this call started is stopped again and the StackError is raised."""
     opts = opts or StackOptions()
     root = Path(root).resolve()
+    if (root / STATE_FILE).exists() and any(r["running"] for r in status(root).values()):
+        raise StackError(f"a stack is already up under {root}; run `knnclip stack down --root {root}` first")
     root.mkdir(parents=True, exist_ok=True)
     os.chmod(root, 0o755)  # the postgres user must reach root/postgres
     sec = _secrets()
@@ -179,8 +181,20 @@ def check(kind: str, info: dict) -> bool:
 def status(root: Path) -> dict:
     """{name: {kind, pid, url, running, answering, log}} for each service in root/stack.json."""
     state = load_state(root)
-    return {n: {**i, "running": bool(i["pid"]) and pid_alive(i["pid"]), "answering": check(i["kind"], i)}
+    return {n: {**i, "running": bool(i["pid"]) and pid_alive(i["pid"]) and _owns(i["pid"], n, i["url"]),
+                 "answering": check(i["kind"], i)}
             for n, i in state["services"].items()}
+
+
+def _owns(pid: int, name: str, url: str) -> bool:
+    """True when process `pid` is still the one started for service `name` (its command line names its port or
+    name): a stale state file never gets an unrelated process killed."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return False
+    port = url.rsplit(":", 1)[-1].split("/")[0]
+    return name in cmdline or (port.isdigit() and port in cmdline)
 
 
 def down(root: Path, purge: bool = False) -> list[str]:
@@ -194,7 +208,7 @@ def down(root: Path, purge: bool = False) -> list[str]:
             from deploy.postgres import stop_data_dir
 
             stop_data_dir(root)
-        elif info["pid"]:
+        elif info["pid"] and _owns(info["pid"], name, info["url"]):
             stop_group(info["pid"])
     (root / STATE_FILE).unlink(missing_ok=True)
     if purge:

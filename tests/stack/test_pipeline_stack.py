@@ -20,11 +20,7 @@ LOAD_ALLOWANCE_S = 30.0  # a replica notices within one poll; loading the releas
 
 
 def _bucket_keys(s3, prefix: str) -> list[str]:
-    import boto3
-
-    c = boto3.client("s3", endpoint_url=s3.url, aws_access_key_id=s3.env["AWS_ACCESS_KEY_ID"],
-                     aws_secret_access_key=s3.env["AWS_SECRET_ACCESS_KEY"], region_name="us-east-1")
-    pages = c.get_paginator("list_objects_v2").paginate(Bucket=s3.bucket, Prefix=prefix)
+    pages = s3.client().get_paginator("list_objects_v2").paginate(Bucket=s3.bucket, Prefix=prefix)
     return [o["Key"] for page in pages for o in page.get("Contents", [])]
 
 

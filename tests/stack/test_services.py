@@ -23,24 +23,17 @@ def test_mlflow_artifacts_land_in_the_bucket(mlflow_server, s3_server, tmp_path)
     client = mlflow.MlflowClient(tracking_uri=mlflow_server.url)
     run = client.create_run(client.create_experiment("stack-services"))
     client.log_artifact(run.info.run_id, str(tmp_path / "a.txt"))
-    keys = [o["Key"] for o in _client(s3_server).list_objects_v2(Bucket=s3_server.bucket)["Contents"]]
+    keys = [o["Key"] for o in s3_server.client().list_objects_v2(Bucket=s3_server.bucket)["Contents"]]
     assert f"mlflow/{run.info.experiment_id}/{run.info.run_id}/artifacts/a.txt" in keys
-
-
-def _client(srv):
-    import boto3
-
-    return boto3.client("s3", endpoint_url=srv.url, aws_access_key_id=srv.env["AWS_ACCESS_KEY_ID"],
-                        aws_secret_access_key=srv.env["AWS_SECRET_ACCESS_KEY"], region_name="us-east-1")
 
 
 def test_s3_restart_replays_recorded_writes(tmp_path, s3_server):
     first = start_s3(tmp_path, bucket="bkt-one")
-    _client(first).put_object(Bucket="bkt-one", Key="k/one", Body=b"\x00\x01" * 1000)
+    first.client().put_object(Bucket="bkt-one", Key="k/one", Body=b"\x00\x01" * 1000)
     first.kill()
     second = start_s3(tmp_path, bucket="bkt-one")
     try:
-        c = _client(second)
+        c = second.client()
         assert c.get_object(Bucket="bkt-one", Key="k/one")["Body"].read() == b"\x00\x01" * 1000
     finally:
         second.stop()
