@@ -8,6 +8,8 @@ from pathlib import Path
 
 from knnclip_core.cli.common import add_json_flag, emit
 
+from deploy.prefect_stack import POOL
+
 DEFAULT_ROOT = ".knnclip-stack"
 
 
@@ -47,14 +49,35 @@ def cmd_down(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_deploy(args: argparse.Namespace) -> int:
+    from knnclip_core.errors import KnnclipError
+
+    from deploy.prefect_stack import deploy_pipeline
+
+    api_url = os.environ.get("PREFECT_API_URL")
+    if not api_url:
+        raise KnnclipError("PREFECT_API_URL is not set: `source <root>/stack.env` of a running stack first")
+    params = {"path": os.path.abspath(args.path), "backbone": args.backbone, "alias": args.alias,
+              "promote_to": args.promote, "embed_shards": args.embed_shards,
+              "dask_address": args.dask_address or os.environ.get("KNNCLIP_DASK_ADDRESS")}
+    params = {k: v for k, v in params.items() if v is not None}
+    dep_id = deploy_pipeline(api_url, params, pool=args.pool or os.environ.get("KNNCLIP_WORK_POOL") or POOL,
+                             cron=args.cron)
+    emit(args, {"deployment_id": dep_id, "parameters": params, "cron": args.cron},
+         f"deployment {dep_id} on the work pool; runs {args.cron or 'on demand'}: {params}")
+    return 0
+
+
 def register(sub) -> None:
     p = sub.add_parser("stack", help="bring the multi-machine topology up locally: PostgreSQL, S3, MLflow, Prefect, Dask, serve")
-    ssub = p.add_subparsers(dest="stack_command", metavar="up|status|down", required=True)
+    ssub = p.add_subparsers(dest="stack_command", metavar="up|status|down|deploy", required=True)
     for name, func, help_ in (("up", cmd_up, "start every service under --root and write stack.env"),
                               ("status", cmd_status, "check each service (exit 1 when one is down)"),
-                              ("down", cmd_down, "stop every service (data kept unless --purge)")):
+                              ("down", cmd_down, "stop every service (data kept unless --purge)"),
+                              ("deploy", cmd_deploy, "register the curation pipeline as a (scheduled) deployment on the work pool")):
         q = ssub.add_parser(name, help=help_)
-        q.add_argument("--root", help=f"folder for all data, logs and state (default $KNNCLIP_STACK_ROOT or ./{DEFAULT_ROOT})")
+        if name != "deploy":
+            q.add_argument("--root", help=f"folder for all data, logs and state (default $KNNCLIP_STACK_ROOT or ./{DEFAULT_ROOT})")
         add_json_flag(q)
         q.set_defaults(func=func)
         if name == "up":
@@ -63,6 +86,15 @@ def register(sub) -> None:
             q.add_argument("--no-prefect", action="store_true", help="leave out the Prefect server and worker")
             q.add_argument("--alias", default="production", help="alias the replicas follow (default production)")
             q.add_argument("--poll-seconds", type=float, default=2.0, help="replicas' alias polling interval")
+        if name == "deploy":
+            q.add_argument("path", help="dataset the scheduled curation pipeline reads (folder or COCO JSON)")
+            q.add_argument("--cron", help='schedule, e.g. "0 3 * * *" (default: runs only when started)')
+            q.add_argument("--promote", metavar="ALIAS", help="promote each new release to ALIAS (gate applies)")
+            q.add_argument("--alias", default="staging", help="alias a new release gets (default staging)")
+            q.add_argument("--backbone")
+            q.add_argument("--embed-shards", type=int, default=2, help="parallel embedding tasks (default 2)")
+            q.add_argument("--dask-address", help="Dask scheduler (default $KNNCLIP_DASK_ADDRESS)")
+            q.add_argument("--pool", help="work pool (default $KNNCLIP_WORK_POOL or knnclip-pool)")
         if name == "down":
             q.add_argument("--purge", action="store_true", help="also delete the root folder with all data")
 

@@ -3,6 +3,7 @@ picked up by the pool's worker, embedding on the Dask cluster, the memory in the
 the MLflow server promoted to production; both serve replicas serve it, and a rollback moves both."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -12,7 +13,7 @@ import pytest
 
 from knnclip_core.sample_data import write_sample_dataset
 
-from deploy.prefect_stack import api, deploy_pipeline, start_run, wait_flow_run
+from deploy.prefect_stack import api, start_run, wait_flow_run
 from deploy.serve import release_of
 
 pytestmark = pytest.mark.slow
@@ -58,13 +59,18 @@ def test_scheduled_deployment_on_the_topology(topology, s3_server, mlflow_server
     api_url = env["PREFECT_API_URL"]
     data1 = write_sample_dataset(stack_root / "data" / "day1", images=6, classes=3, seed=1)
     data2 = write_sample_dataset(stack_root / "data" / "day2", images=6, classes=4, seed=2)
-    params = {"path": str(data1), "backbone": "classic-v2", "alias": "staging", "promote_to": "production",
-              "dask_address": env["KNNCLIP_DASK_ADDRESS"], "embed_shards": 2}
-    dep_id = deploy_pipeline(api_url, params, cron="0 3 * * *")
+    out = subprocess.run([sys.executable, "-m", "deploy", "deploy", str(data1), "--cron", "0 3 * * *", "--promote",
+                          "production", "--backbone", "classic-v2", "--json"], env={**os.environ, **env},
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    registered = json.loads(out.stdout.splitlines()[-1])
+    dep_id, params = registered["deployment_id"], registered["parameters"]
+    assert params["dask_address"] == env["KNNCLIP_DASK_ADDRESS"] and params["embed_shards"] == 2
     dep = api(api_url, f"/deployments/{dep_id}")
     assert dep["work_pool_name"] == env["KNNCLIP_WORK_POOL"]
     assert [s["schedule"]["cron"] for s in dep["schedules"]] == ["0 3 * * *"]
-    assert not {"worker_token", "catalog_url"} & set(str(dep["parameters"]).split("'")), "secrets in parameters"
+    secrets = [env["KNNCLIP_WORKER_TOKEN"], env["AWS_SECRET_ACCESS_KEY"]]
+    assert not any(s in json.dumps(dep) for s in secrets), "a secret is stored in the deployment"
 
     # The schedule's run, now: the pool's worker picks it up; embedding runs on the Dask cluster.
     run_id = start_run(api_url, dep_id)
@@ -73,6 +79,7 @@ def test_scheduled_deployment_on_the_topology(topology, s3_server, mlflow_server
     worker_log = topology.services["knnclip-worker"].log.read_text()
     assert run["state"]["type"] == "COMPLETED", (run["state"], worker_log[-3000:])
     assert run["work_pool_name"] == env["KNNCLIP_WORK_POOL"] and run_id in worker_log
+    assert not any(s in json.dumps(run) or s in worker_log for s in secrets), "a secret in the run or the worker log"
     assert any(p.startswith("embed") for p in _dask_prefixes(env["KNNCLIP_DASK_ADDRESS"]))
 
     # The memory lives in the object store, the release in the MLflow server (artifacts in the bucket).
