@@ -2,8 +2,8 @@
 environment only: credentials and endpoints never live in config files or flow parameters.
 
 Variables: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_REGION (or
-AWS_DEFAULT_REGION), and the endpoint of an S3-compatible server in KNNCLIP_S3_ENDPOINT (or
-AWS_ENDPOINT_URL); an http:// endpoint is allowed plain HTTP.
+AWS_DEFAULT_REGION), and the endpoint of an S3-compatible server in KNNCLIP_S3_ENDPOINT (else
+AWS_ENDPOINT_URL_S3, else AWS_ENDPOINT_URL); an http:// endpoint is allowed plain HTTP.
 """
 from __future__ import annotations
 
@@ -25,7 +25,8 @@ def scheme_of(uri: str) -> Optional[str]:
 
 def s3_endpoint() -> Optional[str]:
     """The S3-compatible endpoint from the environment (None: AWS itself)."""
-    return os.environ.get("KNNCLIP_S3_ENDPOINT") or os.environ.get("AWS_ENDPOINT_URL") or None
+    env = os.environ
+    return env.get("KNNCLIP_S3_ENDPOINT") or env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or None
 
 
 def storage_options(uri: str) -> Optional[dict]:
