@@ -17,6 +17,7 @@ from .errors import BusyError, KnnclipError
 logger = logging.getLogger(__name__)
 
 POLL_S = 0.1
+KEEPALIVE = "-c tcp_keepalives_idle=30 -c tcp_keepalives_interval=10 -c tcp_keepalives_count=3"
 _HOLDER_SQL = """
 SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
 WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
@@ -53,7 +54,8 @@ def _engine(url: str):
     from sqlalchemy import create_engine
     from sqlalchemy.pool import NullPool
 
-    return create_engine(sqlalchemy_url(url), poolclass=NullPool)  # one real connection per lock
+    # one real connection per lock; the server probes it, so a vanished machine's lock ends within ~a minute
+    return create_engine(sqlalchemy_url(url), poolclass=NullPool, connect_args={"options": KEEPALIVE})
 
 
 def safe_url(url: str) -> str:
@@ -111,8 +113,9 @@ def advisory_lock(url: str, name: str, timeout_s: float = 0.0, what: str = "a ru
             yield
         finally:
             try:
-                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                if not conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key}).scalar():
+                    logger.warning("lock %s was no longer held at the end of %s (its connection was lost)", name, what)
             except SQLAlchemyError as exc:  # the session is gone: so is its lock
-                logger.warning("could not release lock %s (%s); it ends with the connection", name, exc)
+                logger.warning("lock %s was lost during %s (%s); its connection ended", name, what, exc)
     finally:
         conn.close()
