@@ -87,3 +87,13 @@ def _try_lock(home, q):
             q.put("got it")
     except BusyError as exc:
         q.put(f"busy: {exc}")
+
+
+def test_table_created_meanwhile_by_another_writer_is_opened(workspace):
+    """Two machines embedding at once both see no table and both create it: the second
+    creation finds the first one's table (primary key set) and keeps it, instead of failing."""
+    from knnclip_core.memory.table import _create, connect, memory_schema, table_name_for
+
+    first = MemoryTable.open(workspace.memory_uri, EID, 16)
+    _create(connect(workspace.memory_uri), table_name_for(EID), memory_schema(EID, 16))  # the loser of the race
+    assert MemoryTable.open(workspace.memory_uri, EID, 16).name == first.name

@@ -97,11 +97,7 @@ class MemoryTable:
         if name not in list_table_names(db):
             if not create or dim is None:
                 raise FileNotFoundError(f"no memory table for embedder {embedder_id!r} in {db_dir}; run `knnclip embed` first")
-            tbl = db.create_table(name, schema=memory_schema(embedder_id, dim, provenance), exist_ok=True)
-            try:
-                tbl.set_unenforced_primary_key("id")
-            except Exception as exc:  # older tables or concurrent creation
-                logger.debug("primary key not set on %s: %s", name, exc)
+            _create(db, name, memory_schema(embedder_id, dim, provenance))
         mt = cls(db, name, embedder_id, dim or 0)
         stored = mt.stored_embedder_id()
         if stored != embedder_id:
@@ -145,6 +141,22 @@ class MemoryTable:
 
     def count(self) -> int:
         return self.table.count_rows()
+
+
+def _create(db, name: str, schema: pa.Schema) -> None:
+    """Create table `name`; when another writer (another machine) creates it at the same
+    moment, theirs is kept (MemoryTable.open then checks its embedder and dimension)."""
+    try:
+        tbl = db.create_table(name, schema=schema, exist_ok=True)
+    except Exception:  # noqa: BLE001 - a lost creation race; anything else is raised below
+        if name not in list_table_names(db):
+            raise
+        logger.info("memory table %s was created meanwhile by another writer", name)
+        return
+    try:
+        tbl.set_unenforced_primary_key("id")
+    except Exception as exc:  # older tables or concurrent creation
+        logger.debug("primary key not set on %s: %s", name, exc)
 
 
 def stored_provenance(metadata: Optional[dict], where: str) -> Optional[dict]:

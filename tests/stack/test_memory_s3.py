@@ -77,3 +77,30 @@ def test_concurrent_writers_on_s3_lose_nothing(s3_server, monkeypatch):
     vec = np.asarray(t.column("vector").to_pylist(), np.float32)
     assert np.isfinite(vec).all() and vec.shape == (len(ids), 16)
 
+
+
+def _creator(uris: list[str], barrier, out) -> None:
+    from knnclip_core.memory.table import MemoryTable
+
+    for uri in uris:
+        barrier.wait(60)
+        out.put(MemoryTable.open(uri, EID, 16).name)
+
+
+def test_two_writers_create_the_table_at_once(s3_server, monkeypatch):
+    """Both machines find no table and create it at the same moment: both go on with one table."""
+    from knnclip_core.memory.table import MemoryTable, connect, list_table_names
+
+    for k, v in s3_server.env.items():
+        monkeypatch.setenv(k, v)
+    uris = [s3_server.uri(f"memory-create-{uuid.uuid4().hex[:6]}") for _ in range(3)]
+    ctx = mp.get_context("spawn")
+    barrier, out = ctx.Barrier(2), ctx.Queue()
+    procs = [ctx.Process(target=_creator, args=(uris, barrier, out)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(240)
+    assert [p.exitcode for p in procs] == [0, 0]
+    for uri in uris:
+        assert len(list_table_names(connect(uri))) == 1 and MemoryTable.open(uri, EID, create=False).count() == 0

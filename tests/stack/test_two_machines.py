@@ -69,7 +69,8 @@ def test_two_machines_lose_no_rows_versions_or_history(tmp_path, monkeypatch, pg
     ids = rows.column("id").to_pylist()
     assert len(ids) == len(set(ids)) == len(catalog_ids) and set(ids) == catalog_ids
     assert "pending" not in rows.column("state").to_pylist()
-    assert sum(r["embed"]["embedded"] for r in results) >= len(catalog_ids)
+    embedded = [r["embed"]["embedded"] for r in results]  # usually both embed most segments: the same rows race
+    assert sum(embedded) >= len(catalog_ids), embedded
 
     # versions: four distinct releases, all registered
     ctx = open_registry(load_settings())
