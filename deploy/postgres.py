@@ -104,9 +104,11 @@ def create_databases(pg: Postgres, names: tuple[str, ...]) -> None:
 
 
 def start_postgres(root: Path, port: Optional[int] = None, databases: tuple[str, ...] = DATABASES,
-                   timeout: float = 60.0) -> Postgres:
+                   timeout: float = 60.0, durable: bool = True) -> Postgres:
     """Start PostgreSQL with its data in root/postgres/data (initdb on first use) on 127.0.0.1:`port`
-    (free port when None), create `databases`; returns a Postgres service; raises StackError naming the log."""
+    (free port when None), create `databases`; `durable=False` turns fsync off (tests: faster, and a crash of
+    the machine may lose the data). Returns a Postgres service; raises StackError naming the log.
+    With KNNCLIP_PG_PASSWORD set at initdb, clients need that password (scram-sha-256), else loopback is trusted."""
     root = Path(root).resolve()
     bindir = pg_bindir()
     base = root / "postgres"
@@ -117,7 +119,9 @@ def start_postgres(root: Path, port: Optional[int] = None, databases: tuple[str,
     if not (data / "PG_VERSION").exists():
         _init(bindir, data, log)
     port = port or free_port()
-    opts = f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories= -c max_connections=200 -c fsync=off"
+    opts = f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories= -c max_connections=200"
+    if not durable:
+        opts += " -c fsync=off -c synchronous_commit=off"
     log.touch()
     _chown_to_owner(log)
     _run([str(bindir / "pg_ctl"), "-D", str(data), "-o", opts, "-l", str(log), "-w", "-t", str(int(timeout)), "start"],

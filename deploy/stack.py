@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 from dataclasses import dataclass, field
@@ -57,7 +58,7 @@ class Stack:
         state = {"root": str(self.root), "services": {n: {"kind": s.kind, "pid": s.pid, "url": s.url,
                                                           "log": str(s.log) if s.log else None}
                                                       for n, s in self.services.items()},
-                 "env": {k: v for k, v in self.env.items() if k not in SECRET_VARS}}
+                 "env": {k: _redact(v) for k, v in self.env.items() if k not in SECRET_VARS}}
         (self.root / STATE_FILE).write_text(json.dumps(state, indent=2))
         envf = self.root / ENV_FILE
         envf.touch(mode=0o600)
@@ -68,6 +69,11 @@ class Stack:
         """Stop every service, last started first."""
         for svc in reversed(list(self.services.values())):
             svc.stop()
+
+
+def _redact(value: str) -> str:
+    """`value` with the password of any user:password@ URL replaced by ***."""
+    return re.sub(r"(://[^:/@\s]+:)[^@\s]+@", r"\1***@", str(value))
 
 
 def _quote(v: str) -> str:

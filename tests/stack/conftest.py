@@ -48,7 +48,7 @@ def pg_server(stack_root):
         pg_bindir()
     except StackError as exc:
         require_or_skip(str(exc))
-    pg = _start("PostgreSQL", start_postgres, stack_root)
+    pg = _start("PostgreSQL", start_postgres, stack_root, durable=False)
     yield pg
     pg.stop()
 

@@ -52,3 +52,22 @@ def test_missing_moto_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("KNNCLIP_MOTO_PATH", str(tmp_path / "nowhere"))
     with pytest.raises(StackError, match="moto\\[server\\] is not installed in .*nowhere; run: .*pip install --target"):
         start_s3(tmp_path)
+
+
+def test_postgres_with_a_password_refuses_clients_without_it(stack_root, pg_server, monkeypatch):
+    import psycopg
+
+    from deploy import start_postgres
+    from deploy.stack import _redact
+
+    monkeypatch.setenv("KNNCLIP_PG_PASSWORD", "s3cret-pw")
+    pg = start_postgres(stack_root / "with-password", databases=("catalog",), durable=False)
+    try:
+        url = pg.db_url("catalog", driver="")
+        assert ":s3cret-pw@" in url and "s3cret-pw" not in _redact(url)
+        with psycopg.connect(url, connect_timeout=5) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+        with pytest.raises(psycopg.OperationalError, match="password"):
+            psycopg.connect(url.replace(":s3cret-pw@", ":wrong@"), connect_timeout=5)
+    finally:
+        pg.stop()
