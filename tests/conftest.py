@@ -48,3 +48,15 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         require_or_skip(f"real data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+def local_registry(tmp_path, monkeypatch, model_name: str):
+    """A RegistryContext on a fresh workspace's own SQLite MLflow store, for `model_name`."""
+    from knnclip_core.config import load_settings
+    from registry.store import open_registry
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("KNNCLIP_CONFIG", raising=False)
+    home = tmp_path / "ws"
+    monkeypatch.setenv("KNNCLIP_HOME", str(home))
+    return open_registry(load_settings(home=str(home)), model_name=model_name)

@@ -3,19 +3,13 @@ from __future__ import annotations
 
 import pytest
 
+from conftest import local_registry
 from test_registry import seeded_snapshot
 
 
 @pytest.fixture
 def ctx(tmp_path, monkeypatch):
-    from knnclip_core.config import load_settings
-    from registry.store import open_registry
-
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    monkeypatch.delenv("KNNCLIP_CONFIG", raising=False)
-    home = tmp_path / "ws"
-    monkeypatch.setenv("KNNCLIP_HOME", str(home))
-    return open_registry(load_settings(home=str(home)), model_name="history-guard")
+    return local_registry(tmp_path, monkeypatch, "history-guard")
 
 
 def test_unreadable_history_refuses_the_move_and_survives(ctx, tmp_path):

@@ -10,19 +10,13 @@ from urllib.request import url2pathname
 import pytest
 
 from knnclip_core.errors import VerificationError
+from conftest import local_registry
 from test_registry import seeded_snapshot
 
 
 @pytest.fixture
 def ctx(tmp_path, monkeypatch):
-    from knnclip_core.config import load_settings
-    from registry.store import open_registry
-
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    monkeypatch.delenv("KNNCLIP_CONFIG", raising=False)
-    home = tmp_path / "ws"
-    monkeypatch.setenv("KNNCLIP_HOME", str(home))
-    return open_registry(load_settings(home=str(home)), model_name="cache-test")
+    return local_registry(tmp_path, monkeypatch, "cache-test")
 
 
 def _publish(ctx, tmp_path: Path, seed: int) -> tuple[int, Path]:
