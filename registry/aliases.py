@@ -5,7 +5,9 @@ Each alias has a registered-model tag `knnclip.alias_history.<alias>` holding JS
 in the MLflow store itself, so the history survives restarts and works with any tracking
 URI. `rollback` pops the current holder and gives the alias back to the one before. A move
 is a read-modify-write of that tag, so moves of one model's aliases take a workspace lock
-(`knnclip_core.locks.workspace_lock`). A history that cannot be read raises
+(`knnclip_core.locks.workspace_lock`: a PostgreSQL advisory lock when the catalog or
+KNNCLIP_LOCK_URL is PostgreSQL, so machines sharing it serialise; else a file lock on this
+machine). A history that cannot be read raises
 AliasHistoryError and the alias is not moved, so it is never overwritten.
 
 An alias moved outside knnclip (`set_registered_model_alias` in the MLflow UI or API)
