@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import shutil
 import tempfile
 import time
@@ -22,6 +23,7 @@ from knnclip_core.errors import KnnclipError
 from knnclip_core.hashing import sha256_file
 from knnclip_core.index import build_snapshot, verify_snapshot
 from knnclip_core.index.snapshot import MANIFEST_FILE
+from knnclip_core.locks import workspace_lock
 from knnclip_core.workspace import Workspace
 
 from . import store
@@ -36,6 +38,7 @@ SNAPSHOT_ARTIFACT = "snapshot"
 TAG_HOST, TAG_PID, TAG_PID_STARTED = "knnclip.host", "knnclip.pid", "knnclip.pid_started"  # who runs a publish
 REPORT_WORDS = ("curat", "valid", "ingest")
 REPORT_SUFFIXES = (".json", ".md", ".html", ".csv", ".txt")
+PUBLISH_LOCK_TIMEOUT_S = 900.0  # a publisher waits this long for another one building a release
 
 
 def find_reports(reports_dir: Path) -> list[Path]:
@@ -246,12 +249,24 @@ def publish(settings: Settings, ws: Workspace, backbone: Optional[str] = None, a
     memory, or with several the one of settings.embed.backbone) and publish it (see `publish_snapshot`). `index` overrides the
     index choice (FAISS factory string); the byte budget is settings.curate.budget_mb.
     When the newest release already holds the same content, it is returned (`reused`)
-    instead of a duplicate version. Raises RecallFloorError, KnnclipError when the memory
-    is empty, InputError when no memory matches."""
+    instead of a duplicate version; publishers of one model take turns (BusyError after
+    PUBLISH_LOCK_TIMEOUT_S). Raises RecallFloorError, KnnclipError when the memory is empty,
+    InputError when no memory matches."""
+    alias = check_alias(alias if alias is not None else settings.publish.alias)
+    model = settings.publish.model_name
+    # One publisher per model at a time (across machines when the lock is on PostgreSQL): the
+    # memory is read and the reuse check made under it, so an unchanged memory never gives two versions.
+    with workspace_lock(ws, f"publish-{re.sub(r'[^A-Za-z0-9._-]', '_', model)}.lock", PUBLISH_LOCK_TIMEOUT_S,
+                        what="publish", guards=f"publishing to {model!r}"):
+        return _publish_locked(settings, ws, backbone, alias, index, tag)
+
+
+def _publish_locked(settings: Settings, ws: Workspace, backbone: Optional[str], alias: str,
+                    index: Optional[str], tag: Optional[str]) -> dict:
+    """`publish` with the publish lock held."""
     from knnclip_core.memory.published import load_kept
     from knnclip_core.memory.resolve import resolve_embedder_id
 
-    alias = check_alias(alias if alias is not None else settings.publish.alias)
     embedder_id = resolve_embedder_id(ws, backbone, configured=settings.embed.backbone)
     try:
         kept = load_kept(ws, embedder_id, tag=tag)

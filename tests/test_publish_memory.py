@@ -57,3 +57,53 @@ def test_publish_without_backbone_takes_the_memory_as_curate_does(settings, work
         publish(settings, workspace)
     settings.embed.backbone = "classic"  # several memories: the configured backbone's
     assert publish(settings, workspace)["embedder_id"] == emb["embedder_id"]
+
+
+PUBLISHER = """
+import json, os, sys, time
+from pathlib import Path
+from knnclip_core.config import load_settings
+from knnclip_core.workspace import Workspace
+from registry.publish import publish
+settings = load_settings()
+ws = Workspace.from_settings(settings).ensure()
+go = Path(sys.argv[1])
+Path(sys.argv[2]).touch()  # ready: imports done
+while not go.exists():
+    time.sleep(0.01)
+print(json.dumps(publish(settings, ws, backbone="classic")))
+"""
+
+
+def test_two_publishers_of_one_memory_make_one_release(settings, workspace, tmp_path):
+    """Two processes publish the same memory at the same moment: the publish lock makes the
+    second wait and reuse the first's version (without it both found no match and registered two)."""
+    import json
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from registry.store import open_registry
+
+    ingest_path(settings, write_sample_dataset(tmp_path / "a", images=6, classes=3, seed=4), progress=False)
+    run_embed(settings, backbone="classic", num_workers=0)
+    curate(settings, workspace, "classic")
+    open_registry(settings, workspace)  # the store's schema exists before the race
+    go = tmp_path / "go"
+    procs = [subprocess.Popen([sys.executable, "-c", PUBLISHER, str(go), str(tmp_path / f"ready{i}")],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+             for i in range(2)]
+    deadline = time.time() + 120
+    while not all((tmp_path / f"ready{i}").exists() for i in range(2)) and time.time() < deadline:
+        time.sleep(0.05)
+    go.touch()
+    results = []
+    for p in procs:
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    assert {r["version"] for r in results} == {1}
+    assert sorted(r["reused"] for r in results) == [False, True]
+    ctx = open_registry(settings, workspace)
+    assert [int(mv.version) for mv in ctx.client.search_model_versions(f"name = '{ctx.model_name}'")] == [1]
