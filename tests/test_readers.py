@@ -71,3 +71,18 @@ def test_unreadable_inputs_say_why(tmp_path):
         open_reader(bad)
     with pytest.raises(InputError, match="unknown format"):
         open_reader(tmp_path, "pascal")
+
+
+def test_a_classes_file_that_is_not_utf8_or_too_large_is_one_sentence(tmp_path, monkeypatch):
+    from knnclip_core.readers import semantic_png
+
+    bad = tmp_path / "classes.txt"
+    bad.write_bytes("road\nsky\n".encode() + "caf\xe9\n".encode("latin-1"))
+    with pytest.raises(InputError, match=r"classes.txt line 3 is not UTF-8 text"):
+        semantic_png.read_classes_file(bad)
+    monkeypatch.setattr(semantic_png, "MAX_CLASSES_FILE_BYTES", 8)
+    bad.write_text("road\nsky\nbuilding\n")
+    with pytest.raises(InputError, match="larger than 8 bytes"):
+        semantic_png.read_classes_file(bad)
+    monkeypatch.undo()
+    assert [c.name for c in semantic_png.read_classes_file(bad)] == ["road", "sky", "building"]

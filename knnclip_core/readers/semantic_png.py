@@ -9,14 +9,26 @@ from .base import (READERS, ClassInfo, ImageItem, Reader, list_files, mask_error
                    split_label_map)
 from .safe_files import confine, printable
 
+MAX_CLASSES_FILE_BYTES = 4_000_000  # a classes file is one name per line; larger is not one
+
 
 def read_classes_file(path: Path) -> list[ClassInfo]:
     """Class list of a classes file: line i names value i (blank lines keep their index);
     `a|b|c` gives a class its synonyms (shown as `a`, all three in the text ensemble)."""
     if not path.is_file():
         raise InputError(f"classes file {path} does not exist")
-    names = path.read_text(encoding="utf-8").splitlines()
-    return [ClassInfo(normalise_class_name(n)) for n in names]
+    with open(path, "rb") as f:
+        raw = f.read(MAX_CLASSES_FILE_BYTES + 1)
+    if len(raw) > MAX_CLASSES_FILE_BYTES:
+        raise InputError(f"classes file {path} is larger than {MAX_CLASSES_FILE_BYTES:,} bytes; "
+                         "it should hold one class name per line")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        raise InputError(f"classes file {path} line {line} is not UTF-8 text (byte {exc.start}); "
+                         "save it as UTF-8") from None
+    return [ClassInfo(normalise_class_name(n)) for n in text.splitlines()]
 
 
 class SemanticPngReader(Reader):
