@@ -91,10 +91,15 @@ def _secrets() -> dict:
     return out
 
 
+# MLflow's client retries 7 times with doubling back-off by default: a publisher facing a dead
+# tracking server would hang for minutes. Three retries fail it within about 15 s.
+MLFLOW_CLIENT_RETRIES = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3"}
+
+
 def client_env(pg: Postgres, s3: S3Server, mlflow: Service) -> dict:
     """The variables every machine of the topology shares (stores and servers), without per-machine ones."""
     return {**s3.env, **mlflow.env, "KNNCLIP_CATALOG_URL": pg.db_url("catalog"),
-            "KNNCLIP_MEMORY_URI": s3.uri("memory"), "PYTHONPATH": str(REPO)}
+            "KNNCLIP_MEMORY_URI": s3.uri("memory"), "PYTHONPATH": str(REPO), **MLFLOW_CLIENT_RETRIES}
 
 
 def up(root: Path, opts: Optional[StackOptions] = None, pg: Optional[Postgres] = None,
