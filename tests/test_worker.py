@@ -107,12 +107,19 @@ def test_api_without_token(settings, releases, embedders):
         assert body["release"]["version"] == "v1" and (body["width"], body["height"]) == (W, H)
         assert {s["class"] for s in body["segments"]} == {"red", "green", "blue"}  # the three blocks, none unknown
         assert body["segments"] and body["segments"][0]["provenance"][0]["segment_id"].startswith("v1-")
-        assert Image.open(io.BytesIO(base64.b64decode(body["overlay_png"]))).size == (W, H)
+        overlay = np.asarray(Image.open(io.BytesIO(base64.b64decode(body["overlay_png"]))))
         labels = np.asarray(Image.open(io.BytesIO(base64.b64decode(body["label_map_png"]))))
-        assert labels.shape == (H, W)
+        assert labels.shape == (H, W) and overlay.shape == (H, W, 3)
+        # the overlay is the colour blend plus the legend of the classes found, as the CLI writes it
+        from knnclip_core.segment.render import UNKNOWN_VALUE_U8, legend_overlay, overlay_image
+
+        label_map = np.where(labels == UNKNOWN_VALUE_U8, -1, labels.astype(np.int64))
+        assert np.array_equal(overlay, np.asarray(legend_overlay(blocks_image(), label_map, body["classes"])))
+        assert not np.array_equal(overlay, np.asarray(overlay_image(blocks_image(), label_map, len(body["classes"]))))
         r = client.post("/segment", files={"image": ("x.png", png(blocks_image()), "image/png")},
                         params={"format": "png"})
         assert r.headers["content-type"] == "image/png" and r.headers["x-knnclip-release"] == "v1"
+        assert np.array_equal(np.asarray(Image.open(io.BytesIO(r.content))), overlay)
         assert client.post("/segment", files={"image": ("x.png", b"not an image", "image/png")}).status_code == 400
         metrics = client.get("/metrics").text
         assert 'knnclip_worker_release_info{alias="production"' in metrics and 'version="v1"' in metrics

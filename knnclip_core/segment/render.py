@@ -9,6 +9,7 @@ from typing import Optional
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from ..classnames import display_name
 from ..errors import InputError
 
 logger = logging.getLogger(__name__)
@@ -55,14 +56,20 @@ def draw_legend(im: Image.Image, label_map: np.ndarray, classes: list[str]) -> I
     draw = ImageDraw.Draw(out, "RGBA")
     fit = max(0, (out.height - 2 * LEGEND_PAD) // LEGEND_ROW)
     rows = present[:fit]
-    width = LEGEND_SWATCH + 3 * LEGEND_PAD + max((int(draw.textlength(classes[c], font=font)) for c in rows), default=0)
+    names = {c: display_name(classes[c]) for c in rows}  # `a|b` labels show their first name
+    width = LEGEND_SWATCH + 3 * LEGEND_PAD + max((int(draw.textlength(names[c], font=font)) for c in rows), default=0)
     draw.rectangle([0, 0, min(width, out.width - 1), 2 * LEGEND_PAD + LEGEND_ROW * len(rows)], fill=(0, 0, 0, 170))
     for k, c in enumerate(rows):
         y = LEGEND_PAD + k * LEGEND_ROW
         draw.rectangle([LEGEND_PAD, y, LEGEND_PAD + LEGEND_SWATCH - 1, y + LEGEND_SWATCH - 1],
                        fill=tuple(int(v) for v in colours[c]))
-        draw.text((2 * LEGEND_PAD + LEGEND_SWATCH, y - 1), classes[c], fill=(255, 255, 255), font=font)
+        draw.text((2 * LEGEND_PAD + LEGEND_SWATCH, y - 1), names[c], fill=(255, 255, 255), font=font)
     return out
+
+
+def legend_overlay(image: np.ndarray, label_map: np.ndarray, classes: list[str]) -> Image.Image:
+    """The colour overlay of `label_map` on `image` with the legend of the classes present."""
+    return draw_legend(overlay_image(image, label_map, len(classes)), label_map, list(classes))
 
 
 def png_bytes(im: Image.Image) -> bytes:
