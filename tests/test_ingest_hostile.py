@@ -172,7 +172,7 @@ def test_mask_pixel_limit_from_the_header_and_no_mask_per_value(tmp_path, monkey
     r = ingest_path(settings, root, min_area=1, progress=False)
     assert r.images == 1 and r.reasons == {"mask_too_large": 1, "too_many_labels": 1}
     rows, _ = _rows(settings, r.batch_id)
-    assert any("20000x20000" in m for _, _, m in rows)
+    assert any("400000000 pixels" in m and "decompression-bomb limit" in m for _, _, m in rows)  # past Pillow's guard
     # 3,000 values on a 128x96 mask: memory stays near one label map, not 3,000 masks (36 MB)
     labels = (np.arange(h * w) % 3000).astype(np.uint16).reshape(h, w)
     Image.fromarray(labels).save(many)
@@ -234,3 +234,24 @@ def test_an_annotation_file_that_is_a_fifo_is_refused_without_blocking(tmp_path)
     os.mkfifo(tmp_path / "instances_val.json")
     with pytest.raises(InputError, match="not a regular file"):
         open_reader(tmp_path / "instances_val.json")
+
+
+def test_image_bombs_are_quarantined_with_pillows_guard_left_on(settings, tmp_path):
+    """Images and masks whose headers claim more pixels than Pillow's own bomb limit are
+    quarantined (never decoded), the rest of the batch is ingested, and ingest leaves
+    PIL.Image.MAX_IMAGE_PIXELS as it was (it used to switch Pillow's guard off process-wide)."""
+    import knnclip_core.validation.facts  # noqa: F401  (imported for its former side effect)
+
+    assert Image.MAX_IMAGE_PIXELS == 1024 * 1024 * 1024 // 4 // 3  # Pillow's default, untouched
+    root = write_sample_dataset(tmp_path / "s", images=4, classes=3)
+    images, masks = sorted((root / "images").iterdir()), sorted((root / "masks").iterdir())
+    _lying_png(images[0], 30000, 30000)
+    _lying_png(masks[1], 30000, 30000)
+    r = ingest_path(settings, root, min_area=1, progress=False)
+    assert r.images == 2 and r.reasons == {"too_many_pixels": 1, "mask_too_large": 1}
+    rows, status = _rows(settings, r.batch_id)
+    assert status == "done"
+    by_reason = {reason: message for _, reason, message in rows}
+    assert images[0].name in by_reason["too_many_pixels"] and "900000000 pixels" in by_reason["too_many_pixels"]
+    assert masks[1].name in by_reason["mask_too_large"] and "900000000 pixels" in by_reason["mask_too_large"]
+    assert Image.MAX_IMAGE_PIXELS == 1024 * 1024 * 1024 // 4 // 3

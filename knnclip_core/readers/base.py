@@ -13,12 +13,11 @@ from pathlib import Path
 from typing import Iterator, Optional
 
 import numpy as np
-from PIL import Image
 
 from ..classnames import SYNONYM_SEP, join_synonyms
 from ..plugins import Registry
 from .regions import LabelMap, Region
-from .safe_files import RefusedFile, check_pixels, open_regular, printable
+from .safe_files import RefusedFile, open_image_header, open_regular, printable
 
 logger = logging.getLogger(__name__)
 
@@ -117,8 +116,7 @@ LABEL_MODES = {"1", "L", "P", "I", "I;16", "I;16L", "I;16B", "I;16N"}
 def read_label_png(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """A single-channel integer label image (palette indices kept as is). The size is
     checked from the header before decoding. Raises RefusedFile, ValueError or OSError."""
-    with open_regular(path) as f, Image.open(f) as im:
-        check_pixels(im.size, max_pixels, path)
+    with open_regular(path) as f, open_image_header(f, path, max_pixels) as im:
         if im.mode not in LABEL_MODES:
             raise ValueError(f"expected a single-channel integer label image, got mode {im.mode}")
         labels = np.asarray(im)

@@ -5,13 +5,12 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
-from PIL import Image
 
 from ..errors import InputError
 from .base import DEFAULT_MAX_PIXELS, READERS, ImageItem, Reader, SegmentItem, check_label_count, mask_error
 from .coco_common import coco_categories, entry_item, guess_images_dir, index_images, is_int, load_coco_json, short
 from .regions import LabelMap
-from .safe_files import check_pixels, confine, open_regular, printable
+from .safe_files import confine, open_image_header, open_regular, printable
 
 PANOPTIC_MODES = {"RGB", "RGBA", "P", "L"}
 
@@ -19,8 +18,7 @@ PANOPTIC_MODES = {"RGB", "RGBA", "P", "L"}
 def read_panoptic_ids(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Segment id map of a panoptic PNG, its size checked from the header before decoding.
     Raises RefusedFile, ValueError or OSError."""
-    with open_regular(path) as f, Image.open(f) as im:
-        check_pixels(im.size, max_pixels, path)
+    with open_regular(path) as f, open_image_header(f, path, max_pixels) as im:
         if im.mode not in PANOPTIC_MODES:
             raise ValueError(f"expected an RGB panoptic PNG, got mode {im.mode}")
         rgb = np.asarray(im.convert("RGB"))

@@ -68,6 +68,25 @@ def open_regular(path: Path) -> BinaryIO:
     return os.fdopen(fd, "rb")
 
 
+def open_image_header(f: BinaryIO, path: Path, max_pixels: int, what: str = "mask"):
+    """`PIL.Image.open(f)` (header only) whose size is within `max_pixels` (see check_pixels).
+    An image past Pillow's own decompression-bomb limit (2 x PIL.Image.MAX_IMAGE_PIXELS, left
+    at its default so that the rest of the process keeps its guard) is refused the same way."""
+    from PIL import Image
+
+    try:
+        im = Image.open(f)
+    except Image.DecompressionBombError as exc:
+        raise RefusedFile(f"{what}_too_large", f"{printable(str(path))}: the {what} is over Pillow's "
+                          f"decompression-bomb limit ({exc})") from None
+    try:
+        check_pixels(im.size, max_pixels, path, what)
+    except RefusedFile:
+        im.close()
+        raise
+    return im
+
+
 def check_pixels(size: tuple[int, int], max_pixels: int, path: Path, what: str = "mask") -> None:
     """RefusedFile('<what>_too_large') when a (w, h) header size is over `max_pixels`."""
     w, h = size

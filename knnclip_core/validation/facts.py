@@ -20,7 +20,6 @@ from ..readers.regions import encode_mask  # noqa: F401  (kept importable from h
 from ..readers.safe_files import RefusedFile, confine, is_utf8, open_regular, printable
 
 logger = logging.getLogger(__name__)
-Image.MAX_IMAGE_PIXELS = None  # our own limit (max_pixels) is checked before decoding
 
 
 @dataclass
@@ -111,7 +110,7 @@ def read_image_facts(facts: ImageFacts, path: Path, max_pixels: int) -> None:
         return
     with f:
         try:
-            with Image.open(f) as im:
+            with Image.open(f) as im:  # Pillow's bomb guard stays on: past it, too_many_pixels below
                 facts.width, facts.height = im.size
                 facts.pixels = facts.width * facts.height
                 if facts.pixels <= max_pixels:
@@ -119,6 +118,10 @@ def read_image_facts(facts: ImageFacts, path: Path, max_pixels: int) -> None:
                         im.load()
                     except Exception as exc:  # truncated or corrupt data
                         facts.decodes, facts.decode_error = False, str(exc)
+        except Image.DecompressionBombError as exc:  # over 2 x Image.MAX_IMAGE_PIXELS: never decoded
+            facts.reader_reason = "too_many_pixels"
+            facts.reader_message = f"{printable(str(path))}: over Pillow's decompression-bomb limit ({exc})"
+            return
         except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
             facts.is_image, facts.decode_error = False, str(exc)
             return
