@@ -17,7 +17,8 @@ from PIL import Image as PILImage
 from knnclip_core.classnames import display_name
 from knnclip_core.config import Settings
 from knnclip_core.errors import InputError, KnnclipError
-from knnclip_core.segment.render import decode_image, overlay_image, palette, png_bytes
+from knnclip_core.segment.render import overlay_image, palette, png_bytes
+from knnclip_core.segment.upload_guard import decode_upload
 
 from knnclip_core.catalog.queries import segment_sources
 from knnclip_core.workspace import Workspace
@@ -80,6 +81,7 @@ class TryService:
         """Segment the encoded image `data` with the release of `alias`.
 
         Returns {'release': {version, alias, uri, vocabulary_size, embedder_id}, 'width', 'height',
+        'scale' (the upload was decoded at this scale: worker.max_side, as the worker does),
         'overlay': data URI of the colour overlay PNG, 'image': data URI of the upload as PNG, 'classes': [{name, colour, pixels}] of the
         classes found, 'segments': [{id, class, colour, score, confidence, fused, area, bbox}]}.
         Raises InputError (not an image, too large), NoReleaseError, KnnclipError (load failed)."""
@@ -89,7 +91,7 @@ class TryService:
             raise InputError("choose an image file to upload first.")
         if len(data) > max_bytes:
             raise InputError(f"the upload is larger than {wcfg.max_upload_mb} MB.")
-        pixels = decode_image(data, wcfg.max_pixels)
+        pixels, scale = decode_upload(data, wcfg.max_pixels, wcfg.max_side)  # as the worker: big photos at reduced scale
         with self._lock:
             rel = self._release(alias)
             result = rel.segmenter.segment(pixels)
@@ -113,7 +115,7 @@ class TryService:
             pixels_per_class[value] = count
         found = [{"name": display_name(result.classes[i]), "colour": colour_hex(colours[i]), "pixels": pixels_per_class[i]}
                  for i in sorted(pixels_per_class, key=lambda j: -pixels_per_class[j]) if i >= 0]
-        return {"release": rel.describe(), "width": body["width"], "height": body["height"],
+        return {"release": rel.describe(), "width": body["width"], "height": body["height"], "scale": scale,
                 "overlay": "data:image/png;base64," + base64.b64encode(overlay).decode(),
                 "image": "data:image/png;base64," + base64.b64encode(original).decode(),
                 "classes": found, "segments": segments, "timings": body["timings"]}

@@ -258,6 +258,16 @@ def test_try_segments_an_upload(built, client):
         assert s["class"] in vocabulary | {"unknown"} and 0.0 <= s["score"] <= 1.0
     bad = client.post("/try", files={"image": ("x.txt", b"GIF89a-broken", "image/gif")})
     assert bad.status_code == 400 and "not a readable image" in _text(bad.text)
+    # a big photo is decoded at reduced scale (worker.max_side), as the worker does; a bomb never decoded
+    big = io.BytesIO()
+    Image.open(built["image"]).convert("RGB").resize((3 * 1024, 3 * 1024 * h // w)).save(big, format="PNG")
+    api = client.post("/api/try", files={"image": ("big.png", big.getvalue(), "image/png")},
+                      data={"alias": "production"}).json()
+    assert (api["width"], api["height"]) == (1024, round(3 * 1024 * h // w / 3)) and api["scale"] == 1 / 3
+    from benchmarks.fault_scenarios.common import bomb_png
+
+    bomb = client.post("/try", files={"image": ("bomb.png", bomb_png(40000, 40000), "image/png")})
+    assert bomb.status_code == 413 and "more than the limit" in _text(bomb.text)
     assert client.post("/try", files={"image": ("s.png", data, "image/png")},
                        data={"alias": "../etc"}).status_code == 400
 
