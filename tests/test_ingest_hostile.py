@@ -255,3 +255,19 @@ def test_image_bombs_are_quarantined_with_pillows_guard_left_on(settings, tmp_pa
     assert images[0].name in by_reason["too_many_pixels"] and "900000000 pixels" in by_reason["too_many_pixels"]
     assert masks[1].name in by_reason["mask_too_large"] and "900000000 pixels" in by_reason["mask_too_large"]
     assert Image.MAX_IMAGE_PIXELS == 1024 * 1024 * 1024 // 4 // 3
+
+
+def test_two_masks_with_one_name_quarantine_the_image_not_guess(settings, tmp_path):
+    """a.png and a.tif in the masks folder: the image is quarantined naming both (it used to
+    take whichever was listed last), and the other images go through."""
+    import shutil
+
+    root = write_sample_dataset(tmp_path / "s", images=3, classes=3)
+    first = sorted((root / "masks").iterdir())[0]
+    twin = first.with_suffix(".tif")
+    shutil.copy(first, twin)
+    r = ingest_path(settings, root, min_area=1, progress=False)
+    assert r.images == 2 and r.reasons == {"ambiguous_mask": 1}
+    rows, status = _rows(settings, r.batch_id)
+    assert status == "done" and len(rows) == 1
+    assert first.name in rows[0][2] and twin.name in rows[0][2] and "several masks" in rows[0][2]

@@ -48,7 +48,12 @@ class SemanticPngReader(Reader):
         self.root = Path(root) if root else self.images_dir
         self.dataset_name = dataset_name or self.images_dir.resolve().parent.name
         self._images = list_files(self.images_dir)
-        self._masks = {p.stem: p for p in list_files(self.masks_dir)}
+        self._masks: dict[str, Path] = {}
+        self._ambiguous: dict[str, list[Path]] = {}  # stems with several masks (a.png, a.tif): none is guessed
+        for p in list_files(self.masks_dir):
+            if p.stem in self._masks:
+                self._ambiguous.setdefault(p.stem, [self._masks[p.stem]]).append(p)
+            self._masks[p.stem] = p
 
     def __len__(self) -> int:
         return len(self._images) + len(set(self._masks) - {p.stem for p in self._images})
@@ -60,6 +65,12 @@ class SemanticPngReader(Reader):
             rel = str(image.relative_to(self.root)) if image.is_relative_to(self.root) else image.name
             item = ImageItem(image_path=image, rel_path=rel, source_id=image.stem)
             mask = self._masks.get(image.stem)
+            if image.stem in self._ambiguous:
+                names = ", ".join(printable(p.name) for p in self._ambiguous[image.stem])
+                item.errors.append(("ambiguous_mask", f"{printable(str(image))}: several masks share its name "
+                                                      f"({names}) in {printable(str(self.masks_dir))}"))
+                yield item
+                continue
             if mask is None:
                 item.errors.append(("missing_mask", f"{image}: no mask named {image.stem}.* in {self.masks_dir}"))
                 yield item

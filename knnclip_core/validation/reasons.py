@@ -8,6 +8,7 @@ IMAGE_REASONS = {
     "special_file": "the path is a FIFO, socket, device or folder, not a regular file (never opened)",
     "missing_file": "the image file does not exist",
     "missing_mask": "the image has no mask",
+    "ambiguous_mask": "several masks share the image's name (e.g. a.png and a.tif), so none is guessed",
     "missing_image": "the mask has no image",
     "unknown_image": "the annotation names an image the file does not list",
     "mask_unreadable": "the mask cannot be read",
