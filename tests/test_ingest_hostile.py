@@ -271,3 +271,17 @@ def test_two_masks_with_one_name_quarantine_the_image_not_guess(settings, tmp_pa
     rows, status = _rows(settings, r.batch_id)
     assert status == "done" and len(rows) == 1
     assert first.name in rows[0][2] and twin.name in rows[0][2] and "several masks" in rows[0][2]
+
+
+def test_an_annotation_id_repeated_in_another_image_is_quarantined(settings, tmp_path):
+    """COCO annotation ids are unique over the file: the repeat (here in a second image) is
+    quarantined naming both entries, and the first keeps its segment."""
+    path = write_instances(tmp_path / "coco", extra_images=[{"id": 8, "file_name": "b.jpg", "height": 40, "width": 50}],
+                           extra_anns=[{"id": 2, "image_id": 8, "category_id": 1, "segmentation": [[0, 0, 9, 0, 9, 9]]},
+                                       {"id": 5, "image_id": 8, "category_id": 2, "segmentation": [[20, 20, 29, 20, 29, 29]]}])
+    Image.fromarray(rgb(40, 50, 5)).save(tmp_path / "coco/images/b.jpg")
+    r = ingest_path(settings, path, images=tmp_path / "coco/images", min_area=1, progress=False)
+    assert r.images == 2 and r.segments == 3 + 1 and r.reasons == {"duplicate_id": 1}
+    rows, _ = _rows(settings, r.batch_id)
+    assert rows[0][0] == "instances_val2017.json annotations[4]"
+    assert "repeats annotation id 2 of annotations[1]" in rows[0][2]

@@ -123,14 +123,23 @@ def guess_images_dir(json_path: Path, images: Path | None) -> Path:
 
 
 def group_by_image(annotations: list) -> tuple[dict[int, list[dict]], list[Problem]]:
-    """image id -> its annotations (objects with an integer image_id), and the others as problems."""
+    """image id -> its annotations (objects with an integer image_id), and the others as problems.
+    Annotation ids are unique over the whole file in COCO: a repeated one (in any image) is a
+    problem and the first entry is kept."""
     grouped: dict[int, list[dict]] = {}
     problems: list[Problem] = []
+    first_at: dict = {}  # annotation id -> index of its first entry
     for i, ann in enumerate(annotations):
+        ann_id = ann.get("id") if isinstance(ann, dict) else None
         if not isinstance(ann, dict):
             problems.append(("bad_annotation", f"annotations[{i}]", f"is {short(ann)}, not an object"))
         elif not is_int(ann.get("image_id")):
             problems.append(("bad_annotation", f"annotations[{i}]", f"has image_id {short(ann.get('image_id'))}, not an integer"))
+        elif isinstance(ann_id, (int, str)) and not isinstance(ann_id, bool) and ann_id in first_at:
+            problems.append(("duplicate_id", f"annotations[{i}]",
+                             f"repeats annotation id {short(ann_id)} of annotations[{first_at[ann_id]}]"))
         else:
+            if isinstance(ann_id, (int, str)) and not isinstance(ann_id, bool):
+                first_at[ann_id] = i
             grouped.setdefault(ann["image_id"], []).append(ann)
     return grouped, problems
