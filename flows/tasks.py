@@ -41,7 +41,7 @@ def retry_on_io(task, task_run, state) -> bool:
 # Nothing is pickled: Prefect neither caches nor persists these tasks' results.
 IO_RETRIES = dict(retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=retry_on_io,
                   cache_policy=NO_CACHE, persist_result=False)
-SECRET_FIELDS = frozenset({"worker_token", "catalog_url"})  # never flow, task or deployment parameters
+SECRET_FIELDS = frozenset({"worker_token", "catalog_url", "lock_url"})  # never flow, task or deployment parameters (DB URLs carry passwords)
 
 
 def public_settings(settings: Settings) -> dict:
