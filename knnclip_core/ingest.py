@@ -21,7 +21,7 @@ from sqlmodel import select
 
 from .catalog import ClassName, Dataset, Image, IngestBatch, Quarantine, Segment, session_scope
 from .catalog.models import utcnow
-from .catalog.store import insert_missing
+from .catalog.store import check_catalog, insert_missing
 from .config import Settings
 from .progress import ProgressArg, progress_for
 from .readers import Reader, open_reader
@@ -261,6 +261,7 @@ def ingest_reader(settings: Settings, reader: Reader, min_area: int | None = Non
     started = time.perf_counter()
     batch_id = uuid.uuid4().hex[:12]
     source = source or str(reader.root)
+    check_catalog(ws.catalog_url)  # never write a batch into a damaged catalog
     with session_scope(ws.catalog_url) as s:
         insert_missing(s, Dataset, [{"name": reader.dataset_name, "created": utcnow()}], order=("name",))
         dataset_id = s.exec(select(Dataset.id).where(Dataset.name == reader.dataset_name)).one()

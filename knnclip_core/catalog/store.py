@@ -11,6 +11,7 @@ from sqlalchemy import event
 from sqlmodel import Session, SQLModel, create_engine
 
 from ..pg_lock import advisory_lock, is_postgres_url, sqlalchemy_url
+from ..store_errors import StoreError, check_sqlite, sqlite_error
 from . import models  # noqa: F401  (registers the tables)
 from .liveness import mark_stale_runs
 
@@ -36,14 +37,34 @@ def get_engine(url: str):
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
+
+        @event.listens_for(engine, "handle_error")
+        def _one_sentence(context):  # a damaged file or a full disk: StoreError naming the file
+            err = sqlite_error(sqlite_path(url), context.original_exception)
+            if err is not None:
+                raise err from context.original_exception
     with advisory_lock(url, SCHEMA_LOCK, 120, what="catalog schema creation",
                        guards="the catalog schema") if is_pg else nullcontext():
         SQLModel.metadata.create_all(engine)
     try:  # the first open in a process finds runs a killed process left `running`
         mark_stale_runs(engine)
+    except StoreError:
+        raise
     except Exception as exc:  # noqa: BLE001 - never keep the catalog from opening
         logger.warning("could not check for interrupted runs: %s", exc)
     return engine
+
+
+def sqlite_path(url: str) -> str:
+    """The file of an SQLite URL (`sqlite:///path`), else the URL itself."""
+    return url.split(":///", 1)[1].split("?", 1)[0] if url.startswith("sqlite") and ":///" in url else url
+
+
+def check_catalog(url: str) -> None:
+    """Before writing into the catalog: an SQLite file must pass its header check and
+    `PRAGMA quick_check` (StoreError naming the file otherwise); PostgreSQL checks itself."""
+    if url.startswith("sqlite") and ":///" in url:
+        check_sqlite(sqlite_path(url))
 
 
 @contextmanager

@@ -6,10 +6,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from importlib.metadata import entry_points
 
 from ..errors import KnnclipError
+from ..store_errors import explain
 
 CORE_COMMAND_MODULES = [
     "knnclip_core.cli.info_cmd",
@@ -43,8 +45,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except KnnclipError as exc:
-        print(f"knnclip {args.command}: {exc}", file=sys.stderr)
+    except Exception as exc:  # noqa: BLE001 - a damaged store or a full disk is one sentence too
+        err = explain(exc, home=os.environ.get("KNNCLIP_HOME"))
+        if err is None and not isinstance(exc, KnnclipError):
+            raise
+        print(f"knnclip {args.command}: {err or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -7,9 +7,11 @@ recorded stay readable (`provenance()` is None for them).
 """
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import logging
 import re
+import time
 from pathlib import Path
 from typing import Iterable, Optional
 
@@ -19,12 +21,14 @@ import pyarrow as pa
 from ..embedders.provenance import dumps, loads
 from ..errors import EmbedderMismatchError
 from ..objstore import storage_options
+from ..store_errors import StoreError, disk_full, is_no_space, note_table, table_unreadable
 
 logger = logging.getLogger(__name__)
 
 EMBEDDER_KEY = b"knnclip.embedder_id"
 DIM_KEY = b"knnclip.dim"
 PROVENANCE_KEY = b"knnclip.provenance"
+UNCOMMITTED_GRACE_S = 10.0  # a table folder with no committed version this old was abandoned (not being created)
 
 # Curation states of a row.
 PENDING = "pending"        # embedded, not yet curated
@@ -81,7 +85,14 @@ class MemoryTable:
 
     def __init__(self, db, name: str, embedder_id: str, dim: int):
         self.db, self.name, self.embedder_id, self.dim = db, name, embedder_id, dim
-        self.table = db.open_table(name)
+        self.path = f"{str(db.uri).rstrip('/')}/{name}.lance"
+        note_table(self.path)
+        try:
+            self.table = db.open_table(name)
+        except Exception as exc:  # noqa: BLE001 - a damaged table or a full disk: one sentence
+            if is_no_space(exc):
+                raise disk_full(self.path) from exc
+            raise table_unreadable(self.path, str(exc).splitlines()[0][:200]) from exc
 
     @classmethod
     def open(cls, db_dir: str | Path, embedder_id: str, dim: int | None = None, create: bool = True,
@@ -148,7 +159,12 @@ def _create(db, name: str, schema: pa.Schema) -> None:
     moment, theirs is kept (MemoryTable.open then checks its embedder and dimension)."""
     try:
         tbl = db.create_table(name, schema=schema, exist_ok=True)
-    except Exception:  # noqa: BLE001 - a lost creation race; anything else is raised below
+    except Exception as exc:  # noqa: BLE001 - a lost creation race; anything else is raised below
+        if is_no_space(exc):  # our own half-created folder: out of the way, so a rerun creates it afresh
+            folder = _local_folder(db, name)
+            if folder is not None and not _committed(folder):
+                _set_aside(folder, "its creation ran out of disk space")
+            raise disk_full(folder or f"{db.uri}/{name}.lance") from exc
         if name not in list_table_names(db):
             raise
         logger.info("memory table %s was created meanwhile by another writer", name)
@@ -166,10 +182,66 @@ def stored_provenance(metadata: Optional[dict], where: str) -> Optional[dict]:
 
 
 def list_table_names(db) -> list[str]:
-    """Table names of a LanceDB connection (API differs across versions)."""
+    """Table names of a LanceDB connection (API differs across versions). A local table
+    folder with no committed version (its first write was interrupted, or `_versions/` was
+    removed) is absent: left alone while it may still be being created, set aside (renamed,
+    with a warning) once UNCOMMITTED_GRACE_S old; `create` then makes the table afresh."""
     res = db.list_tables() if hasattr(db, "list_tables") else db.table_names()
-    names = getattr(res, "tables", res)
-    return list(names)
+    names = list(getattr(res, "tables", res))
+    out = []
+    for name in names:
+        folder = _local_folder(db, name)
+        if folder is None or _committed(folder):
+            out.append(name)
+        elif time.time() - _newest_mtime(folder) > UNCOMMITTED_GRACE_S:
+            _set_aside(folder, "it has no committed version (an interrupted first write, or its _versions/ "
+                               "folder was removed)")
+        else:
+            logger.warning("memory table %s has no committed version (being created, or its first write was "
+                           "interrupted): treated as absent", folder)
+    return out
+
+
+def _local_folder(db, name: str) -> Optional[Path]:
+    """The folder of table `name` when the database is local, else None."""
+    uri = str(db.uri)
+    if "://" in uri and not uri.startswith("file://"):
+        return None
+    return Path(uri.removeprefix("file://")) / f"{name}.lance"
+
+
+def _committed(folder: Path) -> bool:
+    """True when a table folder holds a committed version (a manifest), or is not there."""
+    versions = folder / "_versions"
+    if not folder.exists():
+        return True
+    try:
+        return any(p.suffix == ".manifest" for p in versions.iterdir())
+    except FileNotFoundError:
+        return False
+
+
+def _newest_mtime(folder: Path) -> float:
+    times = [folder.stat().st_mtime]
+    for p in folder.iterdir():
+        try:
+            times.append(p.stat().st_mtime)
+        except FileNotFoundError:
+            pass
+    return max(times)
+
+
+def _set_aside(folder: Path, why: str) -> None:
+    """Rename a table folder that holds no committed version out of the database's sight."""
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%f")
+    aside = folder.with_name(f"{folder.name}.no-version-{stamp}")
+    try:
+        folder.rename(aside)
+    except OSError as exc:
+        raise StoreError(f"the memory table {folder} has no committed version and cannot be moved aside ({exc}); "
+                         f"move or delete it, then run the command again") from exc
+    logger.warning("memory table %s was set aside as %s: %s; `knnclip embed` creates it again from the catalog",
+                   folder, aside, why)
 
 
 def make_rows(embedder_id: str, vectors: np.ndarray, meta: Iterable[dict], state: str = PENDING) -> pa.Table:
