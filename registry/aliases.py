@@ -15,6 +15,11 @@ bypasses the gate and this history. Every knnclip command that reads or moves al
 compares each alias's holder with the history's last recorded holder (`check_aliases`);
 on a difference it records an `out-of-band` entry (from, to, when and by which command it
 was found), puts the new holder on the stack, and warns, before doing anything else.
+
+A move writes its intent first (`pending`: the log entry and stack it is about to record),
+then moves the alias, then records the move and clears the intent. A mover killed in
+between leaves the intent, so the next command under the lock completes the record (the
+alias did move) or drops it (it did not): its own move is never reported as out-of-band.
 """
 from __future__ import annotations
 
@@ -69,7 +74,12 @@ def _parse_history(ctx: RegistryContext, alias: str, raw: Optional[str]) -> dict
         return {"stack": [], "log": []}
     try:
         data = json.loads(raw)
-        return {"stack": [int(v) for v in data["stack"]], "log": list(data["log"])}
+        history = {"stack": [int(v) for v in data["stack"]], "log": list(data["log"])}
+        if data.get("pending"):
+            pending = data["pending"]
+            history["pending"] = {"entry": dict(pending["entry"]), "stack": [int(v) for v in pending["stack"]]}
+            int(history["pending"]["entry"]["version"])
+        return history
     except (ValueError, TypeError, KeyError, AttributeError):
         raise AliasHistoryError(f"tag {HISTORY_TAG.format(alias=alias)} of {ctx.model_name!r} is not a valid alias "
                                 f"history; fix or delete it before moving alias {alias!r}, so that its rollback "
@@ -105,7 +115,7 @@ def check_aliases(ctx: RegistryContext, aliases: Optional[list[str]] = None) -> 
         except AliasHistoryError as exc:
             logger.warning("%s", exc)
             continue
-        if holders.get(alias) != recorded_holder(history):
+        if holders.get(alias) != recorded_holder(history) or history.get("pending"):
             suspects.append(alias)
     if not suspects:
         return []
@@ -125,7 +135,10 @@ def check_aliases(ctx: RegistryContext, aliases: Optional[list[str]] = None) -> 
 def _reconcile(ctx: RegistryContext, alias: str, history: dict, holder: Optional[int]) -> Optional[dict]:
     """Under the lock: when `holder` is not the history's recorded holder, append an
     out-of-band entry (and the holder to the stack), write the history, warn. Returns the
-    entry or None. `history` is updated in place."""
+    entry or None. `history` is updated in place. An intent left by an interrupted knnclip
+    move is settled first: recorded when the alias did move to its version, else dropped."""
+    if _settle_pending(ctx, alias, history, holder):
+        return None
     was = recorded_holder(history)
     if holder == was:
         return None
@@ -141,12 +154,33 @@ def _reconcile(ctx: RegistryContext, alias: str, history: dict, holder: Optional
     return {"alias": alias, **entry}
 
 
+def _settle_pending(ctx: RegistryContext, alias: str, history: dict, holder: Optional[int]) -> bool:
+    """Under the lock: settle the intent of an interrupted move (see module docstring). True
+    when it was that move that gave `holder` the alias (recorded now), else False."""
+    pending = history.pop("pending", None)
+    if pending is None:
+        return False
+    entry = pending["entry"]
+    done = holder is not None and holder == int(entry["version"])
+    if done:
+        history["stack"] = pending["stack"]
+        history["log"].append({**entry, "note": (entry.get("note", "") + "; " if entry.get("note") else "")
+                               + f"recorded by `{ctx.command}`: the mover was interrupted after moving the alias"})
+    _write_history(ctx, alias, history)
+    logger.info("alias %r of %r: an interrupted %s to version %s %s", alias, ctx.model_name, entry.get("action"),
+                entry["version"], "was recorded" if done else "had not moved it; its intent was dropped")
+    return done
+
+
 def _label(version: Optional[int]) -> str:
     return "no version" if version is None else f"version {version}"
 
 
 def _write_history(ctx: RegistryContext, alias: str, history: dict) -> None:
+    pending = history.get("pending")
     history = {"stack": history["stack"][-MAX_STACK:], "log": history["log"][-MAX_LOG:]}
+    if pending:
+        history["pending"] = pending
     ctx.client.set_registered_model_tag(ctx.model_name, HISTORY_TAG.format(alias=alias),
                                         json.dumps(history, separators=(",", ":")))
 
@@ -182,15 +216,26 @@ def _move(ctx: RegistryContext, alias: str, version: int, action: str, note: Opt
     previous = ctx.aliases().get(alias)
     history = read_history(ctx, alias)
     _reconcile(ctx, alias, history, previous)  # a move made outside knnclip is recorded first
-    stack = history["stack"]
-    ctx.client.set_registered_model_alias(ctx.model_name, alias, str(version))
+    stack = list(history["stack"])
     if not stack or stack[-1] != version:
         stack.append(version)
-    history["log"].append({"at": _now(), "action": action, "version": version, "previous": previous,
-                           "by": _user(), **({"note": note} if note else {})})
-    _write_history(ctx, alias, history)
+    entry = {"at": _now(), "action": action, "version": version, "previous": previous,
+             "by": _user(), **({"note": note} if note else {})}
+    _record_move(ctx, alias, history, entry, stack)
     logger.info("%s: alias %s -> version %s (was %s)", action, alias, version, previous)
     return {"alias": alias, "version": version, "previous": previous}
+
+
+def _record_move(ctx: RegistryContext, alias: str, history: dict, entry: dict, stack: list[int]) -> None:
+    """Under the lock: write the intent, move the alias to entry['version'], then record the
+    move (`entry` logged, `stack` the new stack) and clear the intent."""
+    history["pending"] = {"entry": entry, "stack": stack}
+    _write_history(ctx, alias, history)
+    ctx.client.set_registered_model_alias(ctx.model_name, alias, str(entry["version"]))
+    history.pop("pending")
+    history["stack"] = stack
+    history["log"].append(entry)
+    _write_history(ctx, alias, history)
 
 
 def plan_rollback(ctx: RegistryContext, alias: str) -> dict:
@@ -243,9 +288,7 @@ def _rollback(ctx: RegistryContext, alias: str, expect: Optional[tuple[int, int]
         raise RollbackError(f"alias {alias!r} changed while the rollback waited (now version {current}, whose "
                             f"predecessor is {target}); nothing was done, run the rollback again")
     ctx.model_version(target)
-    ctx.client.set_registered_model_alias(ctx.model_name, alias, str(target))
-    history["stack"] = earlier
-    history["log"].append({"at": _now(), "action": "rollback", "version": target, "previous": current, "by": _user()})
-    _write_history(ctx, alias, history)
+    entry = {"at": _now(), "action": "rollback", "version": target, "previous": current, "by": _user()}
+    _record_move(ctx, alias, history, entry, earlier)
     logger.info("rollback: alias %s -> version %s (was %s)", alias, target, current)
     return {"alias": alias, "version": target, "previous": current}

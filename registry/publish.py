@@ -287,6 +287,7 @@ def _publish_locked(settings: Settings, ws: Workspace, backbone: Optional[str], 
     fingerprint = content_fingerprint(embedder_id, kept.ids, names, {"factory": factory, "byte_budget": budget,
                                                                      "recall_floor": settings.publish.recall_floor})
     ctx = open_registry(settings, ws, command="publish")
+    fail_interrupted_runs(ctx)  # before the reuse shortcut: a publish killed after its version exists leaves none RUNNING
     reused = reuse_latest(ctx, fingerprint, alias)
     if reused is not None:
         logger.info("memory unchanged since version %d: no new release", reused["version"])

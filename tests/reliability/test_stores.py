@@ -18,50 +18,10 @@ from benchmarks.fault_scenarios import _stores as fill
 pytestmark = pytest.mark.reliability
 
 
-def knnclip(home, *argv, capsys):
-    """Run the CLI in-process: (exit code, stdout, stderr)."""
-    from knnclip_core.cli.main import main
-
-    rc = main(["--home", str(home), *argv])
-    out, err = capsys.readouterr()
-    return rc, out, err
-
-
 def one_sentence(err: str, *words: str) -> bool:
     """stderr is one line (warnings aside) holding every word, and no traceback."""
     lines = [ln for ln in err.strip().splitlines() if ln.startswith("knnclip ")]
     return "Traceback" not in err and len(lines) == 1 and all(w in lines[0] for w in words)
-
-
-@pytest.fixture(scope="module")
-def stages(tmp_path_factory):
-    """{stage: workspace} of a small sample dataset: 'ingested', 'embedded', 'curated',
-    and the data folder under 'data'."""
-    from knnclip_core.cli.main import main
-    from knnclip_core.sample_data import write_sample_dataset
-
-    root = tmp_path_factory.mktemp("stores")
-    saved = {k: os.environ.get(k) for k in ("KNNCLIP_HOME", "MLFLOW_TRACKING_URI")}
-    os.environ.pop("MLFLOW_TRACKING_URI", None)
-    data = write_sample_dataset(root / "data", images=8, classes=3, seed=3)
-    out = {"data": data}
-    home = root / "work"
-    try:
-        for stage, argv in (("ingested", ["ingest", str(data)]), ("embedded", ["embed"]), ("curated", ["curate"])):
-            assert main(["--home", str(home), *argv]) == 0
-            shutil.copytree(home, root / stage, symlinks=True)
-            out[stage] = root / stage
-    finally:
-        for k, v in saved.items():
-            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
-    return out
-
-
-@pytest.fixture
-def env(monkeypatch):
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    monkeypatch.delenv("KNNCLIP_CONFIG", raising=False)
-    monkeypatch.setenv("KNNCLIP_HOME", "/nonexistent")  # restored after the test (main sets it)
 
 
 def copy(src: Path, dst: Path) -> Path:
@@ -70,29 +30,29 @@ def copy(src: Path, dst: Path) -> Path:
 
 
 @pytest.mark.parametrize("damage", ["page", "truncated", "text"])
-def test_damaged_catalog(stages, tmp_path, env, capsys, damage):
+def test_damaged_catalog(stages, tmp_path, env, knnclip, damage):
     home = copy(stages["embedded"], tmp_path / "ws")
     db = home / "catalog.db"
     fill.damage_sqlite(db, damage)
     before = db.read_bytes()
-    rc, _, err = knnclip(home, "ingest", str(stages["data"]), capsys=capsys)
+    rc, _, err = knnclip(home, "ingest", str(stages["data"]))
     assert rc == 2 and one_sentence(err, str(db), "damaged", "backup"), err
     assert db.read_bytes() == before  # ingest wrote nothing into it
-    rc, _, err = knnclip(home, "embed", capsys=capsys)
+    rc, _, err = knnclip(home, "embed")
     assert rc == 2 and one_sentence(err, str(db), "damaged"), err
 
 
-def test_truncated_memory_table(stages, tmp_path, env, capsys):
+def test_truncated_memory_table(stages, tmp_path, env, knnclip):
     home = copy(stages["curated"], tmp_path / "ws")
     (folder,) = (home / "memory").glob("*.lance")
     for f in (folder / "data").glob("*.lance"):
         os.truncate(f, 100)
     for argv in (["embed"], ["curate"], ["memory", "stats"], ["publish"]):
-        rc, _, err = knnclip(home, *argv, capsys=capsys)
+        rc, _, err = knnclip(home, *argv)
         assert rc == 2 and one_sentence(err, str(folder), "cannot be read", "knnclip embed"), (argv, err)
 
 
-def test_table_without_committed_version_is_absent(stages, tmp_path, env, capsys, caplog):
+def test_table_without_committed_version_is_absent(stages, tmp_path, env, knnclip, caplog):
     """`_versions/` removed (as a first write killed or out of space leaves it): the table is
     set aside with a warning, and embed creates it again from the catalog."""
     home = copy(stages["curated"], tmp_path / "ws")
@@ -101,12 +61,12 @@ def test_table_without_committed_version_is_absent(stages, tmp_path, env, capsys
     old = time.time() - 120
     for p in (folder, *folder.iterdir()):
         os.utime(p, (old, old))
-    rc, out, err = knnclip(home, "memory", "stats", capsys=capsys)
+    rc, out, err = knnclip(home, "memory", "stats")
     assert rc == 0 and "no memory" in out and "set aside" in caplog.text, (out, err)
     assert not folder.exists() and list((home / "memory").glob(f"{folder.name}.no-version-*"))
-    rc, out, err = knnclip(home, "embed", "--json", capsys=capsys)
+    rc, out, err = knnclip(home, "embed", "--json")
     assert rc == 0 and '"embedded": 21' in out, err
-    assert knnclip(home, "curate", capsys=capsys)[0] == 0
+    assert knnclip(home, "curate")[0] == 0
 
 
 @pytest.fixture
@@ -123,7 +83,7 @@ STAGE_BEFORE = {"ingest": "ingested", "embed": "ingested", "curate": "embedded",
 
 
 @pytest.mark.parametrize("stage", list(STAGE_BEFORE))
-def test_disk_full_at_each_stage(stages, small_disk, env, capsys, stage):
+def test_disk_full_at_each_stage(stages, small_disk, env, knnclip, stage):
     """No space at all: one sentence naming a path on the full disk; with space again the
     same command succeeds (the first embed's half-created table does not stay in the way)."""
     src = stages["ingested"] if stage == "ingest" else stages[STAGE_BEFORE[stage]]
@@ -134,11 +94,11 @@ def test_disk_full_at_each_stage(stages, small_disk, env, capsys, stage):
     argv = {"ingest": ["ingest", str(stages["data"])], "embed": ["embed"], "curate": ["curate"],
             "publish": ["publish"]}[stage]
     filler = fill.fill_disk(small_disk, leave=0)
-    rc, _, err = knnclip(home, *argv, capsys=capsys)
+    rc, _, err = knnclip(home, *argv)
     assert rc == 2 and one_sentence(err, "is full", str(small_disk)), err
     filler.unlink()
-    rc, out, err = knnclip(home, *argv, capsys=capsys)
+    rc, out, err = knnclip(home, *argv)
     assert rc == 0, err
     if stage == "embed":
-        rc, out, err = knnclip(home, "memory", "stats", "--json", capsys=capsys)
+        rc, out, err = knnclip(home, "memory", "stats", "--json")
         assert rc == 0 and '"rows": 21' in out, (out, err)
