@@ -162,13 +162,21 @@ def check_sqlite(path: str | Path) -> None:
 
 def note_table(path: str) -> None:
     """Remember a memory table this process opened (for errors that do not name one)."""
-    if path not in _opened_tables:
-        _opened_tables.append(path)
+    if path in _opened_tables:
+        _opened_tables.remove(path)
+    _opened_tables.append(path)
+    del _opened_tables[:-16]
 
 
 def _is_lance(e: BaseException) -> bool:
+    """True for an error LanceDB raised (by its text, or raised from inside its code)."""
     text = str(e).lower()
-    return any(t in text for t in LANCE_TEXT) or type(e).__module__.startswith(("lance", "lancedb"))
+    if any(t in text for t in LANCE_TEXT) or type(e).__module__.startswith(("lance", "lancedb")):
+        return True
+    tb, last = e.__traceback__, None
+    while tb is not None:
+        tb, last = tb.tb_next, tb.tb_frame.f_code.co_filename
+    return last is not None and f"{os.sep}lancedb{os.sep}" in last
 
 
 def explain(exc: BaseException, home: Optional[str] = None) -> Optional[StoreError]:
@@ -187,7 +195,7 @@ def explain(exc: BaseException, home: Optional[str] = None) -> Optional[StoreErr
             return _damaged_sqlite(home) or StoreError(f"an SQLite store of the workspace could not be read "
                                                        f"({str(e).splitlines()[0]}): restore it from a backup")
         if _is_lance(e):
-            reason = re.sub(r"\s+", " ", str(e)).split(", /rustc/")[0][:200]
+            reason = re.split(r", /(?:rustc|root)/", re.sub(r"\s+", " ", str(e)))[0][:200]
             where = _opened_tables[-1] if _opened_tables else (f"under {home}" if home else "of the workspace")
             return table_unreadable(where, reason)
     return None

@@ -124,3 +124,62 @@ def fill_disk(mnt: Path, leave: int = 0) -> Path:
             except OSError:
                 break
     return filler
+
+
+# --- the CLI in this process, and what a case's outcome means -------------------------------
+
+def cli(home: Path, *argv: str) -> tuple[int, str, bool]:
+    """Run `knnclip --home HOME argv` in this process: (exit code, stderr, traceback?). An
+    exception escaping the CLI is what a user would see as a traceback (exit 1)."""
+    import contextlib
+    import io
+    import traceback
+
+    from knnclip_core.cli.main import main
+
+    saved = {k: os.environ.get(k) for k in ("KNNCLIP_HOME", "KNNCLIP_CONFIG")}
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+            try:
+                rc = main(["--home", str(home), *argv])
+            except SystemExit as exc:
+                rc = exc.code if isinstance(exc.code, int) else 1
+            except Exception:  # noqa: BLE001 - counted, not raised
+                traceback.print_exc()
+                rc = 1
+    finally:
+        for k, v in saved.items():
+            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+    text = err.getvalue()
+    return rc, text, "Traceback" in text
+
+
+def sentence(stderr: str) -> Optional[str]:
+    """The one `knnclip <command>: ...` line of stderr, or None when there is not exactly one."""
+    lines = [ln for ln in stderr.splitlines() if ln.startswith("knnclip ")]
+    return lines[0] if len(lines) == 1 else None
+
+
+def copy_workspace(src: Path, dst: Path) -> Path:
+    """A copy of the workspace `src` at `dst` (replacing it)."""
+    shutil.rmtree(dst, ignore_errors=True)
+    shutil.copytree(src, dst, symlinks=True)
+    return dst
+
+
+def staged_workspaces(workdir: Path, seed: int) -> dict:
+    """{'data', 'ingested', 'embedded', 'curated', 'published'}: a small sample dataset and
+    copies of one workspace after each stage (run in this process). Raises RuntimeError
+    when a stage fails."""
+    from knnclip_core.sample_data import write_sample_dataset
+
+    data = write_sample_dataset(workdir / "data", images=8, classes=3, seed=seed)
+    home, out = workdir / "build", {"data": data}
+    for stage, argv in (("ingested", ["ingest", str(data)]), ("embedded", ["embed"]), ("curated", ["curate"]),
+                        ("published", ["publish"])):
+        rc, err, _ = cli(home, *argv)
+        if rc != 0:
+            raise RuntimeError(f"{argv[0]} failed while preparing the workspaces: {err[-1500:]}")
+        out[stage] = copy_workspace(home, workdir / stage)
+    return out

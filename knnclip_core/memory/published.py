@@ -13,7 +13,7 @@ import pyarrow.compute as pc
 from ..errors import InputError
 from ..workspace import Workspace
 from .plan import vectors_of
-from .table import KEPT, MemoryTable, connect
+from .table import KEPT, MemoryTable, connect, open_lance_table
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def load_kept(ws: Workspace, embedder_id: str, tag: Optional[str] = None) -> Kep
             raise InputError(f"the memory of {embedder_id!r} was never curated; run `knnclip curate` first")
     elif tag not in tags:
         raise InputError(f"the memory of {embedder_id!r} has no tag {tag!r}")
-    tbl = connect(ws.memory_uri).open_table(mt.name)  # own handle: checkout makes it read-only
+    tbl = open_lance_table(connect(ws.memory_uri), mt.name)  # own handle: checkout makes it read-only
     tbl.checkout(tag)
     rows = tbl.to_arrow()
     rows = rows.filter(pc.equal(rows.column("state"), pa.scalar(KEPT)))

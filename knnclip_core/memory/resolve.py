@@ -12,7 +12,7 @@ from typing import Optional
 
 from ..errors import InputError
 from ..workspace import Workspace
-from .table import EMBEDDER_KEY, connect, list_table_names, stored_provenance, table_name_for
+from .table import EMBEDDER_KEY, connect, list_table_names, open_lance_table, stored_provenance, table_name_for
 
 logger = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ def memory_records(ws: Workspace) -> dict[str, Optional[dict]]:
     for name in list_table_names(db):
         if not name.startswith("memory_"):
             continue
-        meta = db.open_table(name).schema.metadata or {}
+        meta = open_lance_table(db, name).schema.metadata or {}
         if EMBEDDER_KEY in meta:
             out[meta[EMBEDDER_KEY].decode()] = stored_provenance(meta, f"memory table {name}")
     return out

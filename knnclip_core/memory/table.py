@@ -85,14 +85,8 @@ class MemoryTable:
 
     def __init__(self, db, name: str, embedder_id: str, dim: int):
         self.db, self.name, self.embedder_id, self.dim = db, name, embedder_id, dim
-        self.path = f"{str(db.uri).rstrip('/')}/{name}.lance"
-        note_table(self.path)
-        try:
-            self.table = db.open_table(name)
-        except Exception as exc:  # noqa: BLE001 - a damaged table or a full disk: one sentence
-            if is_no_space(exc):
-                raise disk_full(self.path) from exc
-            raise table_unreadable(self.path, str(exc).splitlines()[0][:200]) from exc
+        self.path = table_path(db, name)
+        self.table = open_lance_table(db, name)
 
     @classmethod
     def open(cls, db_dir: str | Path, embedder_id: str, dim: int | None = None, create: bool = True,
@@ -152,6 +146,24 @@ class MemoryTable:
 
     def count(self) -> int:
         return self.table.count_rows()
+
+
+def table_path(db, name: str) -> str:
+    """Where table `name` of the connection `db` lives (its folder or object-store prefix)."""
+    return f"{str(db.uri).rstrip('/')}/{name}.lance"
+
+
+def open_lance_table(db, name: str):
+    """`db.open_table(name)`, remembered for error messages; a table LanceDB cannot open, or a
+    full disk, is a StoreError naming the table."""
+    path = table_path(db, name)
+    note_table(path)
+    try:
+        return db.open_table(name)
+    except Exception as exc:  # noqa: BLE001 - a damaged table or a full disk: one sentence
+        if is_no_space(exc):
+            raise disk_full(path) from exc
+        raise table_unreadable(path, str(exc).splitlines()[0][:200]) from exc
 
 
 def _create(db, name: str, schema: pa.Schema) -> None:
