@@ -85,15 +85,20 @@ def disk_full(path: str | Path) -> StoreError:
                       f"(or move the workspace to a larger disk) and run the command again")
 
 
-def _no_space_path(exc: BaseException) -> Optional[str]:
-    """The file a no-space error names (OSError.filename, or a path in LanceDB's text)."""
+def _no_space_path(exc: BaseException, home: Optional[str] = None) -> Optional[str]:
+    """The file a no-space error names (OSError.filename, else a path in the error's text
+    whose folder exists, one under `home` first); None when it names none."""
+    found = []
     for e in chain(exc):
         if isinstance(e, OSError) and e.filename:
             return str(e.filename)
-        m = re.search(r"(/[^\s:'\",]+)", str(e))
-        if m and any(t in str(e).lower() for t in NO_SPACE_TEXT):
-            return m.group(1)
-    return None
+        for m in re.finditer(r"(?<![\w/:.])(/[^\s:'\",()]+)", str(e)):
+            p = m.group(1).rstrip(".")
+            if not p.startswith(("/rustc/", "/root/.cargo/")) and Path(p).parent.is_dir():
+                found.append(p)
+    if home:
+        found.sort(key=lambda p: not p.startswith(str(home)))
+    return found[0] if found else None
 
 
 def catalog_damaged(path: str | Path, reason: str) -> StoreError:
@@ -186,7 +191,7 @@ def explain(exc: BaseException, home: Optional[str] = None) -> Optional[StoreErr
     if isinstance(exc, StoreError):
         return exc
     if is_no_space(exc):
-        path = _no_space_path(exc) or home or os.getcwd()
+        path = _no_space_path(exc, home) or home or os.getcwd()
         return disk_full(path)
     if isinstance(exc, KnnclipError):
         return None  # already one sentence
