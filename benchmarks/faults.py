@@ -1,14 +1,15 @@
 """Fault scenarios: every module in benchmarks/fault_scenarios/ with a `run(workdir, cases,
 seed) -> dict` (at least 'cases' and 'lost_or_corrupted'), run one after the other, each in
-its own fresh folder; per scenario and totals, in one run.
+its own fresh folder; per scenario and totals, in one run. A scenario also reports
+'tracebacks' (commands that ended in one instead of a sentence); one that does not says None.
 
     python benchmarks/faults.py --json
     python benchmarks/faults.py --only kills,tampering --cases 5 --json
 
 `--cases N` overrides each scenario's default size. The last stdout line with --json is one
-JSON object: {'cases', 'lost_or_corrupted', 'scenarios': {name: {'cases',
-'lost_or_corrupted', ...}}, 'seconds'}. Exit 1 when anything was lost or corrupted or a
-scenario crashed. Only loopback addresses are used.
+JSON object: {'cases', 'lost_or_corrupted', 'tracebacks', 'scenarios': {name: {'cases',
+'lost_or_corrupted', 'tracebacks', ...}}, 'seconds'}. Exit 1 when anything was lost or
+corrupted, a traceback was seen or a scenario crashed. Only loopback addresses are used.
 """
 from __future__ import annotations
 
@@ -57,13 +58,15 @@ def run_scenarios(workdir: Path, names: Optional[list[str]] = None, cases: Optio
         except Exception as exc:  # noqa: BLE001 - a crashed scenario is reported, not hidden
             res = {"cases": 0, "lost_or_corrupted": 1, "crashed": f"{type(exc).__name__}: {exc}",
                    "traceback": traceback.format_exc()[-3000:]}
+        res.setdefault("tracebacks", None)  # a scenario that does not count them says so
         res["seconds"] = round(time.perf_counter() - t, 1)
         report["scenarios"][name] = res
         print(f"{name:<14} cases {res['cases']:>6}  lost_or_corrupted {res['lost_or_corrupted']:>4}  "
-              f"{res['seconds']:>7.1f} s" + (f"  CRASHED {res['crashed']}" if "crashed" in res else ""),
+              f"tracebacks {res['tracebacks'] if res['tracebacks'] is not None else '-':>4}  {res['seconds']:>7.1f} s" + (f"  CRASHED {res['crashed']}" if "crashed" in res else ""),
               file=sys.stderr, flush=True)
     report["cases"] = sum(r["cases"] for r in report["scenarios"].values())
     report["lost_or_corrupted"] = sum(r["lost_or_corrupted"] for r in report["scenarios"].values())
+    report["tracebacks"] = sum(r["tracebacks"] or 0 for r in report["scenarios"].values())
     report["seconds"] = round(time.perf_counter() - t0, 1)
     return report
 
@@ -83,11 +86,11 @@ def main(argv: Optional[list[str]] = None) -> int:
         with tempfile.TemporaryDirectory(prefix="knnclip-faults-") as tmp:
             report = run_scenarios(Path(tmp), names, args.cases, args.seed)
     print(f"total          cases {report['cases']:>6}  lost_or_corrupted {report['lost_or_corrupted']:>4}  "
-          f"{report['seconds']:>7.1f} s", file=sys.stderr)
+          f"tracebacks {report['tracebacks']:>4}  {report['seconds']:>7.1f} s", file=sys.stderr)
     if args.json:
         print(json.dumps(report, default=str))
     crashed = any("crashed" in r for r in report["scenarios"].values())
-    return 1 if report["lost_or_corrupted"] or crashed else 0
+    return 1 if report["lost_or_corrupted"] or report["tracebacks"] or crashed else 0
 
 
 if __name__ == "__main__":

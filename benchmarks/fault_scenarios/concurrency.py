@@ -54,7 +54,7 @@ def run(workdir: Path, cases: int = DEFAULT_CASES, seed: int = 0) -> dict:
     if any(s.returncode for s in steps):
         raise RuntimeError(f"the sequential run failed: {[s.stderr[-800:] for s in steps if s.returncode]}")
     oracle = common.workspace_state(oracle_home)
-    failures, unclean, exits = [], 0, []
+    failures, unclean, exits, tracebacks = [], 0, [], 0
     for i in range(cases):
         home = workdir / f"case{i}"
         # the memory of alpha exists (embedded, curated), no release store yet
@@ -76,6 +76,7 @@ def run(workdir: Path, cases: int = DEFAULT_CASES, seed: int = 0) -> dict:
         bad = [err.strip()[-300:] for rc, err in results if not (rc == 0 or (rc == 2 and "Traceback" not in err))]
         unclean += len(bad)
         settle = common.run(home, [str(home)], code=SETTLE, timeout=900)
+        tracebacks += sum("Traceback" in err for _, err in results) + ("Traceback" in settle.stderr)
         problems = [f"unclean exit: {e}" for e in bad]
         if settle.returncode:
             problems.append(f"the settling run failed: {settle.stderr.strip()[-300:]}")
@@ -83,5 +84,6 @@ def run(workdir: Path, cases: int = DEFAULT_CASES, seed: int = 0) -> dict:
         if problems:
             failures.append({"case": i, "problems": problems})
         shutil.rmtree(home, ignore_errors=True)
-    return {"cases": cases, "lost_or_corrupted": len(failures), "failures": failures[:5], "exit_codes": exits,
+    return {"cases": cases, "lost_or_corrupted": len(failures), "tracebacks": tracebacks, "failures": failures[:5],
+            "exit_codes": exits,
             "unclean_exits": unclean}

@@ -9,8 +9,8 @@ clear sentence) while every valid sibling is ingested with its segments and ever
 RLE covers its image. Batches run in a child process: a crash, a hang (no answer within
 BATCH_TIMEOUT_S) or memory over MEMORY_MB fails every case of that batch.
 
-    run(workdir, cases=1000, seed=0) -> {"cases", "lost_or_corrupted", "crashes", "hangs", ...}
-    python benchmarks/fault_scenarios/hostile_input.py --cases 1000 [--bulk 300000] --json
+    run(workdir, cases=2000, seed=0) -> {"cases", "lost_or_corrupted", "tracebacks", "crashes", "hangs", ...}
+    python benchmarks/fault_scenarios/hostile_input.py --cases 2000 [--bulk 300000] --json
 """
 from __future__ import annotations
 
@@ -80,7 +80,7 @@ def whole_file_case(workdir: Path, reader: str, variant: str) -> list[str]:
         text = str(exc)
         return [] if text and "\n" not in text and str(path) in text else [f"{reader} {variant}: unclear error {text!r}"]
     except Exception as exc:  # a traceback for the user
-        return [f"{reader} {variant}: {type(exc).__name__}: {exc}"]
+        return [f"{reader} {variant}: traceback {type(exc).__name__}: {exc}"]
     return [f"{reader} {variant}: accepted"]
 
 
@@ -187,7 +187,10 @@ def _run_child(workdir: Path, units: list[dict]) -> tuple[list[dict], str]:
     return lines, "ok" if code == 0 else f"exit {code}: {proc.stderr.read()[-1500:]}"
 
 
-def run(workdir: Path, cases: int = 1000, seed: int = 0) -> dict:
+DEFAULT_CASES = 2000  # ~40 s on 2 cores
+
+
+def run(workdir: Path, cases: int = DEFAULT_CASES, seed: int = 0) -> dict:
     """Generate and ingest `cases` hostile cases (seeded); returns the tally. A unit that
     crashes or hangs the child counts all its cases as lost; the child restarts after it."""
     workdir = Path(workdir)
@@ -207,7 +210,8 @@ def run(workdir: Path, cases: int = 1000, seed: int = 0) -> dict:
     failures = [f for r in results for f in r["failures"]]
     batch_rows = [r for r in results if r["unit"] == "batch"]
     lost = sum(r["cases"] if r["unit"] == "lost" else len(r["failures"]) for r in results)
-    return {"cases": sum(r["cases"] for r in results), "lost_or_corrupted": lost,
+    tracebacks = crashes + sum(f.split(": ", 1)[-1].startswith("traceback ") for f in failures)
+    return {"cases": sum(r["cases"] for r in results), "lost_or_corrupted": lost, "tracebacks": tracebacks,
             "crashes": crashes, "hangs": hangs, "whole_files": len(files), "kinds": len({k for r in batch_rows for k in r["kinds"]}),
             "peak_rss_mb": max((r["rss_mb"] for r in batch_rows), default=0),
             "batches": [{k: r[k] for k in ("reader", "cases", "seconds", "rss_mb")} for r in batch_rows],
@@ -238,7 +242,7 @@ def bulk_refusal_rate(workdir: Path, annotations: int) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--child", help=argparse.SUPPRESS)
-    ap.add_argument("--cases", type=int, default=1000)
+    ap.add_argument("--cases", type=int, default=DEFAULT_CASES)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workdir", default=None, help="folder for the generated datasets (default: a temporary one)")
     ap.add_argument("--bulk", type=int, default=0, metavar="N",

@@ -67,7 +67,7 @@ def run(workdir: Path, cases: int = DEFAULT_CASES, seed: int = 0) -> dict:
     staged_seconds = time.monotonic() - t0
     oracle = common.workspace_state(workdir / "oracle")
     run_oracle = None
-    failures, kinds, reruns = [], {"staged": 0, "schema": 0, "run": 0}, []
+    failures, kinds, reruns, tracebacks = [], {"staged": 0, "schema": 0, "run": 0}, [], 0
     for i in range(cases):
         home = workdir / f"case{i}"
         kind = ("staged", "staged", "staged", "schema", "run")[i % 5]
@@ -100,11 +100,13 @@ def run(workdir: Path, cases: int = DEFAULT_CASES, seed: int = 0) -> dict:
         else:
             res = common.run(home, [str(home), str(data)], code=common.PIPELINE, timeout=900)
         reruns.append(time.monotonic() - t)
+        tracebacks += "Traceback" in res.stderr
         problems = [] if res.returncode == 0 else [f"rerun exit {res.returncode}: {res.stderr.strip()[-300:]}"]
         problems += _compare(common.workspace_state(home), run_oracle if kind == "run" else oracle)
         if problems:
             failures.append({"case": i, "what": what, "problems": problems})
         shutil.rmtree(home, ignore_errors=True)
-    return {"cases": cases, "lost_or_corrupted": len(failures), "failures": failures[:10], "kinds": kinds,
+    return {"cases": cases, "lost_or_corrupted": len(failures), "tracebacks": tracebacks, "failures": failures[:10],
+            "kinds": kinds,
             "uninterrupted_seconds": round(staged_seconds, 1),
             "rerun_seconds_median": round(sorted(reruns)[len(reruns) // 2], 1) if reruns else None}

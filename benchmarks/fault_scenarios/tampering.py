@@ -21,11 +21,18 @@ KINDS = ("changed", "missing", "extra", "manifest", "embedder")
 PATHS = ("show", "diff", "segment", "eval", "serve")
 
 
+TRACEBACKS = [0]  # CLI calls that ended in an exception (a traceback for the user)
+
+
 def _cli(home: Path, *argv: str) -> int:
     from knnclip_core.cli.main import main
 
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        return main(["--home", str(home), *argv])
+        try:
+            return main(["--home", str(home), *argv])
+        except Exception:  # noqa: BLE001 - counted; a refusal it is not
+            TRACEBACKS[0] += 1
+            return 1
 
 
 def _serve_accepts(settings, version: int) -> bool:
@@ -110,6 +117,7 @@ def run(workdir: Path, cases: int = DEFAULT_CASES, seed: int = 0) -> dict:
     from registry.store import open_registry
 
     rng = random.Random(seed)
+    TRACEBACKS[0] = 0
     home, data = common.published_workspace(workdir, seed=11)
     image = sorted((data / "images").iterdir())[0]
     saved = os.environ.pop("MLFLOW_TRACKING_URI", None)
@@ -132,5 +140,5 @@ def run(workdir: Path, cases: int = DEFAULT_CASES, seed: int = 0) -> dict:
     finally:
         if saved is not None:
             os.environ["MLFLOW_TRACKING_URI"] = saved
-    return {"cases": checks, "lost_or_corrupted": len(failures), "tampered_releases": cases,
+    return {"cases": checks, "lost_or_corrupted": len(failures), "tracebacks": TRACEBACKS[0], "tampered_releases": cases,
             "failures": failures[:10]}

@@ -136,6 +136,7 @@ def run(workdir: Path, cases: int = DEFAULT_CASES, seed: int = 0) -> dict:
     bad_hostile = [h for h in hostile + [big] if not h["ok"]]
     return {"cases": load["requests"] + len(hostile) + 1,
             "lost_or_corrupted": len(load["failed"]) + len(wrong) + len(bad_hostile),
+            "tracebacks": sum(f.startswith("500") for f in load["failed"]),  # an unhandled error answers 500
             "clients": clients, "load_seconds": seconds, "requests": load["requests"],
             "failed_requests": load["failed"][:5], "alias_moves": len(moves),
             "answered_by": {v: load["answers"].count(v) for v in sorted(set(load["answers"]))},
