@@ -14,8 +14,9 @@ SQLITE_DAMAGES = ("page", "truncated", "text", "zeroed_header", "empty_pages")
 TABLE_DAMAGES = ("truncated_data", "deleted_data", "garbage_data", "no_versions", "garbage_manifest")
 
 
-def damage_sqlite(db: Path, how: str, rng: Optional[random.Random] = None) -> str:
-    """Damage the SQLite file `db` by `how` (one of SQLITE_DAMAGES); returns what was done."""
+def damage_sqlite(db: Path, how: str, rng: Optional[random.Random] = None, table: Optional[str] = None) -> str:
+    """Damage the SQLite file `db` by `how` (one of SQLITE_DAMAGES; `page`: the root page of
+    `table`, default a random table with rows); returns what was done."""
     import sqlite3
 
     rng = rng or random.Random(0)
@@ -27,7 +28,7 @@ def damage_sqlite(db: Path, how: str, rng: Optional[random.Random] = None) -> st
     size = db.stat().st_size
     pages = max(2, size // 4096)
     if how == "page":  # the root page of a table with rows overwritten with random bytes
-        page, page_size = _root_page(db, rng)
+        page, page_size = _root_page(db, rng, table)
         with open(db, "r+b") as f:
             f.seek(page_size * (page - 1))
             f.write(bytes(rng.getrandbits(8) for _ in range(page_size)))
@@ -49,8 +50,9 @@ def damage_sqlite(db: Path, how: str, rng: Optional[random.Random] = None) -> st
     return "every page after the first zeroed"
 
 
-def _root_page(db: Path, rng: random.Random) -> tuple[int, int]:
-    """(root page number of a random non-empty table other than page 1, page size) of `db`."""
+def _root_page(db: Path, rng: random.Random, table: Optional[str] = None) -> tuple[int, int]:
+    """(root page number of `table`, default of a random non-empty table other than page 1,
+    page size) of `db`."""
     import sqlite3
 
     con = sqlite3.connect(str(db))
@@ -58,7 +60,8 @@ def _root_page(db: Path, rng: random.Random) -> tuple[int, int]:
         page_size = con.execute("PRAGMA page_size").fetchone()[0]
         roots = [(name, root) for name, root in con.execute("SELECT name, rootpage FROM sqlite_master "
                                                              "WHERE type='table' AND rootpage > 1")]
-        full = [root for name, root in roots if con.execute(f'SELECT 1 FROM "{name}" LIMIT 1').fetchone()]
+        full = [root for name, root in roots if name == table or (table is None and con.execute(
+            f'SELECT 1 FROM "{name}" LIMIT 1').fetchone())]
     finally:
         con.close()
     return rng.choice(sorted(full)), page_size

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Optional
 
 from benchmarks.fault_scenarios import _stores, common
+from benchmarks.fault_scenarios.kills import _compare  # one release, the oracle's memory, nothing running
 
 DEFAULT_CASES = 8  # ~10 s a case on 2 cores: the stage, then the rest of the pipeline
 STAGES = ("ingest", "embed", "curate", "publish")
@@ -24,19 +25,6 @@ LEAVE_MAX = 256 << 10  # free bytes left, at most
 
 def _argv(stage: str, data: Path) -> list[str]:
     return ["ingest", str(data)] if stage == "ingest" else [stage]
-
-
-def _compare(state: dict, oracle: dict) -> list[str]:
-    problems = []
-    if state["memory"] != oracle["memory"]:
-        problems.append(f"memory differs ({len(state['memory'])} rows vs {len(oracle['memory'])})")
-    if state["versions"] != oracle["versions"] or state["fingerprints"] != oracle["fingerprints"]:
-        problems.append(f"release versions {state['versions']} vs {oracle['versions']} (or other content)")
-    if state["aliases"] != oracle["aliases"]:
-        problems.append(f"aliases {state['aliases']} vs {oracle['aliases']}")
-    if state["mlflow_running"] or state["catalog_running"]:
-        problems.append(f"left running: {state['mlflow_running']} MLflow runs, {state['catalog_running']} catalog runs")
-    return problems
 
 
 def _case(ws: dict, mnt: Path, stage: str, leave: int) -> tuple[list[str], int, Optional[str]]:

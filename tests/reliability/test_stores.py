@@ -29,11 +29,13 @@ def copy(src: Path, dst: Path) -> Path:
     return dst
 
 
-@pytest.mark.parametrize("damage", ["page", "truncated", "text"])
+@pytest.mark.parametrize("damage", ["page", "truncated", "text", "page_curationrun"])
 def test_damaged_catalog(stages, tmp_path, env, knnclip, damage):
+    """`page_curationrun`: a page ingest itself never reads (it used to write into such a
+    catalog and exit 0); quick_check finds it."""
     home = copy(stages["embedded"], tmp_path / "ws")
     db = home / "catalog.db"
-    fill.damage_sqlite(db, damage)
+    fill.damage_sqlite(db, damage.split("_")[0], table="curationrun" if "_" in damage else None)
     before = db.read_bytes()
     rc, _, err = knnclip(home, "ingest", str(stages["data"]))
     assert rc == 2 and one_sentence(err, str(db), "damaged", "backup"), err
