@@ -16,7 +16,7 @@ from pathlib import Path
 
 from benchmarks.fault_scenarios import _stores, common
 
-DEFAULT_CASES = 60
+DEFAULT_CASES = 128  # every (damage, command) twice; ~0.3 s a case
 CATALOG_COMMANDS = (("ingest",), ("embed",), ("curate",), ("memory", "stats"), ("memory", "history"),
                     ("quarantine", "list"), ("publish",), ("forget", "--dataset", "data"))
 TABLE_COMMANDS = (("embed",), ("curate",), ("memory", "stats"), ("publish",))

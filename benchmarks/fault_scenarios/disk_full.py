@@ -16,7 +16,7 @@ from typing import Optional
 from benchmarks.fault_scenarios import _stores, common
 from benchmarks.fault_scenarios.kills import _compare  # one release, the oracle's memory, nothing running
 
-DEFAULT_CASES = 8  # ~10 s a case on 2 cores: the stage, then the rest of the pipeline
+DEFAULT_CASES = 12  # 3 a stage; 2-10 s a case on 2 cores (the stage, then the rest of the pipeline)
 STAGES = ("ingest", "embed", "curate", "publish")
 BEFORE = {"ingest": None, "embed": "ingested", "curate": "embedded", "publish": "curated"}
 DISK_BYTES = 32 << 20
