@@ -255,3 +255,68 @@ def test_worker_capture_stays_under_its_quota_for_1000_requests(settings, shared
     assert kept_idx == sorted(kept_idx) and kept_idx[-1] >= 990  # the newest kept, the oldest dropped
     span = kept_idx[-1] - kept_idx[0] + 1
     assert 0.35 < len(kept_idx) / span < 0.65  # about half of the answers recorded (sample_rate 0.5)
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_new_class_from_an_import_is_in_the_next_release_and_found(settings, workspace, shared_data, tmp_path,
+                                                                   monkeypatch, capsys):
+    """Memory without Car -> `knnclip segment --capture` -> `label export` -> the oracle
+    annotator types 'Car' -> `label import` -> embed, curate, publish -> the new release has
+    car, `releases diff` says it came from corrections, `segment` finds it."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from benchmarks.active_loop import answer_tasks, camvid_classes
+    from knnclip_core.cli.main import main as cli
+    from knnclip_core.embed_stage import run_embed
+    from knnclip_core.ingest import ingest_path
+    from knnclip_core.memory.curate import curate
+    from registry.publish import publish
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("KNNCLIP_EMBED__BACKBONE", "classic")
+    monkeypatch.setenv("KNNCLIP_CAPTURE__CONFIDENCE_BELOW", "1.01")  # every segment is worth a label here
+    monkeypatch.setenv("KNNCLIP_WORKER__PROPOSALS", "grid")
+    from knnclip_core.config import load_settings
+
+    settings = load_settings()
+    cam = shared_data / "camvid"
+    names = sorted(p.name for p in (cam / "train").glob("*.png"))
+    src = tmp_path / "start"
+    for folder, split in (("images", "train"), ("masks", "trainannot")):
+        (src / folder).mkdir(parents=True)
+        for n in names[:2]:
+            shutil.copy2(cam / split / n, src / folder / n)
+    shutil.copy2(cam / "classes.txt", src / "classes.txt")
+    ingest_path(settings, src, "semantic-png", ignore=[VOID, CAR], progress=False)
+    run_embed(settings, backbone="classic", num_workers=0)
+    curate(settings, workspace, "classic")
+    v1 = publish(settings, workspace, backbone="classic", alias="production")["version"]
+    # a held-out image with many car pixels, segmented by the worker CLI with capture on
+    target = max(names[3:12], key=lambda n: int((np.asarray(Image.open(cam / "trainannot" / n)) == CAR).sum()))
+    home = ["--home", str(workspace.home)]
+    assert cli(home + ["segment", str(cam / "train" / target), "--out", str(tmp_path / "seg1"), "--capture", "--json"]) == 0
+    first = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert "car" not in first["images"][0]["classes_found"]
+    assert cli(home + ["label", "export", str(tmp_path / "ls"), "--to", "label-studio", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["tasks"] == 1
+    labels = np.asarray(Image.open(cam / "trainannot" / target))
+    task = json.loads((tmp_path / "ls" / "tasks.json").read_text())[0]
+    vocab = set(json.loads((tmp_path / "ls" / "export.json").read_text())["vocabulary"])
+    assert "car" not in vocab
+    spent = answer_tasks(tmp_path / "ls" / "tasks.json", tmp_path / "ls" / "annotations.json",
+                         {task["data"]["capture_id"]: labels}, camvid_classes(), vocab)
+    assert spent > 0
+    assert cli(home + ["label", "import", str(tmp_path / "ls" / "annotations.json"), "--from", "label-studio",
+                       "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert rep["quarantined"] == 0 and rep["correction"]["releases"] == [str(v1)]
+    run_embed(settings, backbone="classic", num_workers=0)
+    curate(settings, workspace, "classic")
+    v2 = publish(settings, workspace, backbone="classic", alias="production")["version"]
+    assert cli(home + ["releases", "diff", str(v1), str(v2), "--json"]) == 0
+    diff = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert "car" in diff["added"] and "car" in diff["corrections"]["new_classes"]
+    assert diff["corrections"]["rows_added"] > 0 and diff["corrections"]["batches"][0]["releases"] == [str(v1)]
+    assert cli(home + ["segment", str(cam / "train" / target), "--out", str(tmp_path / "seg2"), "--json"]) == 0
+    second = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert second["release"]["version"] == str(v2) and "car" in second["images"][0]["classes_found"]
