@@ -320,3 +320,44 @@ def test_new_class_from_an_import_is_in_the_next_release_and_found(settings, wor
     assert cli(home + ["segment", str(cam / "train" / target), "--out", str(tmp_path / "seg2"), "--json"]) == 0
     second = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert second["release"]["version"] == str(v2) and "car" in second["images"][0]["classes_found"]
+
+
+@pytest.mark.data
+def test_bad_annotation_files_are_quarantined_with_a_reason(settings, workspace, shared_data, tmp_path, capsys):
+    """A broken brush RLE, a region without a class, an image that is not there and a bad
+    CVAT mask are quarantined naming the task/region; the valid regions go through; a file
+    that is not an annotation file at all is one sentence and exit 2."""
+    from knnclip_core.cli.label_cmd import export_tasks
+    from knnclip_core.cli.main import main as cli
+
+    names = sorted(p.name for p in (shared_data / "camvid" / "train").glob("*.png"))[5:7]
+    store, truth = gt_store(tmp_path, shared_data, names)
+    settings.capture.dir = str(store.root)
+    out = tmp_path / "ls"
+    export_tasks(settings, "label-studio", out)
+    ann = json.loads(accept_predictions(out / "tasks.json", out / "annotations.json").read_text())
+    res = ann[0]["annotations"][0]["result"]
+    res[0]["value"]["rle"] = res[0]["value"]["rle"][:20]  # cut short
+    res[1]["value"]["brushlabels"] = []  # no class, no new_class text
+    ann[1]["data"]["knnclip_image"] = "images/not-there.png"
+    (out / "annotations.json").write_text(json.dumps(ann))
+    rep = import_corrections(settings, out / "annotations.json", "label-studio")
+    by_reason = {}
+    for e in rep["examples"]:
+        by_reason.setdefault(e["reason"], []).append(e["message"])
+    assert rep["quarantined"] == 3 and set(by_reason) == {"bad_segmentation", "unknown_label", "missing_file"}
+    assert f"task {ann[0]['id']} region '{res[0]['id']}'" in by_reason["bad_segmentation"][0]
+    assert "annotations.json" in by_reason["bad_segmentation"][0]
+    assert rep["segments"] + rep["skipped_small"] == len(truth[ann[0]["data"]["capture_id"]]) - 2  # the rest went in
+    x = tmp_path / "cvat"
+    export_tasks(settings, "cvat", x)
+    text = (x / "annotations.xml").read_text()
+    first = text.index('rle="') + 5
+    (x / "annotations.xml").write_text(text[:first] + "1, 2, " + text[first:])  # counts overflow the box
+    rep = import_corrections(settings, x / "annotations.xml", "cvat")
+    assert rep["quarantined"] == 1 and rep["examples"][0]["reason"] == "bad_segmentation"
+    assert "do not lie" in rep["examples"][0]["message"] or "add up to" in rep["examples"][0]["message"]
+    (tmp_path / "junk.xml").write_text("<html><body>not cvat")
+    assert cli(["--home", str(workspace.home), "label", "import", str(tmp_path / "junk.xml"), "--from", "cvat"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "junk.xml is not a readable cvat annotation file" in err[0]
