@@ -361,3 +361,46 @@ def test_bad_annotation_files_are_quarantined_with_a_reason(settings, workspace,
     assert cli(["--home", str(workspace.home), "label", "import", str(tmp_path / "junk.xml"), "--from", "cvat"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "junk.xml is not a readable cvat annotation file" in err[0]
+
+
+@pytest.mark.data
+def test_curation_conflicts_and_duplicates_are_queued_like_captures(settings, workspace, shared_data, tmp_path, capsys,
+                                                                    monkeypatch):
+    """`knnclip label queue` turns the rows curation left out (conflicts, duplicates) into
+    captures holding the catalog's masks and classes; `label export --reason` picks them."""
+    from knnclip_core.cli.main import main as cli
+    from knnclip_core.embed_stage import run_embed
+    from knnclip_core.embedders import embedder_id_for
+    from knnclip_core.ingest import ingest_path
+    from knnclip_core.memory.curate import curate
+    from knnclip_core.memory.table import MemoryTable
+
+    cam = shared_data / "camvid"
+    src = tmp_path / "start"
+    names = sorted(p.name for p in (cam / "train").glob("*.png"))[:2]
+    for folder, split in (("images", "train"), ("masks", "trainannot")):
+        (src / folder).mkdir(parents=True)
+        for n in names:
+            Image.open(cam / split / n).resize((120, 90), Image.NEAREST).save(src / folder / n)
+    shutil.copy2(cam / "classes.txt", src / "classes.txt")
+    ingest_path(settings, src, "semantic-png", ignore=[VOID], progress=False)
+    run_embed(settings, backbone="classic", num_workers=0)
+    curate(settings, workspace, "classic", dedup_threshold=0.6)  # loose: conflicts and duplicates appear
+    table = MemoryTable.open(workspace.memory_uri, embedder_id_for("classic"), create=False).table
+    rows = [r for r in table.to_arrow().to_pylist() if r["state"] in ("conflict", "duplicate")]
+    assert rows
+    settings.capture.dir = str(tmp_path / "captures")
+    home = ["--home", str(workspace.home)]
+    monkeypatch.setenv("KNNCLIP_CAPTURE__DIR", str(tmp_path / "captures"))
+    assert cli(home + ["label", "queue", "--backbone", "classic", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert res["label_conflict"] == sum(r["state"] == "conflict" for r in rows)
+    assert res["near_duplicate"] == sum(r["state"] == "duplicate" for r in rows)
+    store = CaptureStore(tmp_path / "captures")
+    segs = [s for c in store.ids() for s in store.read(c)["segments"]]
+    assert {s["segment_id"] for s in segs} == {r["id"] for r in rows}
+    assert all(s["class"] == {r["id"]: r["class_name"] for r in rows}[s["segment_id"]] for s in segs)
+    assert cli(home + ["label", "export", str(tmp_path / "x"), "--to", "coco", "--reason", "label_conflict",
+                       "--json"]) == 0
+    exp = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert exp["proposals"] == res["label_conflict"]

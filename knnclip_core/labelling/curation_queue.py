@@ -4,6 +4,7 @@ image with the catalog's mask of each such row and its current class."""
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Optional
 
 import numpy as np
@@ -12,12 +13,18 @@ from sqlmodel import select
 
 from ..catalog import ClassName, Image, Segment, session_scope
 from ..memory.table import CONFLICT, DUPLICATE, MemoryTable
-from ..segment.render import read_image
+from ..readers.safe_files import open_image_header, open_regular
 from .capture import CaptureStore
 
 logger = logging.getLogger(__name__)
 
 REASON_OF = {CONFLICT: "label_conflict", DUPLICATE: "near_duplicate"}
+
+
+def read_rgb(path, max_pixels: int) -> np.ndarray:
+    """RGB uint8 pixels of a catalogued image (its size checked from the header first)."""
+    with open_regular(path) as f, open_image_header(f, path, max_pixels) as im:
+        return np.asarray(im.convert("RGB"))
 
 
 def queue_curation(settings, ws, store: CaptureStore, backbone: Optional[str] = None, limit: int = 200) -> dict:
@@ -41,7 +48,7 @@ def queue_curation(settings, ws, store: CaptureStore, backbone: Optional[str] = 
     for sha, items in sorted(by_image.items())[:limit]:
         img = images.get(sha)
         try:
-            pixels = read_image(img.path, settings.worker.max_pixels)
+            pixels = read_rgb(Path(img.path), settings.ingest.max_pixels)
         except Exception as exc:  # the image moved or went away: nothing to show an annotator
             logger.warning("image %s of queued rows is unreadable, skipped: %s", getattr(img, "path", sha), exc)
             continue
