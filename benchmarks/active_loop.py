@@ -111,7 +111,7 @@ class Loop:
         self.ctx = open_registry(self.settings, self.ws)
         self.backbone, self.home = backbone, home
         self.embedders = None
-        self.images = self.labels = 0
+        self.images = self.labels = self.imported = self.quarantined = 0
 
     def build(self) -> None:
         """Embed, curate and publish what the catalog holds; the release becomes `production`."""
@@ -150,7 +150,9 @@ class Loop:
             spent = sum(len(t.proposals) for t in tasks)
         else:
             spent = answer_tasks(out / "tasks.json", out / "annotations.json", truth, classes, vocab)
-        import_corrections(self.settings, out / "annotations.json", "label-studio")
+        rep = import_corrections(self.settings, out / "annotations.json", "label-studio")
+        self.imported += rep["segments"]
+        self.quarantined += rep["quarantined"]
         self.build()
         self.images += len(tasks)
         self.labels += spent
@@ -159,12 +161,14 @@ class Loop:
     def evaluate(self, samples: list[dict], classes: list[str]) -> dict:
         from knnclip_core.segment.evaluate import Sample, evaluate
 
-        seg, _ = self.segmenter()
+        seg, snap = self.segmenter()
         rep = evaluate(seg, [Sample(image=s["image"], segments=gt_segments(s, classes), name=s["name"])
                              for s in samples], classes, masks_from="gt")
         return {"miou": round(rep["miou"], 4), "unknown_rate": round(rep["unknown_segments"] / max(rep["segments"], 1), 4),
                 "segment_accuracy": round(rep["segment_accuracy"] or 0.0, 4), "images_labelled": self.images,
-                "labels_spent": self.labels, "vocabulary": len(seg.vocabulary), "release": self.release["version"]}
+                "labels_spent": self.labels, "vocabulary": len(seg.vocabulary), "release": self.release["version"],
+                "segments_imported": self.imported, "quarantined": self.quarantined,
+                "memory_vectors": snap.manifest["vectors"]}
 
 
 def gt_tasks(samples: list[dict], classes: list[str], work: Path):
