@@ -284,22 +284,24 @@ def test_new_class_from_an_import_is_in_the_next_release_and_found(settings, wor
     src = tmp_path / "start"
     for folder, split in (("images", "train"), ("masks", "trainannot")):
         (src / folder).mkdir(parents=True)
-        for n in names[:2]:
-            shutil.copy2(cam / split / n, src / folder / n)
+        for n in names[:2]:  # half size: the same scenes, four times fewer pixels to embed
+            Image.open(cam / split / n).resize((240, 180), Image.NEAREST).save(src / folder / n)
     shutil.copy2(cam / "classes.txt", src / "classes.txt")
     ingest_path(settings, src, "semantic-png", ignore=[VOID, CAR], progress=False)
     run_embed(settings, backbone="classic", num_workers=0)
     curate(settings, workspace, "classic")
     v1 = publish(settings, workspace, backbone="classic", alias="production")["version"]
     # a held-out image with many car pixels, segmented by the worker CLI with capture on
-    target = max(names[3:12], key=lambda n: int((np.asarray(Image.open(cam / "trainannot" / n)) == CAR).sum()))
+    name = max(names[3:12], key=lambda n: int((np.asarray(Image.open(cam / "trainannot" / n)) == CAR).sum()))
+    target = tmp_path / name
+    Image.open(cam / "train" / name).resize((240, 180), Image.BILINEAR).save(target)
     home = ["--home", str(workspace.home)]
-    assert cli(home + ["segment", str(cam / "train" / target), "--out", str(tmp_path / "seg1"), "--capture", "--json"]) == 0
+    assert cli(home + ["segment", str(target), "--out", str(tmp_path / "seg1"), "--capture", "--json"]) == 0
     first = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert "car" not in first["images"][0]["classes_found"]
     assert cli(home + ["label", "export", str(tmp_path / "ls"), "--to", "label-studio", "--json"]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["tasks"] == 1
-    labels = np.asarray(Image.open(cam / "trainannot" / target))
+    labels = np.asarray(Image.open(cam / "trainannot" / name).resize((240, 180), Image.NEAREST))
     task = json.loads((tmp_path / "ls" / "tasks.json").read_text())[0]
     vocab = set(json.loads((tmp_path / "ls" / "export.json").read_text())["vocabulary"])
     assert "car" not in vocab
@@ -317,7 +319,7 @@ def test_new_class_from_an_import_is_in_the_next_release_and_found(settings, wor
     diff = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert "car" in diff["added"] and "car" in diff["corrections"]["new_classes"]
     assert diff["corrections"]["rows_added"] > 0 and diff["corrections"]["batches"][0]["releases"] == [str(v1)]
-    assert cli(home + ["segment", str(cam / "train" / target), "--out", str(tmp_path / "seg2"), "--json"]) == 0
+    assert cli(home + ["segment", str(target), "--out", str(tmp_path / "seg2"), "--json"]) == 0
     second = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert second["release"]["version"] == str(v2) and "car" in second["images"][0]["classes_found"]
 
