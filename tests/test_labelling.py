@@ -332,7 +332,7 @@ def test_bad_annotation_files_are_quarantined_with_a_reason(settings, workspace,
     from knnclip_core.cli.label_cmd import export_tasks
     from knnclip_core.cli.main import main as cli
 
-    names = sorted(p.name for p in (shared_data / "camvid" / "train").glob("*.png"))[5:7]
+    names = sorted(p.name for p in (shared_data / "camvid" / "train").glob("*.png"))[5:8]
     store, truth = gt_store(tmp_path, shared_data, names)
     settings.capture.dir = str(store.root)
     out = tmp_path / "ls"
@@ -342,12 +342,15 @@ def test_bad_annotation_files_are_quarantined_with_a_reason(settings, workspace,
     res[0]["value"]["rle"] = res[0]["value"]["rle"][:20]  # cut short
     res[1]["value"]["brushlabels"] = []  # no class, no new_class text
     ann[1]["data"]["knnclip_image"] = "images/not-there.png"
+    shutil.copy2(out / ann[2]["data"]["knnclip_image"], tmp_path / "outside.png")
+    ann[2]["data"]["knnclip_image"] = "../outside.png"  # a real image, outside the export folder
     (out / "annotations.json").write_text(json.dumps(ann))
     rep = import_corrections(settings, out / "annotations.json", "label-studio")
     by_reason = {}
     for e in rep["examples"]:
         by_reason.setdefault(e["reason"], []).append(e["message"])
-    assert rep["quarantined"] == 3 and set(by_reason) == {"bad_segmentation", "unknown_label", "missing_file"}
+    assert rep["quarantined"] == 4 and set(by_reason) == {"bad_segmentation", "unknown_label", "missing_file",
+                                                          "path_outside_root"}
     assert f"task {ann[0]['id']} region '{res[0]['id']}'" in by_reason["bad_segmentation"][0]
     assert "annotations.json" in by_reason["bad_segmentation"][0]
     assert rep["segments"] + rep["skipped_small"] == len(truth[ann[0]["data"]["capture_id"]]) - 2  # the rest went in
