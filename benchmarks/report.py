@@ -87,6 +87,22 @@ def continual_rows(results: list[tuple[str, dict]]) -> list[str]:
     return lines
 
 
+def active_loop_rows(results: list[tuple[str, dict]]) -> list[str]:
+    """Per round, both arms: images and labels spent, mIoU, unknown rate."""
+    lines = []
+    for name, r in results:
+        head = ["round", "active: images", "labels", "mIoU", "unknown rate", "random: images", "labels", "mIoU",
+                "unknown rate"]
+        rows = [[k, a["images_labelled"], a["labels_spent"], f"{100 * a['miou']:.1f}", f"{a['unknown_rate']:.3f}",
+                 b["images_labelled"], b["labels_spent"], f"{100 * b['miou']:.1f}", f"{b['unknown_rate']:.3f}"]
+                for k, (a, b) in enumerate(zip(r["active"], r["random"]))]
+        lines += [f"`{name}` ({r['backbone']}, CamVid: memory of {r['train_images']} train images without "
+                  f"{', '.join(r['dropped_classes'])}; pool of {r['pool_images']} held-out images, {r['per_round']} "
+                  f"labelled per round per arm; mIoU in points on {r['eval_images']} val images, "
+                  f"{r['masks']}; {r['seconds']} s):", "", *_table(head, rows), ""]
+    return lines
+
+
 def other_rows(results: list[tuple[str, dict]]) -> list[str]:
     out = []
     for name, r in results:
@@ -96,7 +112,7 @@ def other_rows(results: list[tuple[str, dict]]) -> list[str]:
 
 
 KINDS = (("embed_throughput", "bare_images_per_s", embed_rows), ("worker_latency", "overhead_ratio", latency_rows),
-         ("continual", "max_forgetting_own_vocab", continual_rows))
+         ("continual", "max_forgetting_own_vocab", continual_rows), ("active_loop", "labels_active", active_loop_rows))
 
 
 def _f(x, digits: int = 3) -> str:
@@ -123,6 +139,12 @@ def key_line(name: str, r: dict) -> str | None:
                 f"task {r['max_forgetting_own_vocab']} points with its own vocabulary, "
                 f"{r['max_forgetting_union_vocab']} with the union; a sequentially fine-tuned head "
                 f"{r['baseline_max_forgetting']}")
+    if "labels_active" in r:
+        return (f"labelling loop, {r['backbone']} on CamVid ({r['rounds']} rounds of {r['per_round']} images, memory "
+                f"without {', '.join(r['dropped_classes'])}): mIoU {100 * r['active'][0]['miou']:.1f} -> "
+                f"{100 * r['final_miou_active']:.1f} labelling the worker's doubtful segments ({r['labels_active']} "
+                f"labels), -> {100 * r['final_miou_random']:.1f} labelling the same number of images at random "
+                f"({r['labels_random']} labels)")
     if "scenarios" in r and "lost_or_corrupted" in r:
         per = ", ".join(f"{n} {v['cases']}" for n, v in sorted(r["scenarios"].items()))
         tb = f", {r['tracebacks']} tracebacks" if "tracebacks" in r else ""  # older reports did not count them
@@ -169,7 +191,7 @@ def render(results_dir: Path = RESULTS) -> str:
         for title, key, rows in KINDS:
             mine = [(n, r) for n, r in results if key in r]
             if mine:
-                lines += ([f"`{title}`:", ""] if title != "continual" else []) + [*rows(mine), ""]
+                lines += ([f"`{title}`:", ""] if title not in ("continual", "active_loop") else []) + [*rows(mine), ""]
                 left = [x for x in left if x not in mine]
         if left:
             lines += other_rows(left) + [""]

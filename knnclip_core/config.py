@@ -83,6 +83,14 @@ class WorkerConfig(BaseModel):
     proposal_options: dict = Field(default_factory=dict, description="Keyword options of the proposal generator, e.g. {max_regions: 128, n_segments: 400} for slic, {rows: 4, cols: 4} for grid.")
 
 
+class CaptureConfig(BaseModel):
+    enabled: bool = Field(False, description="Record answers' doubtful segments with their image for labelling (the worker and `knnclip segment`); off by default: no upload is stored unless the operator turns this on.")
+    dir: Optional[str] = Field(None, description="Folder of the capture store (None: <workspace>/captures).")
+    quota_mb: float = Field(500.0, description="Disk the captures may use; the oldest are dropped first to stay under it.")
+    sample_rate: float = Field(1.0, description="Share of the answers with doubtful segments that are recorded (0..1).")
+    confidence_below: Optional[float] = Field(None, description="A segment whose retrieval confidence is below this is captured (None: worker.confidence_threshold); `unknown` and base-model/memory disagreements always are.")
+
+
 class Settings(BaseSettings):
     """All knnclip settings. Secrets and URIs come from the environment, never from git."""
 
@@ -99,6 +107,7 @@ class Settings(BaseSettings):
     curate: CurateConfig = CurateConfig()
     publish: PublishConfig = PublishConfig()
     worker: WorkerConfig = WorkerConfig()
+    capture: CaptureConfig = CaptureConfig()
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):

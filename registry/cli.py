@@ -141,6 +141,13 @@ def _diff(args: argparse.Namespace) -> int:
     lines += [f"  + {display_name(n)} ({c} vectors)" for n, c in d["added"].items()]
     lines += [f"  - {display_name(n)} ({c} vectors)" for n, c in d["removed"].items()]
     lines += [f"  ~ {display_name(n)}: {c['a']} -> {c['b']} vectors" for n, c in d["changed"].items()]
+    corr = d.get("corrections") or {}
+    for b in corr.get("batches", []):
+        lines.append(f"  corrections: batch {b['batch']} from {b['tool']}, {b.get('rows_added', '?')} rows added"
+                     + (f", correcting release {', '.join(b['releases'])}" if b.get("releases") else ""))
+    if corr.get("classes"):
+        lines.append("  classes from corrections: " + ", ".join(
+            f"{display_name(n)} ({c}{', new' if n in corr['new_classes'] else ''})" for n, c in corr["classes"].items()))
     emit(args, d, "\n".join(lines))
     return 0
 

@@ -35,6 +35,9 @@ def cmd_segment(args: argparse.Namespace) -> int:
 
     settings, _ = workspace_from_args(args)
     segmenter, loaded = load_segmenter(args.release, settings, _params(settings, args))
+    from knnclip_core.labelling.capture import store_from_settings
+
+    capture = store_from_settings(settings, force=args.capture)
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     results, lines = [], []
@@ -48,6 +51,9 @@ def cmd_segment(args: argparse.Namespace) -> int:
         legend_overlay(image, res.label_map, list(res.classes)).save(overlay_png)
         body = res.to_json(segment_ids=getattr(segmenter.memory, "segment_ids", None))
         body.update({"image": str(path), "release": {"version": loaded.version, "alias": loaded.alias}})
+        if capture is not None:
+            body["capture"] = capture.offer(image, res, body["release"], "cli", name=str(path),
+                                            segment_ids=getattr(segmenter.memory, "segment_ids", None))
         json_path.write_text(json.dumps(body, indent=1))
         found = sorted({s["class"] for s in body["segments"]})
         results.append({"image": str(path), "label_map": str(label_png), "overlay": str(overlay_png),
@@ -182,6 +188,8 @@ def register(sub) -> None:
     p.add_argument("--out", default="segment-out", help="output folder (default ./segment-out)")
     p.add_argument("--classes", nargs="+", metavar="EXTRA", help="extra class names (needs an open-vocabulary base model, worker.base_model)")
     p.add_argument("--proposals", help="proposal generator: slic | grid | sam (default from settings)")
+    p.add_argument("--capture", action="store_true",
+                   help="record doubtful segments for labelling (as capture.enabled does; see `knnclip label`)")
     add_json_flag(p)
     p.set_defaults(func=cmd_segment)
 

@@ -91,10 +91,16 @@ def show_release(ctx: RegistryContext, ref: str | int) -> dict:
 
 def diff_releases(ctx: RegistryContext, a: str | int, b: str | int) -> dict:
     """What changed from release a to b: classes added/removed, per-class vector counts changed,
-    embedder, index, totals and segment rows added/removed. Returns a JSON-ready dict."""
+    embedder, index, totals, segment rows added/removed, and 'corrections': the rows and classes
+    that came from labelling corrections (registry.corrections). Returns a JSON-ready dict."""
     va, vb = resolve_ref(a, ctx=ctx), resolve_ref(b, ctx=ctx)
+    from .corrections import correction_changes
+
     sa, sb = _verified_snapshot(ctx, va), _verified_snapshot(ctx, vb)
-    return {"a": va, "b": vb, **changes(sa.manifest, sb.manifest), "rows": row_changes(sa.segment_ids, sb.segment_ids)}
+    diff = changes(sa.manifest, sb.manifest)
+    corr = correction_changes(ctx.settings, sb.manifest, sa.segment_ids, sb.segment_ids)
+    corr["new_classes"] = sorted(n for n in diff["added"] if n in corr["classes"])
+    return {"a": va, "b": vb, **diff, "rows": row_changes(sa.segment_ids, sb.segment_ids), "corrections": corr}
 
 
 def promote(ctx: RegistryContext, ref: str | int, alias: str = "production", force: bool = False,

@@ -256,3 +256,39 @@ def test_schedule_command_serves_a_cron_deployment(tmp_path):
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_label_export_and_import_flows(prefect_server, tmp_path):
+    """The labelling flows: captured segments out as a CVAT task set, the answers back in as
+    a correction batch, with a markdown artifact each."""
+    import numpy as np
+    from prefect.client.orchestration import get_client
+
+    from flows.labelling import label_export_flow, label_import_flow
+    from flows.tasks import public_settings
+    from knnclip_core.labelling.capture import CaptureStore
+    from knnclip_core.readers.regions import encode_mask
+
+    settings = load_settings(home=str(tmp_path / "ws"))
+    settings.capture.dir = str(tmp_path / "captures")
+    store = CaptureStore(tmp_path / "captures")
+    img = np.zeros((24, 32, 3), np.uint8)
+    img[:, 16:] = 200
+    mask = np.zeros((24, 32), bool)
+    mask[:, 16:] = True
+    counts, area, bbox = encode_mask(mask)
+    store.add(img, {"release": {"version": "3"}, "source": "test", "classes": ["road"], "height": 24, "width": 32,
+                    "segments": [{"index": 0, "reasons": ["unknown"], "mask_rle": counts, "area": area,
+                                  "bbox": list(bbox), "proposed_class": "wall", "confidence": 0.1}]})
+    res = label_export_flow(str(tmp_path / "out"), tool="cvat", settings=public_settings(settings))
+    assert res["tasks"] == 1 and (tmp_path / "out" / "annotations.xml").is_file()
+    rep = label_import_flow(str(tmp_path / "out" / "annotations.xml"), tool="cvat", settings=public_settings(settings))
+    assert rep["segments"] == 1 and rep["correction"]["releases"] == ["3"] and rep["quarantined"] == 0
+
+    async def keys():
+        async with get_client() as client:
+            return {a.key for a in await client.read_artifacts()}
+
+    import asyncio
+
+    assert {"label-export", "label-import"} <= asyncio.run(keys())

@@ -19,6 +19,7 @@ CORE_COMMAND_MODULES = [
     "knnclip_core.cli.embed_cmd",
     "knnclip_core.cli.memory_cmd",
     "knnclip_core.cli.quarantine_cmd",
+    "knnclip_core.cli.label_cmd",
 ]
 
 

@@ -103,6 +103,7 @@ class CocoInstancesReader(Reader):
     """One segment per annotation; crowd annotations (iscrowd=1) are skipped and counted."""
 
     format = "coco-instances"
+    skip_crowd = True  # corrections (knnclip_core.labelling) keep them: CVAT marks masks iscrowd
 
     def __init__(self, path: Path, images: Path | None = None, dataset_name: str | None = None):
         self.json_path = Path(path)
@@ -152,7 +153,7 @@ class CocoInstancesReader(Reader):
             item.errors.append((exc.reason, str(exc)))
             return item
         for ann in anns:
-            if ann.get("iscrowd", 0):
+            if ann.get("iscrowd", 0) and self.skip_crowd:
                 item.skipped_crowd += 1
                 continue
             cat_id = ann.get("category_id")

@@ -65,6 +65,8 @@ class Segment:
     confidence: float         # retrieval confidence (retrieval.CONFIDENCES)
     fused: bool               # retrieval took part in the decision
     neighbours: list          # [(memory row, similarity)] that voted
+    retrieval_label: int = -1  # argmax of P_ret (-1: no vote), for disagreement capture
+    base_label: int = -1       # argmax of P_base (-1: no base model)
 
 
 @dataclass
@@ -192,10 +194,14 @@ class Segmenter:
         P, labels, fused = fuse(ret.P, ret.confidence, P_base, p.fusion_lambda, p.confidence_threshold)
         t4 = time.perf_counter()
         timings["fusion"] = t4 - t_base
+        n_cls = ret.P.shape[1] if ret.P.ndim == 2 else 0
+        ret_top = np.where(ret.P.sum(axis=1) > 0, ret.P.argmax(axis=1), -1) if n_cls else np.full(len(props), -1)
+        base_top = P_base.argmax(axis=1) if P_base is not None and n_cls else np.full(len(props), -1)
         segments = [Segment(mask=m, label=int(labels[i]),
                             score=float(P[i, labels[i]]) if labels[i] >= 0 else 0.0, scores=P[i],
                             confidence=float(ret.confidence[i]), fused=bool(fused[i]),
-                            neighbours=[(int(r), float(d)) for r, d in zip(ret.I[i], ret.D[i]) if r >= 0])
+                            neighbours=[(int(r), float(d)) for r, d in zip(ret.I[i], ret.D[i]) if r >= 0],
+                            retrieval_label=int(ret_top[i]), base_label=int(base_top[i]))
                     for i, m in enumerate(props)]
         label_map, panoptic_map, panoptic = self._compose(image.shape[:2], segments, classes)
         timings["outputs"] = time.perf_counter() - t4

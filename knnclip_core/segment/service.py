@@ -77,6 +77,9 @@ def create_app(source: ReleaseSource, settings=None, poll_seconds: Optional[floa
         settings = load_settings()
     wcfg = settings.worker
     metrics = WorkerMetrics()
+    from ..labelling.capture import store_from_settings
+
+    capture = store_from_settings(settings)  # None unless the operator turned capture on
     watcher = ReleaseWatcher(source, poll_seconds or wcfg.poll_seconds, on_change=metrics.on_change)
     metrics.follow(watcher)
     max_bytes = int(wcfg.max_upload_mb * 1024 * 1024)
@@ -171,6 +174,10 @@ def create_app(source: ReleaseSource, settings=None, poll_seconds: Optional[floa
         except KnnclipError as exc:
             raise HTTPException(status_code=400, detail=str(exc)) from None
         metrics.observe(result)
+        if capture is not None:
+            capture.offer(pixels, result, {"version": rel.version, "alias": rel.alias}, "worker",
+                          name=image.filename, segment_ids=getattr(rel.segmenter.memory, "segment_ids", None),
+                          scale=scale)
         n = len(result.classes)
         if format == "png":
             return Response(png_bytes(legend_overlay(pixels, result.label_map, result.classes)), media_type="image/png",
