@@ -6,6 +6,15 @@ from pathlib import Path
 
 import pytest
 
+# label-studio-converter installs a top-level `tests` package into site-packages; a regular package
+# there would shadow this folder (no __init__.py), so `from tests.x import y` must find ours.
+import sys
+import types
+
+_tests_pkg = types.ModuleType("tests")
+_tests_pkg.__path__ = [str(Path(__file__).resolve().parent)]
+sys.modules["tests"] = _tests_pkg
+
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 REQUIRE_ENV = "KNNCLIP_REQUIRE_DATA"  # .ci/run sets it to 1: missing data or tools fail instead of skipping
 
