@@ -12,13 +12,18 @@ from knnclip_core.embedders.classic_fit import (embed_from_statistics, fit_const
 
 
 def blocks(seed: int):
+    """An image in three regions whose sizes, contrast and brightness differ with the seed, so
+    no statistic (a row spread included) is the same for every region."""
     rng = np.random.default_rng(seed)
+    top, left = 16 + 4 * seed, 24 + 6 * seed
     image = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
-    image[:24, :32] = rng.integers(0, 256, 3)
+    image[:top, :left] = rng.integers(0, 256, 3)
+    image[top:] = (image[top:] * rng.uniform(0.2, 1.0) + rng.integers(0, 50)).astype(np.uint8)
+    image[:top, left:] = (image[:top, left:] * rng.uniform(0.2, 1.0)).astype(np.uint8)
     masks = [np.zeros((48, 64), bool) for _ in range(3)]
-    masks[0][:24, :32] = True
-    masks[1][24:, :] = True
-    masks[2][:24, 32:] = True
+    masks[0][:top, :left] = True
+    masks[1][top:, :] = True
+    masks[2][:top, left:] = True
     return image, masks
 
 
@@ -29,6 +34,8 @@ def test_fit_is_mean_and_population_std():
     np.testing.assert_allclose(sd, np.sqrt(((stats - stats.mean(0)) ** 2).mean(0)), rtol=1e-6)
     with pytest.raises(ValueError, match=r"column\(s\) \[1\] are constant"):
         fit_constants(np.c_[stats[:, :1], np.ones(500)])
+    with pytest.raises(ValueError, match=r"column\(s\) \[1\] are constant"):  # float32 jitter is no spread
+        fit_constants(np.c_[stats[:, :1], np.float32(0.1442122) + np.float32(3e-7) * (np.arange(500) % 2)])
 
 
 @pytest.mark.parametrize("name", ["classic", "classic-v2"])

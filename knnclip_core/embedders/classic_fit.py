@@ -29,17 +29,24 @@ def raw_statistics(backbone: str, items: Iterable[tuple[np.ndarray, list]]) -> n
     return np.concatenate(rows) if rows else np.zeros((0, emb.dim), np.float32)
 
 
+# A column whose std is below this fraction of its mean is float32 rounding noise, not spread.
+NOISE_SPREAD = 1e-5
+
+
 def fit_constants(stats: np.ndarray, decimals: Optional[int] = DECIMALS) -> tuple[np.ndarray, np.ndarray]:
     """(mu, sd) float32: per-column mean and population std of `stats` (n, D), rounded to
-    `decimals`. Raises ValueError when there are fewer than 2 rows or a column is constant."""
+    `decimals`. Raises ValueError when there are fewer than 2 rows or a column is constant (its
+    spread within float32 rounding of its mean: standardising it would only amplify noise)."""
     stats = np.asarray(stats, np.float64)
     if stats.ndim != 2 or len(stats) < 2:
         raise ValueError(f"fitting the classic constants needs at least 2 segments, got {len(stats)}")
     mu, sd = stats.mean(axis=0), stats.std(axis=0)
     if decimals is not None:
         mu, sd = np.round(mu, decimals), np.round(sd, decimals)
-    if (sd <= 0).any():
-        raise ValueError(f"feature column(s) {np.nonzero(sd <= 0)[0].tolist()} are constant over the "
+    constant = sd <= NOISE_SPREAD * np.abs(mu)
+    constant |= sd <= 0
+    if constant.any():
+        raise ValueError(f"feature column(s) {np.nonzero(constant)[0].tolist()} are constant over the "
                          f"{len(stats)} segments; fit on more varied images")
     return mu.astype(np.float32), sd.astype(np.float32)
 
