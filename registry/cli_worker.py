@@ -83,7 +83,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     report["release"] = loaded.describe()
     report["dataset"] = reader.describe()
     seg_acc = report["segment_accuracy"]
-    lines = [f"release {loaded.version}: {report['images']} images, mIoU {report['miou']:.4f}, "
+    report["confidence_threshold"] = {"value": segmenter.threshold, "source": segmenter.threshold_source}
+    lines = [f"release {loaded.version} (T {segmenter.threshold:.4g}, {segmenter.threshold_source}): "
+             f"{report['images']} images, mIoU {report['miou']:.4f}, "
              f"pixel accuracy {report['pixel_accuracy']:.4f}, segment accuracy "
              f"{'n/a' if seg_acc is None else f'{seg_acc:.4f}'}" + (f", PQ {report['pq']:.4f}" if panoptic else "")]
     lines += per_class_lines(report, all_classes=args.all_classes)
@@ -91,7 +93,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         from .eval_runs import record_eval
         from .store import open_registry
 
-        run_params = {"k": params.k, "T": params.temperature, "confidence_threshold": params.confidence_threshold,
+        run_params = {"k": params.k, "T": params.temperature, "confidence_threshold": segmenter.threshold,
+                      "threshold_source": segmenter.threshold_source,
                       "fusion_lambda": params.fusion_lambda, "limit": args.limit,
                       "proposals": params.proposals if args.masks_from == "proposals" else None,
                       "release_ref": args.release}
@@ -146,7 +149,8 @@ def release_line(release) -> str:
     uri = str(release.uri or "")
     model = uri.split("/")[1] if uri.startswith("models:/") else uri
     return (f"model {model} version {release.version} (alias {release.alias or 'none'}), embedder "
-            f"{release.embedder_id}, base model {release.base_model_id}, {release.vocabulary_size} classes")
+            f"{release.embedder_id}, base model {release.base_model_id}, {release.vocabulary_size} classes, "
+            f"T {release.segmenter.threshold:.4g} ({release.segmenter.threshold_source})")
 
 
 def announce_releases(inner: Optional[Callable], stream: TextIO) -> Callable:

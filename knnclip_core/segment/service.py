@@ -44,6 +44,8 @@ class ReleaseState(BaseModel):
     vocabulary_size: Optional[int] = None
     embedder_id: Optional[str] = None      # the memory backbone (the release records it)
     base_model_id: Optional[str] = None    # the base model paired with it (worker.base_model)
+    confidence_threshold: Optional[float] = None  # T in force
+    threshold_source: Optional[str] = None  # release-calibrated | operator override | configured (why)
     loaded_at: Optional[float] = None
     last_reload_error: Optional[str] = None
     last_check: Optional[float] = None
