@@ -29,7 +29,7 @@ def _params(settings, args):
 
 def cmd_segment(args: argparse.Namespace) -> int:
     """Segment images with a release; write label map PNG, overlay PNG and JSON per image."""
-    from knnclip_core.segment.render import label_map_image, legend_overlay, read_image
+    from knnclip_core.segment.render import label_map_image, read_image, result_overlay
 
     from .worker_source import load_segmenter
 
@@ -45,7 +45,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
         label_png, overlay_png, json_path = (out_dir / f"{stem}.labels.png", out_dir / f"{stem}.overlay.png",
                                              out_dir / f"{stem}.json")
         label_map_image(res.label_map, len(res.classes)).save(label_png)
-        legend_overlay(image, res.label_map, list(res.classes)).save(overlay_png)
+        result_overlay(image, res).save(overlay_png)  # unknown segments hatched grey, in the legend
         body = res.to_json(segment_ids=getattr(segmenter.memory, "segment_ids", None))
         body.update({"image": str(path), "release": {"version": loaded.version, "alias": loaded.alias}})
         json_path.write_text(json.dumps(body, indent=1))

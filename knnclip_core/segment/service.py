@@ -27,7 +27,7 @@ from ..api_docs import serve_offline_docs
 from ..errors import InputError, KnnclipError
 from .metrics import WorkerMetrics
 from .release import ReleaseSource
-from .render import label_map_image, legend_overlay, png_bytes
+from .render import label_map_image, png_bytes, result_overlay
 from .upload_guard import MULTIPART_SLACK, OPEN_PATHS, GuardLimits, UploadGuard, UploadTooLarge, decode_upload
 from .watcher import ReleaseWatcher
 
@@ -175,14 +175,13 @@ def create_app(source: ReleaseSource, settings=None, poll_seconds: Optional[floa
         metrics.observe(result)
         n = len(result.classes)
         if format == "png":
-            return Response(png_bytes(legend_overlay(pixels, result.label_map, result.classes)), media_type="image/png",
+            return Response(png_bytes(result_overlay(pixels, result)), media_type="image/png",
                             headers={"X-Knnclip-Release": rel.version})
         body = result.to_json(segment_ids=getattr(rel.segmenter.memory, "segment_ids", None))
         body["release"] = {"version": rel.version, "alias": rel.alias}
         body["scale"] = scale
         if overlay:
-            body["overlay_png"] = base64.b64encode(png_bytes(legend_overlay(pixels, result.label_map,
-                                                                            result.classes))).decode()
+            body["overlay_png"] = base64.b64encode(png_bytes(result_overlay(pixels, result))).decode()
         if label_map:
             body["label_map_png"] = base64.b64encode(png_bytes(label_map_image(result.label_map, n))).decode()
         return body
