@@ -50,7 +50,7 @@ class CurateConfig(BaseModel):
 
 class CalibrationConfig(BaseModel):
     target: str = Field("known_accuracy", description="What T must meet on the held-out split (knnclip_core/segment/calibrate.py): known_accuracy (the highest T keeping held-out known-class accuracy >= value) | unknown_rate (the highest T marking at most `value` of held-out known-class segments unknown).")
-    value: float = Field(0.9, description="The target's value (known_accuracy: e.g. 0.9; unknown_rate: e.g. 0.05).")
+    value: float = Field(0.95, description="The target's value (known_accuracy: e.g. 0.95, chosen on a calibration split by benchmarks/open_set.py; unknown_rate: e.g. 0.05).")
     fraction: float = Field(0.15, description="Share of the release's images held out for calibration (all rows of an image on one side).")
     seed: int = Field(0, description="Seed of the held-out split.")
     max_rows: Optional[int] = Field(20000, description="Held-out rows at most (whole images), bounding the publish-time search.")
@@ -80,7 +80,7 @@ class WorkerConfig(BaseModel):
     base_model: BaseModelConfig = Field(default_factory=BaseModelConfig, description="The base model: proposes masks (through `proposals` unless it has its own) and gives P_base over any class names.")
     k: int = Field(10, description="Neighbours retrieved per mask proposal.")
     temperature: float = Field(0.1, description="Softmax temperature of the retrieval vote.")
-    confidence: str = Field("similarity", description="Retrieval confidence: similarity (vote share x weighted mean cosine of the winning class's neighbours) | vote_share (the old, shift-invariant one).")
+    confidence: str = Field("top1", description="Retrieval confidence (knnclip_core/segment/retrieval.py): top1 (cosine of the nearest neighbour; best on the held-out split of benchmarks/open_set.py) | mean_cosine (mean cosine of the k) | similarity (vote share x weighted mean cosine of the winning class's neighbours) | vote_share (the old, shift-invariant one).")
     fusion_lambda: float = Field(0.5, description="Weight of P_ret in P = lambda * P_ret + (1 - lambda) * P_base.")
     confidence_threshold: Optional[float] = Field(None, description="Operator override of the retrieval confidence T at or above which fusion applies (below it: P_base, or unknown without a base model). None: the T the release was calibrated with at publish (publish.calibration), else fallback_threshold.")
     fallback_threshold: float = Field(0.6, description="T for a release published before calibration (or not calibrated, or calibrated for another k / temperature / confidence); measured for `classic` (benchmarks/open_set.py).")

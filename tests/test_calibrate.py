@@ -90,7 +90,7 @@ def test_threshold_meets_the_target_on_the_curve():
 
 
 def test_which_threshold_is_in_force():
-    cal = {"threshold": 0.31, "confidence": "similarity", "k": 10, "temperature": 0.1}
+    cal = {"threshold": 0.31, "confidence": "top1", "k": 10, "temperature": 0.1}
     assert resolve_threshold(SegmentParams(), {"calibration": cal}) == (0.31, SOURCE_RELEASE)
     assert resolve_threshold(SegmentParams(confidence_threshold=0.5), {"calibration": cal}) == (0.5, SOURCE_OVERRIDE)
     assert resolve_threshold(SegmentParams(), {}) == (0.6, SOURCE_PREDATES)
