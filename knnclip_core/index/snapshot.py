@@ -52,8 +52,8 @@ def build_snapshot(out_dir: str | Path, xb: np.ndarray, segment_ids: Sequence[st
     `segment_ids` and `class_names` give one entry per row; the vocabulary is the sorted set
     of class names. `provenance` is the memory's provenance record (its embedder_id must be
     `embedder_id`). `calibration` is the release's confidence threshold record
-    (segment.calibrate.calibrate), kept as the manifest's `calibration`. `factory` overrides the automatic index choice (see index.choice), which
-    otherwise fits `byte_budget` bytes. Writes into a temporary sibling and renames, so
+    (segment.calibrate.calibrate), kept as the manifest's `calibration`. `factory` overrides
+    the automatic index choice (see index.choice), which otherwise fits `byte_budget` bytes. Writes into a temporary sibling and renames, so
     `out_dir` (which must not exist) is either complete or absent. Returns the manifest dict.
     Raises RecallFloorError when recall@10 < recall_floor, ValueError on inconsistent input.
     """
