@@ -1,30 +1,44 @@
-"""Open-set retrieval on CamVid: does the retrieval confidence tell a class the memory lacks?
+"""Open-set retrieval on CamVid, held out honestly: T chosen on one split, reported on another.
 
-Leaves one CamVid class out of the memory at a time. The memory is built through the
-product: the semantic-png reader over CamVid train (class 11 `Unlabelled` ignored), the
-`classic` embedder's `embed_masks` (`--backbone` picks another memory backbone), a FAISS snapshot (`index.build_snapshot` /
-`load_snapshot`), and `segment.retrieval.retrieve` + `segment.fusion.fuse` with no base
-model (the offline pairing: below T a segment is `unknown`). Queries are the ground-truth
-segments of CamVid val. For each confidence formula (`similarity`, `vote_share`):
+Does the retrieval confidence tell a class the memory lacks, on a drive the memory has never
+seen? The memory is the CamVid train frames of every drive but one (`--drive`, default 0006R0),
+embedded with the default memory backbone (`--backbone`, default classic-v2) through the
+product's semantic-png reader and `embed_masks` (vectors cached with `--cache`), searched by
+`segment.retrieval.retrieve` with the worker's k and temperature and decided by
+`segment.fusion.fuse` with no base model (the offline pairing: below T a segment is `unknown`).
+The held-out drive's frames, sorted by name, are cut in two contiguous halves: the
+**calibration** split (first half) and the **report** split (second half). One class is left
+out of the memory at a time (every class present in the memory and in both splits).
 
-- AUROC of the confidence separating segments of known classes (positives) from those of
-  the left-out class (negatives), per left-out class, and their mean;
-- at the threshold T (default: the worker settings'), the known-class segment accuracy
-  (`unknown` counts as wrong) and the share of left-out segments marked `unknown`;
-- the T that maximises the mean of those two, the highest T keeping known-class accuracy
-  >= 0.90 (how the default T was set), and a sweep of T.
+For every confidence formula of `retrieval.CONFIDENCES` (the product's `similarity`,
+`vote_share`, `top1` = cosine of the nearest neighbour, `mean_cosine` = mean cosine of the k):
 
-The features are embedded once per run and shared by every fold. Prints human lines, then
-(with --json) one JSON object as the last stdout line.
+- AUROC separating known-class segments (positives) from left-out ones, mean over folds, per split;
+- T chosen **on the calibration split** as the one maximising the balanced score (mean of the
+  known-class accuracy, `unknown` counting wrong, and the share of left-out segments marked
+  `unknown`), then **reported on the report split** at that T;
+- the winner is the formula with the best balanced score on the report split; `ships` says
+  whether it is the product's default (`worker.confidence`), else the default keeps its place
+  only if nothing beats it on the report split.
 
-    .venv/bin/python benchmarks/open_set.py --json [--root ../shared/data/camvid] [--limit N]
+Then the release calibration (knnclip_core/segment/calibrate.py, what `publish` does): for each
+candidate target, T measured on a held-out split of the memory's own rows *by image* (no query
+row involved), then known-class accuracy with every class in the memory (the acceptance
+figure: segment accuracy with ground-truth masks) and the left-out unknown rate on both query
+splits. The default target (`publish.calibration`) is chosen on the calibration split: the
+candidate that marks the most left-out segments `unknown` while losing at most ACCURACY_COST
+(0.03) of segment accuracy against no threshold (T is there to catch new classes, but the
+product's first job is to label the known ones); its report-split figures are the ones to quote.
+
+Prints human lines, then (with --json) one JSON object as the last stdout line.
+
+    .venv/bin/python benchmarks/open_set.py --json [--cache /tmp/camvid-cache] [--limit N]
 """
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -32,24 +46,13 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-DEFAULT_DATA = ROOT.parent / "shared" / "data" / "camvid"
-VOID = 11
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from camvid_vectors import DEFAULT_DATA, camvid_vectors, sequence_of  # noqa: E402
+
 SWEEP = np.round(np.arange(0.0, 1.0001, 0.01), 2)
-KNOWN_FLOOR = 0.9  # the default T is the highest that keeps known-class accuracy at least this
-
-
-def embed_split(embedder, root: Path, split: str, limit: int | None = None):
-    """(x (n, D) float32, names (n,) class names) of the ground-truth segments of a CamVid
-    split, read by the product's semantic-png reader and embedded with `embed_masks`."""
-    from knnclip_core.readers.semantic_png import SemanticPngReader
-    from knnclip_core.segment.evaluate import samples_from_reader
-
-    reader = SemanticPngReader(root / split, root / f"{split}annot", root / "classes.txt", ignore=[VOID])
-    xs, names = [], []
-    for sample in samples_from_reader(reader, limit=limit):
-        xs.append(embedder.embed_masks(sample.image, [m for _, m in sample.segments]))
-        names += [n for n, _ in sample.segments]
-    return np.concatenate(xs), np.asarray(names)
+ACCURACY_COST = 0.03  # release target: the most left-out segments caught for at most this segment accuracy lost
+TARGETS = (("known_accuracy", 0.9), ("known_accuracy", 0.95), ("unknown_rate", 0.005), ("unknown_rate", 0.01),
+           ("unknown_rate", 0.02), ("unknown_rate", 0.05), ("unknown_rate", 0.1))  # release calibration candidates
 
 
 def auroc(pos: np.ndarray, neg: np.ndarray) -> float:
@@ -63,117 +66,164 @@ def auroc(pos: np.ndarray, neg: np.ndarray) -> float:
     return float(u / (len(pos) * len(neg)))
 
 
-def run_fold(xb, yb, xq, yq, left_out: str, embedder_id: str, backbone: str, params, workdir: Path) -> dict:
-    """One left-out class: snapshot of the other classes' train segments, val queried.
-    Returns {kind: {'P', 'confidence', 'known' (bool per query), 'right' (the class index
-    each query should get, -1 for the left-out class)}}."""
-    from knnclip_core.index import build_snapshot, load_snapshot
-    from knnclip_core.segment.retrieval import CONFIDENCES, retrieve
+def split_drive(images: np.ndarray, drive: str) -> tuple[np.ndarray, np.ndarray]:
+    """(calibration, report) row indices of the frames of `drive`: first and second half of its
+    images sorted by name (contiguous, so the two splits share no frame and few neighbours)."""
+    frames = sorted({str(i) for i in images if sequence_of(i) == drive})
+    assert len(frames) >= 2, f"drive {drive} has {len(frames)} frames"
+    first = set(frames[: len(frames) // 2])
+    rows = np.nonzero([sequence_of(i) == drive for i in images])[0]
+    cal = np.array([r for r in rows if str(images[r]) in first])
+    rep = np.array([r for r in rows if str(images[r]) not in first])
+    assert not set(images[cal]) & set(images[rep])
+    return cal, rep
 
-    keep = yb != left_out
-    snap_dir = workdir / f"memory-without-{left_out.replace(' ', '_')}"
-    build_snapshot(snap_dir, xb[keep], [f"train-{i}" for i in np.nonzero(keep)[0]], list(yb[keep]),
-                   embedder_id, lineage={"backbone": backbone, "left_out": left_out}, factory="Flat")
-    snap = load_snapshot(snap_dir, expected_embedder_id=embedder_id)
-    index = {name: i for i, name in enumerate(snap.vocabulary)}
-    right = np.array([index.get(name, -1) for name in yq])
+
+def retrieve_all(xb, yb, xq, yq, params, kinds) -> dict:
+    """{kind: (confidence, correct, known)} of queries xq against the memory (xb, yb); `known`
+    is False for queries whose class the memory lacks."""
+    from knnclip_core.segment.retrieval import FlatMemory, retrieve
+
+    vocabulary = sorted(set(yb))
+    where = {n: i for i, n in enumerate(vocabulary)}
+    memory = FlatMemory(xb, np.array([where[n] for n in yb]), vocabulary)
+    truth = np.array([where.get(n, -1) for n in yq])
     out = {}
-    for kind in CONFIDENCES:
-        r = retrieve(snap, xq, params.k, params.temperature, snap.vocabulary, confidence_kind=kind)
-        out[kind] = {"P": r.P, "confidence": r.confidence, "known": right >= 0, "right": right}
+    for kind in kinds:
+        r = retrieve(memory, xq, params.k, params.temperature, vocabulary, confidence_kind=kind)
+        out[kind] = (r.confidence, (r.P.argmax(axis=1) == truth) & (r.P.sum(axis=1) > 0), truth >= 0)
     return out
 
 
-def at_threshold(folds: list[dict], kind: str, T: float) -> tuple[float, float]:
-    """(known-class accuracy, share of left-out segments unknown) over all folds at T, with
-    the worker's fusion and no base model (below T a segment is unknown)."""
-    from knnclip_core.segment.fusion import UNKNOWN, fuse
-
+def figures(folds: list[dict], kind: str, T: float) -> tuple[float, float]:
+    """(known-class accuracy, left-out unknown rate) over folds at T (below T: unknown)."""
     right = known = unknown_out = out = 0
     for f in folds:
-        r = f[kind]
-        _, labels, _ = fuse(r["P"], r["confidence"], None, 1.0, T)
-        right += int(((labels == r["right"]) & r["known"]).sum())
-        known += int(r["known"].sum())
-        unknown_out += int(((labels == UNKNOWN) & ~r["known"]).sum())
-        out += int((~r["known"]).sum())
+        conf, correct, is_known = f[kind]
+        accepted = conf >= T - 1e-9
+        right += int((correct & accepted & is_known).sum())
+        known += int(is_known.sum())
+        unknown_out += int((~accepted & ~is_known).sum())
+        out += int((~is_known).sum())
     return right / max(known, 1), unknown_out / max(out, 1)
 
 
-def evaluate(root: Path, limit: int | None, threshold: float | None, confidence: str | None,
-             backbone: str = "classic") -> dict:
-    """All figures (see the module docstring) as a JSON-ready dict."""
+def balanced(acc: float, unk: float) -> float:
+    return (acc + unk) / 2
+
+
+def evaluate(root: Path, backbone: str, drive: str, limit, cache) -> dict:
+    """All figures (module docstring) as a JSON-ready dict."""
     from knnclip_core.config import load_settings
-    from knnclip_core.embedders import get_embedder
+    from knnclip_core.segment.calibrate import calibrate
     from knnclip_core.segment.retrieval import CONFIDENCES
     from knnclip_core.segment.segmenter import SegmentParams
 
     settings = load_settings()
     params = SegmentParams.from_settings(settings)
-    T = params.confidence_threshold if threshold is None else threshold
-    chosen = confidence or params.confidence
-    emb = get_embedder(backbone, device="cpu")
     t0 = time.perf_counter()
-    xb, yb = embed_split(emb, root, "train", limit)
-    xq, yq = embed_split(emb, root, "val", limit)
+    x, y, images = camvid_vectors(root, "train", backbone, limit, cache)
     embed_s = time.perf_counter() - t0
-    classes = sorted(set(yb) & set(yq))
-    folds, per_class = [], {}
-    with tempfile.TemporaryDirectory(prefix="open-set-") as tmp:
-        for c in classes:
-            fold = run_fold(xb, yb, xq, yq, c, emb.id, backbone, params, Path(tmp))
-            folds.append(fold)
-            per_class[c] = {kind: round(auroc(fold[kind]["confidence"][fold[kind]["known"]],
-                                              fold[kind]["confidence"][~fold[kind]["known"]]), 4)
-                            for kind in CONFIDENCES}
-    report = {"data": str(root), "backbone": backbone, "embedder_id": emb.id, "memory_segments": int(len(xb)),
-              "query_segments": int(len(yq)), "classes": classes, "k": params.k,
-              "temperature": params.temperature, "threshold": T, "confidence": chosen,
-              "auroc_per_left_out_class": per_class, "embed_seconds": round(embed_s, 1)}
+    mem = np.nonzero([sequence_of(i) != drive for i in images])[0]
+    cal, rep = split_drive(images, drive)
+    classes = sorted(set(y[mem]) & set(y[cal]) & set(y[rep]))
+    splits = {"calibration": cal, "report": rep}
+    folds = {name: [] for name in splits}
+    for c in classes:
+        keep = mem[y[mem] != c]
+        for name, q in splits.items():
+            folds[name].append(retrieve_all(x[keep], y[keep], x[q], y[q], params, CONFIDENCES))
+    report: dict = {"data": str(root), "backbone": backbone, "held_out_drive": drive, "k": params.k,
+                    "temperature": params.temperature, "product_confidence": params.confidence,
+                    "memory_segments": int(len(mem)), "memory_images": int(len(set(images[mem]))),
+                    "calibration_segments": int(len(cal)), "report_segments": int(len(rep)),
+                    "calibration_images": int(len(set(images[cal]))), "report_images": int(len(set(images[rep]))),
+                    "classes": classes, "embed_seconds": round(embed_s, 1), "confidences": {}}
     for kind in CONFIDENCES:
-        report[f"auroc_{kind}"] = round(float(np.mean([per_class[c][kind] for c in classes])), 4)
-        acc, unk = at_threshold(folds, kind, T)
-        sweep = [(T_, *at_threshold(folds, kind, T_)) for T_ in SWEEP]
-        best = max(sweep, key=lambda s: (s[1] + s[2]) / 2)
-        report[f"known_accuracy_{kind}"] = round(acc, 4)
-        report[f"unknown_rate_left_out_{kind}"] = round(unk, 4)
-        report[f"best_threshold_{kind}"] = {"threshold": float(best[0]), "known_accuracy": round(best[1], 4),
-                                            "unknown_rate_left_out": round(best[2], 4)}
-        report[f"sweep_{kind}"] = [[float(T_), round(a, 4), round(u, 4)] for T_, a, u in sweep[::5]]
-        floor = [s for s in sweep if s[1] >= KNOWN_FLOOR]
-        report[f"highest_threshold_known_{KNOWN_FLOOR}_{kind}"] = float(floor[-1][0]) if floor else None
-    report["known_accuracy"] = report[f"known_accuracy_{chosen}"]
-    report["unknown_rate_left_out"] = report[f"unknown_rate_left_out_{chosen}"]
-    report["known_accuracy_no_threshold"] = round(at_threshold(folds, chosen, 0.0)[0], 4)
-    report["higher_auroc"] = max(CONFIDENCES, key=lambda kind: report[f"auroc_{kind}"])
+        row: dict = {}
+        for name in splits:
+            row[f"auroc_{name}"] = round(float(np.mean([auroc(f[kind][0][f[kind][2]], f[kind][0][~f[kind][2]])
+                                                        for f in folds[name]])), 4)
+        sweep = [(T, *figures(folds["calibration"], kind, T)) for T in SWEEP]
+        T = float(max(sweep, key=lambda s: (balanced(s[1], s[2]), -s[0]))[0])
+        for name in splits:
+            acc, unk = figures(folds[name], kind, T)
+            row[name] = {"known_accuracy": round(acc, 4), "unknown_rate_left_out": round(unk, 4),
+                         "balanced": round(balanced(acc, unk), 4)}
+        row["threshold"] = T
+        report["confidences"][kind] = row
+    ranked = sorted(CONFIDENCES, key=lambda k: -report["confidences"][k]["report"]["balanced"])
+    report["winner_report_split"] = ranked[0]
+    report["winner_calibration_split"] = max(CONFIDENCES,
+                                             key=lambda k: report["confidences"][k]["calibration"]["balanced"])
+    report["default_confidence"] = (ranked[0] if ranked[0] == report["winner_calibration_split"]
+                                    else params.confidence)  # ships only when it wins on both splits
+
+    # the release calibration, as publish measures it (held-out images of the memory's own rows)
+    full = {name: retrieve_all(x[mem], y[mem], x[q], y[q], params, [params.confidence]) for name, q in splits.items()}
+    cands = {}
+    for target, value in TARGETS:
+        cal_rec = calibrate(x[mem], y[mem], images[mem], params.k, params.temperature, params.confidence, target,
+                            value, settings.publish.calibration.fraction, settings.publish.calibration.seed)
+        T = cal_rec["threshold"]
+        entry = {"threshold": T, "held_out": cal_rec["held_out"], "split": cal_rec["split"]}
+        for name in splits:
+            conf, correct, _ = full[name][params.confidence]
+            acc, unk = figures(folds[name], params.confidence, T)
+            entry[name] = {"segment_accuracy_all_classes": round(float((correct & (conf >= T - 1e-9)).mean()), 4),
+                           "known_accuracy_left_out_folds": round(acc, 4), "unknown_rate_left_out": round(unk, 4),
+                           "balanced": round(balanced(acc, unk), 4)}
+        cands[f"{target}={value}"] = entry
+    report["release_calibration"] = cands
+    conf, correct, _ = full["calibration"][params.confidence]
+    floor = float(correct.mean()) - ACCURACY_COST
+    affordable = [c for c in cands if cands[c]["calibration"]["segment_accuracy_all_classes"] >= floor]
+    chosen = max(affordable or cands, key=lambda c: (cands[c]["calibration"]["unknown_rate_left_out"], c))
+    report["release_accuracy_cost"] = ACCURACY_COST
+    report["release_target_chosen_on_calibration"] = chosen
+    configured = f"{settings.publish.calibration.target}={settings.publish.calibration.value}"
+    report["release_target_configured"] = configured
+    conf, correct, _ = full["report"][params.confidence]
+    report["segment_accuracy_no_threshold_report"] = round(float(correct.mean()), 4)
+    if configured in cands:
+        report["release_threshold"] = cands[configured]["threshold"]
+        report["segment_accuracy_release_T_report"] = cands[configured]["report"]["segment_accuracy_all_classes"]
     return report
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--root", type=Path, default=DEFAULT_DATA, help="CamVid folder (train/, trainannot/, val/, valannot/)")
-    p.add_argument("--backbone", default="classic", help="memory backbone (configs/backbones.yaml; default classic)")
-    p.add_argument("--limit", type=int, help="use only the first N images of each split (a quick run)")
-    p.add_argument("--threshold", type=float, help="T (default: worker.confidence_threshold of the settings)")
-    p.add_argument("--confidence", choices=("similarity", "vote_share"),
-                   help="formula of known_accuracy / unknown_rate_left_out (default: worker.confidence)")
+    p.add_argument("--root", type=Path, default=DEFAULT_DATA, help="CamVid folder (train/, trainannot/, ...)")
+    p.add_argument("--backbone", default="classic-v2", help="memory backbone (configs/backbones.yaml)")
+    p.add_argument("--drive", default="0006R0", help="CamVid drive kept out of the memory (the query splits)")
+    p.add_argument("--limit", type=int, help="use only the first N train images (a quick run)")
+    p.add_argument("--cache", type=Path, help="folder caching the embedded vectors (benchmarks/camvid_vectors.py)")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     if not (args.root / "train").is_dir():
         print(f"CamVid not found at {args.root}", file=sys.stderr)
         return 2
     t0 = time.perf_counter()
-    r = evaluate(args.root, args.limit, args.threshold, args.confidence, args.backbone)
+    r = evaluate(args.root, args.backbone, args.drive, args.limit, args.cache)
     r["seconds"] = round(time.perf_counter() - t0, 1)
-    print(f"CamVid, {r['backbone']}, one class left out of the memory at a time ({r['memory_segments']} train segments, "
-          f"{r['query_segments']} val queries, k={r['k']}); {r['seconds']} s")
-    for kind in ("similarity", "vote_share"):
-        b = r[f"best_threshold_{kind}"]
-        print(f"  {kind:10s} AUROC {r[f'auroc_{kind}']:.4f}; at T={r['threshold']}: known accuracy "
-              f"{r[f'known_accuracy_{kind}']:.4f}, left-out unknown {r[f'unknown_rate_left_out_{kind}']:.4f}; "
-              f"best T {b['threshold']}: {b['known_accuracy']:.4f} / {b['unknown_rate_left_out']:.4f}")
-    print("  AUROC per left-out class: " + ", ".join(
-        f"{c} {v['similarity']:.3f}/{v['vote_share']:.3f}" for c, v in r["auroc_per_left_out_class"].items()))
+    print(f"CamVid, {r['backbone']}, memory = train frames of the other drives ({r['memory_segments']} segments), "
+          f"drive {r['held_out_drive']} held out: calibration {r['calibration_segments']}, report "
+          f"{r['report_segments']} segments; one class left out at a time; k={r['k']}; {r['seconds']} s")
+    for kind, row in r["confidences"].items():
+        c, rp = row["calibration"], row["report"]
+        print(f"  {kind:11s} AUROC cal {row['auroc_calibration']:.4f} / report {row['auroc_report']:.4f}; T "
+              f"{row['threshold']:.2f} (chosen on cal): report known accuracy {rp['known_accuracy']:.4f}, left-out "
+              f"unknown {rp['unknown_rate_left_out']:.4f}, balanced {rp['balanced']:.4f} (cal {c['balanced']:.4f})")
+    print(f"  best on the report split: {r['winner_report_split']}; on the calibration split: "
+          f"{r['winner_calibration_split']}; default confidence: {r['default_confidence']}")
+    for name, e in r["release_calibration"].items():
+        rp = e["report"]
+        print(f"  release T for {name:20s} = {e['threshold']:.2f}: report segment accuracy (all classes known) "
+              f"{rp['segment_accuracy_all_classes']:.4f}, left-out unknown {rp['unknown_rate_left_out']:.4f}, "
+              f"balanced {rp['balanced']:.4f} (cal {e['calibration']['balanced']:.4f})")
+    print(f"  release target chosen on the calibration split: {r['release_target_chosen_on_calibration']} "
+          f"(configured: {r['release_target_configured']}); report segment accuracy with no T "
+          f"{r['segment_accuracy_no_threshold_report']:.4f}")
     if args.json:
         print(json.dumps(r, sort_keys=True))
     return 0

@@ -64,8 +64,8 @@ def continual_rows(results: list[tuple[str, dict]]) -> list[str]:
         tasks = r["tasks"]
         head = ["protocol", "task", *[f"after +{t}" for t in tasks], "forgetting (points)"]
         rows = []
-        for label, matrix, forget in (("kNN memory", r["matrix"], r.get("forgetting_per_task", {})),
-                                      ("sequential head", r["baseline"]["sequential_head"], {})):
+        baselines = [(BASELINE_LABELS[n], r["baseline"][n], {}) for n in BASELINE_LABELS if n in r["baseline"]]
+        for label, matrix, forget in (("kNN memory", r["matrix"], r.get("forgetting_per_task", {})), *baselines):
             for protocol in ("own", "union"):
                 for t in tasks:
                     row = matrix[protocol]["miou"][t]
@@ -75,8 +75,11 @@ def continual_rows(results: list[tuple[str, dict]]) -> list[str]:
                   f"- max forgetting, kNN memory: **{r['max_forgetting_own_vocab']}** (own vocabulary), "
                   f"**{r['max_forgetting_union_vocab']}** (union); sequential head: "
                   f"**{r['baseline_max_forgetting']}** (own), {r.get('baseline_max_forgetting_union_vocab')} (union)",
-                  "- joint head (all tasks at once), own vocabulary mIoU: " + ", ".join(
+                  "- joint head (all tasks at once: the upper bound), own vocabulary mIoU: " + ", ".join(
                       f"{t} {100 * f['miou']:.1f}" for t, f in r["baseline"]["joint_head"]["own"].items()),
+                  *([f"- max forgetting per baseline (own vocabulary, points): " + ", ".join(
+                      f"{BASELINE_LABELS.get(n, n)} {v}" for n, v in r["baseline_max_forgetting_per_baseline"].items())]
+                    if "baseline_max_forgetting_per_baseline" in r else []),
                   "- adding a task: " + "; ".join(
                       f"+{rel['task']}: kNN {rel['add_task_seconds']} s (ingest+embed+curate+publish), index "
                       f"{rel['index_bytes']} B, head training {c['train_seconds']} s, {c['head_bytes']} B"
@@ -103,6 +106,39 @@ def active_loop_rows(results: list[tuple[str, dict]]) -> list[str]:
     return lines
 
 
+BASELINE_LABELS = {"sequential_head": "sequential head", "replay_head": "head + replay exemplars",
+                   "retrained_head": "head retrained on all rows", "nearest_class_mean": "nearest class mean"}
+
+
+def open_set_rows(results: list[tuple[str, dict]]) -> list[str]:
+    """Per confidence: AUROC and figures at the T chosen on the calibration split, on both
+    splits; then the release calibration targets."""
+    lines = []
+    for name, r in results:
+        head = ["confidence", "AUROC cal", "AUROC report", "T (chosen on cal)", "report known accuracy",
+                "report left-out unknown", "report balanced", "cal balanced"]
+        rows = [[k, c["auroc_calibration"], c["auroc_report"], c["threshold"], c["report"]["known_accuracy"],
+                 c["report"]["unknown_rate_left_out"], f"**{c['report']['balanced']}**", c["calibration"]["balanced"]]
+                for k, c in r["confidences"].items()]
+        lines += [f"`{name}` ({r['backbone']}, memory without drive {r['held_out_drive']}: {r['memory_segments']} "
+                  f"segments; calibration split {r['calibration_segments']}, report split {r['report_segments']} "
+                  f"segments; k={r['k']}):", "", *_table(head, rows), "",
+                  f"- best on the report split: `{r['winner_report_split']}`, on the calibration split: "
+                  f"`{r['winner_calibration_split']}`; default confidence: `{r['default_confidence']}`", ""]
+        head = ["release target", "T", "held-out known accuracy", "cal segment accuracy", "report segment accuracy",
+                "report left-out unknown", "report balanced"]
+        rows = [[t, e["threshold"], e["held_out"]["known_accuracy"], e["calibration"]["segment_accuracy_all_classes"],
+                 e["report"]["segment_accuracy_all_classes"], e["report"]["unknown_rate_left_out"],
+                 e["report"]["balanced"]] for t, e in r["release_calibration"].items()]
+        lines += [f"Release calibration with `{r['product_confidence']}` (T on a held-out 15 % of the memory's own "
+                  f"images; segment accuracy with every class in the memory, no threshold on the report split: "
+                  f"{r['segment_accuracy_no_threshold_report']}):", "", *_table(head, rows), "",
+                  f"- chosen on the calibration split (most left-out caught for at most {r['release_accuracy_cost']} "
+                  f"segment accuracy lost): `{r['release_target_chosen_on_calibration']}`; configured: "
+                  f"`{r['release_target_configured']}`", ""]
+    return lines
+
+
 def other_rows(results: list[tuple[str, dict]]) -> list[str]:
     out = []
     for name, r in results:
@@ -112,7 +148,8 @@ def other_rows(results: list[tuple[str, dict]]) -> list[str]:
 
 
 KINDS = (("embed_throughput", "bare_images_per_s", embed_rows), ("worker_latency", "overhead_ratio", latency_rows),
-         ("continual", "max_forgetting_own_vocab", continual_rows), ("active_loop", "labels_active", active_loop_rows))
+         ("continual", "max_forgetting_own_vocab", continual_rows), ("active_loop", "labels_active", active_loop_rows),
+         ("open_set", "release_calibration", open_set_rows))
 
 
 def _f(x, digits: int = 3) -> str:
@@ -129,16 +166,33 @@ def key_line(name: str, r: dict) -> str | None:
         return (f"worker, {r['backbone']} on {r['device']}, {r['memory_vectors']} vectors ({r['index']}): proposals "
                 f"{_ms(r['proposals_s'])} ms, forward {_ms(r['forward_s'])} ms, retrieval {_ms(r['retrieval_s'])} ms; "
                 f"overhead ratio {r['overhead_ratio']} (target 0.5)")
+    if "release_calibration" in r:
+        c = r["confidences"]
+        cal = r["release_calibration"].get(r["release_target_configured"], {})
+        return (f"open set, {r['backbone']} on CamVid, drive {r['held_out_drive']} kept out of the memory (T chosen "
+                f"on its first half, reported on its second): AUROC " + ", ".join(
+                    f"`{k}` {_f(v['auroc_report'])}" for k, v in c.items())
+                + f"; balanced score `{r['default_confidence']}` {_f(c[r['default_confidence']]['report']['balanced'])}"
+                f" (the default); release-calibrated T ({r['release_target_configured']}) {cal.get('threshold')}: "
+                f"segment accuracy {_f(cal.get('report', {}).get('segment_accuracy_all_classes'))} on the unseen "
+                f"half (no threshold {_f(r['segment_accuracy_no_threshold_report'])})")
     if "auroc_similarity" in r:
         return (f"open set, {r['backbone']} on CamVid (one class left out at a time): AUROC of the confidence "
                 f"{_f(r['auroc_similarity'])} for `similarity`, {_f(r['auroc_vote_share'])} for `vote_share`; at "
                 f"T = {r['threshold']}: known-class accuracy {_f(r['known_accuracy'])}, left-out segments marked "
                 f"unknown {_f(r['unknown_rate_left_out'])}")
     if "max_forgetting_own_vocab" in r and "matrix" in r:
-        return (f"continual, {r['backbone']}, CamVid -> COCO -> ADE20K releases: largest mIoU drop of an earlier "
+        line = (f"continual, {r['backbone']}, CamVid -> COCO -> ADE20K releases: largest mIoU drop of an earlier "
                 f"task {r['max_forgetting_own_vocab']} points with its own vocabulary, "
                 f"{r['max_forgetting_union_vocab']} with the union; a sequentially fine-tuned head "
                 f"{r['baseline_max_forgetting']}")
+        if "final_own_miou" in r:
+            final = r["final_own_miou"]
+            line += ("; final CamVid mIoU: kNN memory " + f"{100 * final['knn_memory']['camvid']:.1f}, " + ", ".join(
+                f"{BASELINE_LABELS[n]} {100 * final[n]['camvid']:.1f}" for n in BASELINE_LABELS if n in final)
+                + f", joint upper bound {100 * r['joint_upper_bound_own_miou']['camvid']:.1f}"
+                + (f" (--limit {r['limit']})" if r.get("limit") else ""))
+        return line
     if "labels_active" in r:
         return (f"labelling loop, {r['backbone']} on CamVid ({r['rounds']} rounds of {r['per_round']} images, memory "
                 f"without {', '.join(r['dropped_classes'])}): mIoU {100 * r['active'][0]['miou']:.1f} -> "
@@ -191,7 +245,7 @@ def render(results_dir: Path = RESULTS) -> str:
         for title, key, rows in KINDS:
             mine = [(n, r) for n, r in results if key in r]
             if mine:
-                lines += ([f"`{title}`:", ""] if title not in ("continual", "active_loop") else []) + [*rows(mine), ""]
+                lines += ([f"`{title}`:", ""] if title not in ("continual", "active_loop", "open_set") else []) + [*rows(mine), ""]
                 left = [x for x in left if x not in mine]
         if left:
             lines += other_rows(left) + [""]

@@ -46,7 +46,9 @@ def result_html(res: dict, filename: str = "") -> str:
     head = (f'<h2>{esc(filename or "upload")}: {res["width"]}\u00d7{res["height"]} px, '
             f'{len(res["segments"])} segments</h2><div class="muted">release version {esc(rel["version"])} '
             f'({esc(rel.get("alias") or "chosen by version")}), {esc(rel["vocabulary_size"])} classes in its vocabulary, '
-            f'embedder <span class="mono">{esc(rel["embedder_id"])}</span></div>')
+            f'embedder <span class="mono">{esc(rel["embedder_id"])}</span>'
+            + (f', confidence threshold T {fmt_num(rel["confidence_threshold"], 3)} ({esc(rel.get("threshold_source"))})'
+               if rel.get("confidence_threshold") is not None else "") + '</div>')
     total = max(1, res["width"] * res["height"])
     classes = table(["class", "pixels", "share"],
                     [[Raw(_swatch(c["colour"]) + esc(c["name"])), c["pixels"], f"{100 * c['pixels'] / total:.1f}%"]

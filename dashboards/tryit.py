@@ -17,7 +17,7 @@ from PIL import Image as PILImage
 from knnclip_core.classnames import display_name
 from knnclip_core.config import Settings
 from knnclip_core.errors import InputError, KnnclipError
-from knnclip_core.segment.render import overlay_image, palette, png_bytes
+from knnclip_core.segment.render import UNKNOWN_NAME, overlay_image, palette, png_bytes, unknown_mask
 from knnclip_core.segment.upload_guard import decode_upload
 
 from knnclip_core.catalog.queries import segment_sources
@@ -82,8 +82,8 @@ class TryService:
 
         Returns {'release': {version, alias, uri, vocabulary_size, embedder_id}, 'width', 'height',
         'scale' (the upload was decoded at this scale: worker.max_side, as the worker does),
-        'overlay': data URI of the colour overlay PNG, 'image': data URI of the upload as PNG, 'classes': [{name, colour, pixels}] of the
-        classes found, 'segments': [{id, class, colour, score, confidence, fused, area, bbox}]}.
+        'overlay': data URI of the colour overlay PNG (unknown segments hatched grey), 'image': data URI of the
+        upload as PNG, 'classes': [{name, colour, pixels}] of the classes found (then `unknown`, hatched), 'segments': [{id, class, colour, score, confidence, fused, area, bbox}]}.
         Raises InputError (not an image, too large), NoReleaseError, KnnclipError (load failed)."""
         wcfg = self.settings.worker
         max_bytes = int(wcfg.max_upload_mb * 1024 * 1024)
@@ -97,7 +97,8 @@ class TryService:
             result = rel.segmenter.segment(pixels)
         n = len(result.classes)
         colours = palette(n)
-        overlay = _display_png(overlay_image(pixels, result.label_map, n))
+        unknown = unknown_mask(result)  # hatched grey in the overlay, a row of the classes found
+        overlay = _display_png(overlay_image(pixels, result.label_map, n, unknown=unknown))
         original = _display_png(PILImage.fromarray(pixels))
         body = result.to_json(segment_ids=getattr(rel.segmenter.memory, "segment_ids", None), top=3)
         segments = []
@@ -106,7 +107,7 @@ class TryService:
             segments.append({"id": seg["id"], "class": display_name(seg["class"]), "score": seg["score"],
                              "confidence": seg["confidence"], "fused": seg["fused"], "area": seg["area"],
                              "bbox": seg["bbox"], "top_scores": seg["scores"],
-                             "colour": colour_hex(colours[idx]) if idx >= 0 else None,
+                             "colour": colour_hex(colours[idx]) if idx >= 0 else UNKNOWN_SWATCH,
                              "neighbours": [{"segment_id": p["segment_id"], "similarity": p["similarity"]}
                                             for p in seg.get("provenance") or []][:MAX_NEIGHBOUR_CROPS]})
         _add_neighbour_crops(segments, self.settings)
@@ -115,10 +116,15 @@ class TryService:
             pixels_per_class[value] = count
         found = [{"name": display_name(result.classes[i]), "colour": colour_hex(colours[i]), "pixels": pixels_per_class[i]}
                  for i in sorted(pixels_per_class, key=lambda j: -pixels_per_class[j]) if i >= 0]
+        if unknown.any():
+            found.append({"name": UNKNOWN_NAME, "colour": UNKNOWN_SWATCH, "pixels": int(unknown.sum()), "unknown": True})
         return {"release": rel.describe(), "width": body["width"], "height": body["height"], "scale": scale,
                 "overlay": "data:image/png;base64," + base64.b64encode(overlay).decode(),
                 "image": "data:image/png;base64," + base64.b64encode(original).decode(),
                 "classes": found, "segments": segments, "timings": body["timings"]}
+
+
+UNKNOWN_SWATCH = "repeating-linear-gradient(45deg, #323232 0 2px, #969696 2px 6px)"  # CSS: as the overlay hatches
 
 
 def _version_exists(ctx, version: str) -> bool:

@@ -48,6 +48,15 @@ class CurateConfig(BaseModel):
     lock_timeout_s: float = Field(60.0, description="Seconds a curate/forget run waits for another one on the same workspace before failing (0: fail at once).")
 
 
+class CalibrationConfig(BaseModel):
+    target: str = Field("known_accuracy", description="What T must meet on the held-out split (knnclip_core/segment/calibrate.py): known_accuracy (the highest T keeping held-out known-class accuracy >= value) | unknown_rate (the highest T marking at most `value` of held-out known-class segments unknown).")
+    value: float = Field(0.95, description="The target's value (known_accuracy: e.g. 0.95, chosen on a calibration split by benchmarks/open_set.py; unknown_rate: e.g. 0.05).")
+    fraction: float = Field(0.15, description="Share of the release's images held out for calibration (all rows of an image on one side).")
+    seed: int = Field(0, description="Seed of the held-out split.")
+    max_rows: Optional[int] = Field(20000, description="Held-out rows at most (whole images), bounding the publish-time search.")
+    enabled: bool = Field(True, description="False: publish writes no calibration; workers use worker.fallback_threshold.")
+
+
 class PublishConfig(BaseModel):
     model_name: str = Field("knnclip-memory", description="MLflow registered model name.")
     alias: str = Field("staging", description="Alias a new publish sets.")
@@ -57,6 +66,7 @@ class PublishConfig(BaseModel):
     gate_eval_path: Optional[str] = Field(None, description="Dataset used by the promotion quality gate (None: the gate is skipped, and says so).")
     gate_eval_format: str = Field("auto", description="Reader format of gate_eval_path.")
     gate_tasks: Optional[str] = Field(None, description="Tasks YAML (see knnclip_core.segment.tasks) the gate checks one by one: a release that drops any task's mIoU by more than gate_tolerance is refused; also the default of `releases compare`.")
+    calibration: CalibrationConfig = Field(default_factory=CalibrationConfig, description="How publish calibrates the release's confidence threshold T on a held-out split of its own rows, by image.")
 
 
 class BaseModelConfig(BaseModel):
@@ -70,9 +80,10 @@ class WorkerConfig(BaseModel):
     base_model: BaseModelConfig = Field(default_factory=BaseModelConfig, description="The base model: proposes masks (through `proposals` unless it has its own) and gives P_base over any class names.")
     k: int = Field(10, description="Neighbours retrieved per mask proposal.")
     temperature: float = Field(0.1, description="Softmax temperature of the retrieval vote.")
-    confidence: str = Field("similarity", description="Retrieval confidence: similarity (vote share x weighted mean cosine of the winning class's neighbours) | vote_share (the old, shift-invariant one).")
+    confidence: str = Field("top1", description="Retrieval confidence (knnclip_core/segment/retrieval.py): top1 (cosine of the nearest neighbour; best on the held-out split of benchmarks/open_set.py) | mean_cosine (mean cosine of the k) | similarity (vote share x weighted mean cosine of the winning class's neighbours) | vote_share (the old, shift-invariant one).")
     fusion_lambda: float = Field(0.5, description="Weight of P_ret in P = lambda * P_ret + (1 - lambda) * P_base.")
-    confidence_threshold: float = Field(0.6, description="Retrieval confidence T at or above which fusion applies (below it: P_base, or unknown without a base model).")
+    confidence_threshold: Optional[float] = Field(None, description="Operator override of the retrieval confidence T at or above which fusion applies (below it: P_base, or unknown without a base model). None: the T the release was calibrated with at publish (publish.calibration), else fallback_threshold.")
+    fallback_threshold: float = Field(0.6, description="T for a release published before calibration (or not calibrated, or calibrated for another k / temperature / confidence); measured for `classic` (benchmarks/open_set.py).")
     proposals: str = Field("slic", description="Mask proposal generator: slic | grid | masks | sam.")
     poll_seconds: float = Field(10.0, description="How often the service checks the alias for a new release.")
     max_upload_mb: float = Field(20.0, description="Largest accepted upload.")

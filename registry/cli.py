@@ -111,6 +111,8 @@ def _list(args: argparse.Namespace) -> int:
 def _show(args: argparse.Namespace) -> int:
     from .cli_aliases import move_line
     from .eval_runs import format_quality, history_lines
+    from knnclip_core.segment.calibrate import threshold_line
+
     from .releases import show_release
 
     res = show_release(_ctx(args), args.version)
@@ -120,6 +122,9 @@ def _show(args: argparse.Namespace) -> int:
              f"{m['search_params']}, recall@10 {m['recall_at_10']}, {m['bytes']['index']} bytes\n"
              f"  embedder {m['embedder_id']}\n  lineage {json.dumps(m.get('lineage', {}), default=str)}\n"
              f"  quality {format_quality(res['quality'], long=True)}")
+    t = res["confidence_threshold"]
+    human += (f"\n  confidence threshold T {t['value']:.4g} in force ({t['source']}); "
+              f"release: {threshold_line(t['calibration'])}")
     human += "".join(f"\n  {line}" for line in history_lines(res["quality_history"], res["version"]))
     for alias, hist in res["alias_history"].items():
         human += f"\n  alias {alias}: " + " -> ".join(map(str, hist["stack"]))

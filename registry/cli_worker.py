@@ -29,7 +29,7 @@ def _params(settings, args):
 
 def cmd_segment(args: argparse.Namespace) -> int:
     """Segment images with a release; write label map PNG, overlay PNG and JSON per image."""
-    from knnclip_core.segment.render import label_map_image, legend_overlay, read_image
+    from knnclip_core.segment.render import label_map_image, read_image, result_overlay
 
     from .worker_source import load_segmenter
 
@@ -48,7 +48,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
         label_png, overlay_png, json_path = (out_dir / f"{stem}.labels.png", out_dir / f"{stem}.overlay.png",
                                              out_dir / f"{stem}.json")
         label_map_image(res.label_map, len(res.classes)).save(label_png)
-        legend_overlay(image, res.label_map, list(res.classes)).save(overlay_png)
+        result_overlay(image, res).save(overlay_png)  # unknown segments hatched grey, in the legend
         body = res.to_json(segment_ids=getattr(segmenter.memory, "segment_ids", None))
         body.update({"image": str(path), "release": {"version": loaded.version, "alias": loaded.alias}})
         if capture is not None:
@@ -89,7 +89,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     report["release"] = loaded.describe()
     report["dataset"] = reader.describe()
     seg_acc = report["segment_accuracy"]
-    lines = [f"release {loaded.version}: {report['images']} images, mIoU {report['miou']:.4f}, "
+    report["confidence_threshold"] = {"value": segmenter.threshold, "source": segmenter.threshold_source}
+    lines = [f"release {loaded.version} (T {segmenter.threshold:.4g}, {segmenter.threshold_source}): "
+             f"{report['images']} images, mIoU {report['miou']:.4f}, "
              f"pixel accuracy {report['pixel_accuracy']:.4f}, segment accuracy "
              f"{'n/a' if seg_acc is None else f'{seg_acc:.4f}'}" + (f", PQ {report['pq']:.4f}" if panoptic else "")]
     lines += per_class_lines(report, all_classes=args.all_classes)
@@ -97,7 +99,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         from .eval_runs import record_eval
         from .store import open_registry
 
-        run_params = {"k": params.k, "T": params.temperature, "confidence_threshold": params.confidence_threshold,
+        run_params = {"k": params.k, "T": params.temperature, "confidence_threshold": segmenter.threshold,
+                      "threshold_source": segmenter.threshold_source,
                       "fusion_lambda": params.fusion_lambda, "limit": args.limit,
                       "proposals": params.proposals if args.masks_from == "proposals" else None,
                       "release_ref": args.release}
@@ -152,7 +155,8 @@ def release_line(release) -> str:
     uri = str(release.uri or "")
     model = uri.split("/")[1] if uri.startswith("models:/") else uri
     return (f"model {model} version {release.version} (alias {release.alias or 'none'}), embedder "
-            f"{release.embedder_id}, base model {release.base_model_id}, {release.vocabulary_size} classes")
+            f"{release.embedder_id}, base model {release.base_model_id}, {release.vocabulary_size} classes, "
+            f"T {release.segmenter.threshold:.4g} ({release.segmenter.threshold_source})")
 
 
 def announce_releases(inner: Optional[Callable], stream: TextIO) -> Callable:

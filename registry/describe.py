@@ -26,6 +26,7 @@ logger = logging.getLogger(__name__)
 MAX_CHARS = 4800  # MLflow keeps at most 5000 characters of a version's description
 MAX_ITEMS = 8  # classes listed per kind of change before "and N more"
 QUALITY_HEADING = "### Quality"
+THRESHOLD_HEADING = "### Confidence threshold"
 GATE_TAG = re.compile(r"^knnclip\.gate\.(?P<alias>[^.]+)\.(?P<name>.+)$")
 GATE_FIGURES = (("segment_accuracy", "segment accuracy"), ("miou", "mIoU"), ("pixel_accuracy", "pixel accuracy"))
 
@@ -169,6 +170,20 @@ def _is_number(value) -> bool:
         return False
 
 
+def threshold_lines(cal: Optional[dict]) -> list[str]:
+    """Markdown lines of the 'Confidence threshold' section: the release's calibrated T, the
+    split it was measured on and its curve every 0.1 (held-out known accuracy / unknown rate)."""
+    from knnclip_core.segment.calibrate import threshold_line
+
+    out = [THRESHOLD_HEADING, f"- {threshold_line(cal)}"]
+    points = [p for p in (cal or {}).get("curve") or [] if round(p[0] * 10, 6) == int(round(p[0] * 10, 6))]
+    if points:
+        out.append("- curve (T: known accuracy / unknown rate): "
+                   + ", ".join(f"{t:.1f}: {a:.3f}/{u:.3f}" for t, a, u in points))
+    out.append("- a worker uses this T unless `worker.confidence_threshold` overrides it")
+    return out
+
+
 def describe(manifest: dict, record: dict, change: list[str], quality: Optional[list[str]] = None) -> str:
     """The markdown description of a release (at most MAX_CHARS characters)."""
     mem, bb, index = record.get("memory") or {}, record.get("backbone") or {}, record.get("index") or {}
@@ -189,7 +204,8 @@ def describe(manifest: dict, record: dict, change: list[str], quality: Optional[
         memory.append(f"- from {len(datasets)} dataset(s), {len(sources)} batch(es): "
                       + ", ".join(f"{d} ({n:,} rows)" if n else d for d, n in list(datasets.items())[:MAX_ITEMS]))
     tail = ["", "Provenance: `provenance.json` and the Datasets of this version's run."]
-    text = "\n".join([head, "", *change, "", *memory, "", *(quality or quality_lines({})), *tail])
+    text = "\n".join([head, "", *change, "", *memory, "", *threshold_lines(manifest.get("calibration")), "",
+                      *(quality or quality_lines({})), *tail])
     if len(text) > MAX_CHARS:
         text = text[:MAX_CHARS - 40].rsplit("\n", 1)[0] + "\n\n… (cut; see provenance.json)"
     return text

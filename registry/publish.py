@@ -87,6 +87,8 @@ def publish_snapshot(ctx: RegistryContext, snapshot_dir: str | Path, alias: Opti
                    "recall_at_10": manifest["recall_at_10"], "index_bytes": manifest["bytes"]["index"],
                    "bytes_ratio_to_flat": manifest["bytes"]["ratio_to_flat"],
                    "build_seconds": manifest["build"]["build_seconds"]}
+        if (manifest.get("calibration") or {}).get("threshold") is not None:
+            metrics["confidence_threshold"] = manifest["calibration"]["threshold"]  # the release's own T
         client.log_batch(run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()],
                          metrics=[Metric(k, float(v), 0, 0) for k, v in metrics.items()])
         client.log_artifacts(run_id, str(snapshot_dir), artifact_path=SNAPSHOT_ARTIFACT)
@@ -284,19 +286,25 @@ def _publish_locked(settings: Settings, ws: Workspace, backbone: Optional[str], 
     names = list(kept.class_names)  # one per row
     lineage["thing_classes"] = thing_classes(ws, set(names))
     factory = index or settings.publish.index
+    from knnclip_core.segment.calibrate import calibrate_release, calibration_settings
+
     fingerprint = content_fingerprint(embedder_id, kept.ids, names, {"factory": factory, "byte_budget": budget,
-                                                                     "recall_floor": settings.publish.recall_floor})
+                                                                     "recall_floor": settings.publish.recall_floor,
+                                                                     "calibration": calibration_settings(settings)})
     ctx = open_registry(settings, ws, command="publish")
     fail_interrupted_runs(ctx)  # before the reuse shortcut: a publish killed after its version exists leaves none RUNNING
     reused = reuse_latest(ctx, fingerprint, alias)
     if reused is not None:
         logger.info("memory unchanged since version %d: no new release", reused["version"])
         return reused
+    # T measured on a held-out split of these rows, by image (knnclip_core/segment/calibrate.py)
+    calibration = calibrate_release(settings, kept.vectors, names, kept.image_ids)
     work = Path(tempfile.mkdtemp(prefix="publish-", dir=ws.cache_dir))
     try:
         build_snapshot(work / "snapshot", kept.vectors, list(kept.ids), names, embedder_id,
                        lineage=lineage, factory=factory, byte_budget=budget,
-                       recall_floor=settings.publish.recall_floor, provenance=kept.provenance)
+                       recall_floor=settings.publish.recall_floor, provenance=kept.provenance,
+                       calibration=calibration)
         return publish_snapshot(ctx, work / "snapshot", alias=alias, reports=find_reports(ws.reports_dir),
                                 backbone=backbone, fingerprint=fingerprint, frames=frames)
     finally:

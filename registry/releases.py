@@ -81,12 +81,23 @@ def show_release(ctx: RegistryContext, ref: str | int) -> dict:
     out["description"] = mv.description
     out["provenance"] = read_provenance(ctx, version)
     out["manifest"] = read_manifest(ctx, version)
+    out["confidence_threshold"] = threshold_in_force(ctx.settings, out["manifest"])
     out["alias_history"] = {a: read_history(ctx, a) for a in out["aliases"]}
     runs = eval_runs(ctx)
     out["quality"] = latest_quality(ctx, runs).get(version)
     out["eval_runs"] = [r for r in runs if r["version"] == version][:10]
     out["quality_history"] = quality_history(ctx, runs)
     return out
+
+
+def threshold_in_force(settings, manifest: dict) -> dict:
+    """{'value', 'source', 'calibration'}: the T a worker with `settings` uses on this release
+    (knnclip_core.segment.calibrate.resolve_threshold) and the release's calibration record."""
+    from knnclip_core.segment import SegmentParams
+    from knnclip_core.segment.calibrate import resolve_threshold
+
+    value, source = resolve_threshold(SegmentParams.from_settings(settings), manifest)
+    return {"value": value, "source": source, "calibration": manifest.get("calibration")}
 
 
 def diff_releases(ctx: RegistryContext, a: str | int, b: str | int) -> dict:

@@ -77,7 +77,7 @@ def test_far_neighbours_never_override_a_confident_base(seed):
     ret = retrieve(mem, xq, p.k, p.temperature, ["cat", "zebra"], confidence_kind=p.confidence)
     base = rng.uniform(0.9, 1.0)
     P_base = np.array([[1.0 - base, base]], np.float32)  # 'zebra' is not in the memory
-    _, labels, fused = fuse(ret.P, ret.confidence, P_base, p.fusion_lambda, p.confidence_threshold)
+    _, labels, fused = fuse(ret.P, ret.confidence, P_base, p.fusion_lambda, p.fallback_threshold)
     assert ret.confidence[0] <= 0.1 and not fused[0] and labels[0] == 1
 
 
@@ -86,7 +86,7 @@ def test_close_neighbours_do_override():
     xq, mem = neighbourhood(np.linspace(0.97, 0.93, p.k))
     ret = retrieve(mem, xq, p.k, p.temperature, ["cat", "zebra"], confidence_kind=p.confidence)
     P_base = np.array([[0.02, 0.98]], np.float32)
-    P, labels, fused = fuse(ret.P, ret.confidence, P_base, p.fusion_lambda, p.confidence_threshold)
+    P, labels, fused = fuse(ret.P, ret.confidence, P_base, p.fusion_lambda, p.fallback_threshold)
     assert ret.confidence[0] > 0.9 and fused[0] and labels[0] == 0
     lam = p.fusion_lambda
     np.testing.assert_allclose(P[0], lam * np.array([1.0, 0.0]) + (1 - lam) * P_base[0], atol=1e-6)

@@ -46,10 +46,10 @@ def data():
 def test_vote_matches_oracle(data, k, t):
     xb, class_ids, vocabulary, xq = data
     mem = FlatMemory(xb, class_ids, vocabulary)
-    r = retrieve(mem, xq, k, t, vocabulary)
+    r = retrieve(mem, xq, k, t, vocabulary, confidence_kind="similarity")
     P, conf = oracle(xq, xb, class_ids, vocabulary, vocabulary, k, t, False, with_confidence=True)
     np.testing.assert_allclose(r.P, P, atol=1e-5)
-    np.testing.assert_allclose(r.confidence, conf, atol=1e-5)  # default: similarity
+    np.testing.assert_allclose(r.confidence, conf, atol=1e-5)
     assert (r.I >= 0).all() and r.I.shape == (20, k)
     share = retrieve(mem, xq, k, t, vocabulary, confidence_kind="vote_share")
     np.testing.assert_allclose(share.confidence, P.max(axis=1), atol=1e-5)
@@ -67,7 +67,7 @@ def test_similarity_confidence_measures_closeness_and_vote_share_does_not():
     P_far, share_far = vote(far, labels, 2, 0.1)
     np.testing.assert_allclose(P_near, P_far, atol=1e-6)
     np.testing.assert_allclose(share_near, share_far, atol=1e-6)  # the old confidence cannot tell them apart
-    c_near, c_far = confidence(P_near, near, labels, 0.1)[0], confidence(P_far, far, labels, 0.1)[0]
+    c_near, c_far = confidence(P_near, near, labels, 0.1, "similarity")[0], confidence(P_far, far, labels, 0.1, "similarity")[0]
     w = np.exp(near[0] / 0.1)
     assert c_near == pytest.approx((w[:3] * near[0, :3]).sum() / w.sum(), rel=1e-5)
     assert c_far == pytest.approx((w[:3] * far[0, :3]).sum() / w.sum(), rel=1e-5)
@@ -75,7 +75,7 @@ def test_similarity_confidence_measures_closeness_and_vote_share_does_not():
     # unanimous neighbours: the confidence is their weighted mean cosine; negative ones count 0
     D = np.array([[0.5, 0.5], [-0.3, -0.4]], np.float32)
     P, _ = vote(D, np.zeros((2, 2), int), 1, 0.1)
-    np.testing.assert_allclose(confidence(P, D, np.zeros((2, 2), int), 0.1), [0.5, 0.0], atol=1e-6)
+    np.testing.assert_allclose(confidence(P, D, np.zeros((2, 2), int), 0.1, "similarity"), [0.5, 0.0], atol=1e-6)
     with pytest.raises(ValueError, match="vote_share"):
         confidence(P, D, np.zeros((2, 2), int), 0.1, "nearest")
 
@@ -84,7 +84,7 @@ def test_restricted_vocabulary_finds_k_allowed_neighbours(data):
     xb, class_ids, vocabulary, xq = data
     mem = FlatMemory(xb, class_ids, vocabulary)
     asked = ["class 4", "class 1", "new class"]
-    r = retrieve(mem, xq, 10, 0.1, asked, restrict=True)
+    r = retrieve(mem, xq, 10, 0.1, asked, restrict=True, confidence_kind="similarity")
     P, conf = oracle(xq, xb, class_ids, vocabulary, asked, 10, 0.1, True, with_confidence=True)
     np.testing.assert_allclose(r.P, P, atol=1e-5)
     np.testing.assert_allclose(r.confidence, conf, atol=1e-5)
@@ -124,3 +124,22 @@ def test_snapshot_memory_matches_oracle(tmp_path, data):
     exp = oracle(xq, xb, np.array([snap.vocabulary.index(n) for n in names]), snap.vocabulary, snap.vocabulary,
                  5, 0.1, False)
     np.testing.assert_allclose(r.P, exp, atol=1e-5)
+
+
+def test_top1_and_mean_cosine_confidences_against_numpy():
+    """top1 = cosine of the nearest neighbour that counts, mean_cosine = mean cosine of the k
+    (both clipped at 0), whatever the vote says; brute force over a seeded memory."""
+    from knnclip_core.segment.retrieval import FlatMemory, retrieve
+
+    rng = np.random.default_rng(4)
+    xb = rng.normal(size=(120, 12)).astype(np.float32)
+    xb /= np.linalg.norm(xb, axis=1, keepdims=True)
+    labels = rng.integers(0, 3, 120)
+    xq = xb[:20] + 0.5 * rng.normal(size=(20, 12)).astype(np.float32)
+    xq /= np.linalg.norm(xq, axis=1, keepdims=True)
+    mem = FlatMemory(xb, labels, ["a", "b", "c"])
+    sims = np.sort(xq @ xb.T, axis=1)[:, ::-1][:, :7]
+    top1 = retrieve(mem, xq, 7, 0.1, ["a", "b", "c"], confidence_kind="top1").confidence
+    mean = retrieve(mem, xq, 7, 0.1, ["a", "b", "c"], confidence_kind="mean_cosine").confidence
+    np.testing.assert_allclose(top1, np.maximum(sims[:, 0], 0), atol=1e-5)
+    np.testing.assert_allclose(mean, np.maximum(sims, 0).mean(axis=1), atol=1e-5)

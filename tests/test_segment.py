@@ -100,7 +100,8 @@ def test_segmenter_with_classic_backbone(classic, block_memory):
 
 def test_non_clip_backbone_says_unknown_below_threshold(classic, block_memory):
     memory, gt = block_memory
-    seg = Segmenter(classic, memory, SegmentParams(k=6, temperature=100.0, confidence_threshold=0.9))
+    seg = Segmenter(classic, memory, SegmentParams(k=6, temperature=100.0, confidence="similarity",
+                                                   confidence_threshold=0.9))
     res = seg.segment(blocks_image(), masks=gt)  # flat vote over 3 classes: confidence ~1/3
     assert all(s.label == -1 for s in res.segments)
     assert (res.label_map == -1).all() and res.panoptic == []

@@ -46,13 +46,14 @@ METRIC = "cosine/ip"
 def build_snapshot(out_dir: str | Path, xb: np.ndarray, segment_ids: Sequence[str], class_names: Sequence[str],
                    embedder_id: str, lineage: Optional[dict] = None, factory: Optional[str] = None,
                    byte_budget: Optional[int] = None, recall_floor: float = 0.95, seed: int = 0,
-                   provenance: Optional[dict] = None) -> dict:
+                   provenance: Optional[dict] = None, calibration: Optional[dict] = None) -> dict:
     """Build the index over xb (n, d) L2-normalised float32 and write a snapshot folder.
 
     `segment_ids` and `class_names` give one entry per row; the vocabulary is the sorted set
     of class names. `provenance` is the memory's provenance record (its embedder_id must be
-    `embedder_id`). `factory` overrides the automatic index choice (see index.choice), which
-    otherwise fits `byte_budget` bytes. Writes into a temporary sibling and renames, so
+    `embedder_id`). `calibration` is the release's confidence threshold record
+    (segment.calibrate.calibrate), kept as the manifest's `calibration`. `factory` overrides
+    the automatic index choice (see index.choice), which otherwise fits `byte_budget` bytes. Writes into a temporary sibling and renames, so
     `out_dir` (which must not exist) is either complete or absent. Returns the manifest dict.
     Raises RecallFloorError when recall@10 < recall_floor, ValueError on inconsistent input.
     """
@@ -111,6 +112,7 @@ def build_snapshot(out_dir: str | Path, xb: np.ndarray, segment_ids: Sequence[st
             "recall_sample": built.recall_sample,
             "lineage": lineage or {},
             "files": files,
+            **({"calibration": calibration} if calibration is not None else {}),
         }
         (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1, sort_keys=True))
         os.replace(tmp, out_dir)

@@ -23,7 +23,7 @@ MEMORY_TAG = re.compile(r"^(curation|forget)-(\d+)")
 @dataclass
 class KeptMemory:
     """KEPT rows, sorted by id: ids, vectors (n, D) float32 L2-normalised, one class name,
-    class id, batch id and dataset per row, and where they were read from."""
+    class id, batch id, dataset and image sha256 per row, and where they were read from."""
 
     ids: list[str]
     vectors: np.ndarray
@@ -37,6 +37,7 @@ class KeptMemory:
     table_name: str = ""
     vocabulary: list[str] = field(default_factory=list)  # sorted distinct class names
     provenance: Optional[dict] = None  # the table's provenance record (None: written before it was kept)
+    image_ids: list[str] = field(default_factory=list)  # image sha256 per row (the calibration splits by image)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -73,4 +74,5 @@ def load_kept(ws: Workspace, embedder_id: str, tag: Optional[str] = None) -> Kep
                       class_ids=np.asarray(rows.column("class_id").to_pylist(), np.int64),
                       batch_ids=rows.column("batch_id").to_pylist(), datasets=rows.column("dataset").to_pylist(),
                       lance_version=int(tags[tag]["version"]), lance_tag=tag, embedder_id=embedder_id,
-                      table_name=mt.name, vocabulary=sorted(set(class_names)), provenance=mt.provenance())
+                      table_name=mt.name, vocabulary=sorted(set(class_names)), provenance=mt.provenance(),
+                      image_ids=rows.column("image_sha256").to_pylist())

@@ -48,10 +48,12 @@ class LoadedRelease:
 
     def describe(self) -> dict:
         """JSON-ready identity of the release: the memory backbone's embedder id (the release
-        records it) and the base model the worker pairs it with."""
+        records it), the base model the worker pairs it with, and the confidence threshold T in
+        force with where it came from (segment.calibrate.resolve_threshold)."""
         return {"version": self.version, "alias": self.alias, "uri": self.uri,
                 "vocabulary_size": self.vocabulary_size, "embedder_id": self.embedder_id,
-                "base_model_id": self.base_model_id, "loaded_at": self.loaded_at}
+                "base_model_id": self.base_model_id, "loaded_at": self.loaded_at,
+                "confidence_threshold": self.segmenter.threshold, "threshold_source": self.segmenter.threshold_source}
 
 
 ReleaseSource = Callable[[Optional[str]], Optional[LoadedRelease]]

@@ -19,6 +19,7 @@ from ..classnames import synonyms
 from ..errors import EmbedderMismatchError, InputError
 from ..readers.base import normalise_class_name
 from .base_models import BaseModel, BaseModelSpec, build_base_model
+from .calibrate import resolve_threshold
 from .fusion import UNKNOWN, fuse
 from .retrieval import DEFAULT_CONFIDENCE, Memory, retrieve
 
@@ -36,7 +37,8 @@ class SegmentParams:
     temperature: float = 0.1
     confidence: str = DEFAULT_CONFIDENCE
     fusion_lambda: float = 0.5
-    confidence_threshold: float = 0.6
+    confidence_threshold: Optional[float] = None  # operator override; None: the release's calibrated T
+    fallback_threshold: float = 0.6                # T when the release carries none (calibrate.resolve_threshold)
     proposals: str = "slic"
     proposal_options: dict = field(default_factory=dict)
     base_model: BaseModelSpec = field(default_factory=BaseModelSpec)
@@ -48,7 +50,8 @@ class SegmentParams:
         w = settings.worker
         b = w.base_model
         return cls(k=w.k, temperature=w.temperature, confidence=w.confidence, fusion_lambda=w.fusion_lambda,
-                   confidence_threshold=w.confidence_threshold, proposals=w.proposals,
+                   confidence_threshold=w.confidence_threshold, fallback_threshold=w.fallback_threshold,
+                   proposals=w.proposals,
                    proposal_options=dict(getattr(w, "proposal_options", None) or {}),
                    base_model=BaseModelSpec(kind=b.kind, backbone=b.backbone, options=dict(b.options or {})),
                    memory_backbone=w.memory_backbone)
@@ -133,6 +136,9 @@ class Segmenter:
         self._by_norm.update({normalise_class_name(n): n for n in self.vocabulary})  # any synonym names its class
         self.thing_classes = {normalise_class_name(n) for n in (thing_classes or [])}
         self.has_text = bool(self.base_model.open_vocabulary)
+        # T in force: the operator's override, else the release's calibrated T, else the fallback
+        self.threshold, self.threshold_source = resolve_threshold(self.params, getattr(memory, "manifest", None))
+        logger.info("confidence threshold T = %.4g (%s)", self.threshold, self.threshold_source)
 
     def resolve_classes(self, vocabulary: Optional[Sequence[str]] = None,
                         extra_classes: Sequence[str] = ()) -> tuple[list[str], bool]:
@@ -191,7 +197,7 @@ class Segmenter:
         P_base = self.base_model.scores(image, props, classes, shared=(self.embedder.id, xq)) if props else None
         t_base = time.perf_counter()
         timings["base_model"] = t_base - t3
-        P, labels, fused = fuse(ret.P, ret.confidence, P_base, p.fusion_lambda, p.confidence_threshold)
+        P, labels, fused = fuse(ret.P, ret.confidence, P_base, p.fusion_lambda, self.threshold)
         t4 = time.perf_counter()
         timings["fusion"] = t4 - t_base
         n_cls = ret.P.shape[1] if ret.P.ndim == 2 else 0

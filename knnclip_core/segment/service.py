@@ -27,7 +27,7 @@ from ..api_docs import serve_offline_docs
 from ..errors import InputError, KnnclipError
 from .metrics import WorkerMetrics
 from .release import ReleaseSource
-from .render import label_map_image, legend_overlay, png_bytes
+from .render import label_map_image, png_bytes, result_overlay
 from .upload_guard import MULTIPART_SLACK, OPEN_PATHS, GuardLimits, UploadGuard, UploadTooLarge, decode_upload
 from .watcher import ReleaseWatcher
 
@@ -44,6 +44,8 @@ class ReleaseState(BaseModel):
     vocabulary_size: Optional[int] = None
     embedder_id: Optional[str] = None      # the memory backbone (the release records it)
     base_model_id: Optional[str] = None    # the base model paired with it (worker.base_model)
+    confidence_threshold: Optional[float] = None  # T in force
+    threshold_source: Optional[str] = None  # release-calibrated | operator override | configured (why)
     loaded_at: Optional[float] = None
     last_reload_error: Optional[str] = None
     last_check: Optional[float] = None
@@ -180,14 +182,13 @@ def create_app(source: ReleaseSource, settings=None, poll_seconds: Optional[floa
                           scale=scale)
         n = len(result.classes)
         if format == "png":
-            return Response(png_bytes(legend_overlay(pixels, result.label_map, result.classes)), media_type="image/png",
+            return Response(png_bytes(result_overlay(pixels, result)), media_type="image/png",
                             headers={"X-Knnclip-Release": rel.version})
         body = result.to_json(segment_ids=getattr(rel.segmenter.memory, "segment_ids", None))
         body["release"] = {"version": rel.version, "alias": rel.alias}
         body["scale"] = scale
         if overlay:
-            body["overlay_png"] = base64.b64encode(png_bytes(legend_overlay(pixels, result.label_map,
-                                                                            result.classes))).decode()
+            body["overlay_png"] = base64.b64encode(png_bytes(result_overlay(pixels, result))).decode()
         if label_map:
             body["label_map_png"] = base64.b64encode(png_bytes(label_map_image(result.label_map, n))).decode()
         return body
