@@ -20,6 +20,7 @@ from ..errors import EmbedderMismatchError, InputError
 from ..readers.base import normalise_class_name
 from .base_models import BaseModel, BaseModelSpec, build_base_model
 from .fusion import UNKNOWN, fuse
+from .panoptic import PanopticParams, compose
 from .retrieval import DEFAULT_CONFIDENCE, Memory, retrieve
 
 logger = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ class SegmentParams:
     proposal_options: dict = field(default_factory=dict)
     base_model: BaseModelSpec = field(default_factory=BaseModelSpec)
     memory_backbone: Optional[str] = None
+    panoptic: PanopticParams = field(default_factory=PanopticParams)
 
     @classmethod
     def from_settings(cls, settings) -> "SegmentParams":
@@ -51,7 +53,8 @@ class SegmentParams:
                    confidence_threshold=w.confidence_threshold, proposals=w.proposals,
                    proposal_options=dict(getattr(w, "proposal_options", None) or {}),
                    base_model=BaseModelSpec(kind=b.kind, backbone=b.backbone, options=dict(b.options or {})),
-                   memory_backbone=w.memory_backbone)
+                   memory_backbone=w.memory_backbone,
+                   panoptic=PanopticParams(**dict(getattr(w, "panoptic", None) or {})))
 
 
 @dataclass
@@ -197,37 +200,21 @@ class Segmenter:
                             confidence=float(ret.confidence[i]), fused=bool(fused[i]),
                             neighbours=[(int(r), float(d)) for r, d in zip(ret.I[i], ret.D[i]) if r >= 0])
                     for i, m in enumerate(props)]
-        label_map, panoptic_map, panoptic = self._compose(image.shape[:2], segments, classes)
+        label_map, panoptic_map, panoptic = self._compose(image.shape[:2], segments, classes,
+                                                          merge=method != "masks")
         timings["outputs"] = time.perf_counter() - t4
         return SegmentationResult(classes=classes, label_map=label_map, segments=segments,
                                   panoptic_map=panoptic_map, panoptic=panoptic, timings=timings)
 
-    def _compose(self, hw: tuple[int, int], segments: list[Segment], classes: list[str]):
-        """Paint segments largest first (smaller ones on top); things stay instances, stuff merges."""
-        h, w = hw
-        owner = np.full((h, w), -1, dtype=np.int32)
-        for i in sorted(range(len(segments)), key=lambda j: -int(segments[j].mask.sum())):
-            owner[segments[i].mask] = i
+    def _compose(self, hw: tuple[int, int], segments: list[Segment], classes: list[str], merge: bool = True):
+        """Label map and panoptic output (panoptic.compose: painting by score, thresholds, stuff
+        merged by class, touching thing fragments merged when `merge`: generated proposals)."""
+        if not segments:
+            return np.full(hw, UNKNOWN, np.int32), np.zeros(hw, np.int32), []
+        owner, panoptic_map, panoptic = compose(
+            [s.mask for s in segments], [s.label for s in segments], [s.score for s in segments],
+            lambda c: normalise_class_name(classes[c]) in self.thing_classes, self.params.panoptic, merge=merge)
         seg_labels = np.array([s.label for s in segments] + [UNKNOWN], dtype=np.int32)
-        label_map = seg_labels[owner]  # owner -1 -> last entry (UNKNOWN)
-        pan_of_seg = np.zeros(len(segments) + 1, dtype=np.int32)
-        panoptic: list[dict] = []
-        stuff_ids: dict[int, dict] = {}
-        areas = np.bincount(owner.ravel() + 1, minlength=len(segments) + 1)[1:]
-        for i, s in enumerate(segments):
-            if s.label < 0 or areas[i] == 0:
-                continue
-            is_thing = normalise_class_name(classes[s.label]) in self.thing_classes
-            entry = None if is_thing else stuff_ids.get(s.label)
-            if entry is None:
-                entry = {"id": len(panoptic) + 1, "class": classes[s.label], "class_index": s.label,
-                         "is_thing": is_thing, "area": 0, "score": 0.0, "segments": []}
-                panoptic.append(entry)
-                if not is_thing:
-                    stuff_ids[s.label] = entry
-            entry["area"] += int(areas[i])
-            entry["score"] = max(entry["score"], round(s.score, 6))
-            entry["segments"].append(i)
-            pan_of_seg[i] = entry["id"]
-        pan_of_seg[-1] = 0
-        return label_map, pan_of_seg[owner], panoptic
+        for entry in panoptic:
+            entry["class"] = classes[entry["class_index"]]
+        return seg_labels[owner], panoptic_map, panoptic  # owner -1 -> last entry (UNKNOWN)
