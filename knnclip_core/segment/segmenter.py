@@ -21,6 +21,7 @@ from ..readers.base import normalise_class_name
 from .base_models import BaseModel, BaseModelSpec, build_base_model
 from .fusion import UNKNOWN, fuse
 from .panoptic import PanopticParams, compose
+from .regroup import agreeing_groups
 from .retrieval import DEFAULT_CONFIDENCE, Memory, retrieve
 
 logger = logging.getLogger(__name__)
@@ -43,6 +44,7 @@ class SegmentParams:
     base_model: BaseModelSpec = field(default_factory=BaseModelSpec)
     memory_backbone: Optional[str] = None
     panoptic: PanopticParams = field(default_factory=PanopticParams)
+    merge_rounds: int = 0  # regroup.py: touching generated proposals retrieval gives one class, joined and asked again
 
     @classmethod
     def from_settings(cls, settings) -> "SegmentParams":
@@ -53,7 +55,7 @@ class SegmentParams:
                    confidence_threshold=w.confidence_threshold, proposals=w.proposals,
                    proposal_options=dict(getattr(w, "proposal_options", None) or {}),
                    base_model=BaseModelSpec(kind=b.kind, backbone=b.backbone, options=dict(b.options or {})),
-                   memory_backbone=w.memory_backbone,
+                   memory_backbone=w.memory_backbone, merge_rounds=getattr(w, "merge_rounds", 0),
                    panoptic=PanopticParams(**dict(getattr(w, "panoptic", None) or {})))
 
 
@@ -182,19 +184,16 @@ class Segmenter:
         props = self.base_model.propose(image, method, masks=masks, **p.proposal_options)
         t1 = time.perf_counter()
         timings["proposals"] = t1 - t0
-        xq = self.embedder.embed_masks(image, props) if props else np.zeros((0, self.embedder.dim), np.float32)
-        t2 = time.perf_counter()
-        timings["forward"] = t2 - t1
         classes, restrict = self.resolve_classes(vocabulary, extra_classes)
-        ret = retrieve(self.memory, xq, p.k, p.temperature, classes, restrict=restrict, confidence_kind=p.confidence)
-        t3 = time.perf_counter()
-        timings["retrieval"] = t3 - t2
-        P_base = self.base_model.scores(image, props, classes, shared=(self.embedder.id, xq)) if props else None
-        t_base = time.perf_counter()
-        timings["base_model"] = t_base - t3
-        P, labels, fused = fuse(ret.P, ret.confidence, P_base, p.fusion_lambda, p.confidence_threshold)
+        xq, ret, P, labels, fused = self._decide(image, props, classes, restrict, timings)
+        for _ in range(p.merge_rounds if method != "masks" else 0):  # regroup.py: fragments that agree
+            groups = agreeing_groups(props, np.where(P.sum(axis=1) > 0, P.argmax(axis=1), -1) if len(P) else [])
+            if len(groups) == len(props):
+                break
+            props = [props[g[0]] if len(g) == 1 else np.logical_or.reduce([props[j] for j in g]) for g in groups]
+            keep = {i: g[0] for i, g in enumerate(groups) if len(g) == 1}
+            xq, ret, P, labels, fused = self._decide(image, props, classes, restrict, timings, xq, keep)
         t4 = time.perf_counter()
-        timings["fusion"] = t4 - t_base
         segments = [Segment(mask=m, label=int(labels[i]),
                             score=float(P[i, labels[i]]) if labels[i] >= 0 else 0.0, scores=P[i],
                             confidence=float(ret.confidence[i]), fused=bool(fused[i]),
@@ -205,6 +204,30 @@ class Segmenter:
         timings["outputs"] = time.perf_counter() - t4
         return SegmentationResult(classes=classes, label_map=label_map, segments=segments,
                                   panoptic_map=panoptic_map, panoptic=panoptic, timings=timings)
+
+    def _decide(self, image, props, classes, restrict, timings, xq_before=None, keep=None):
+        """(xq, Retrieval, P, labels, fused) of `props`; `keep` {new index: old index} reuses the
+        rows of `xq_before` for proposals that did not change. Adds to `timings`."""
+        p = self.params
+        t1 = time.perf_counter()
+        if keep:
+            fresh = [i for i in range(len(props)) if i not in keep]
+            xq = np.zeros((len(props), self.embedder.dim), np.float32)
+            xq[list(keep)] = xq_before[list(keep.values())]
+            if fresh:
+                xq[fresh] = self.embedder.embed_masks(image, [props[i] for i in fresh])
+        else:
+            xq = self.embedder.embed_masks(image, props) if props else np.zeros((0, self.embedder.dim), np.float32)
+        t2 = time.perf_counter()
+        ret = retrieve(self.memory, xq, p.k, p.temperature, classes, restrict=restrict, confidence_kind=p.confidence)
+        t3 = time.perf_counter()
+        P_base = self.base_model.scores(image, props, classes, shared=(self.embedder.id, xq)) if props else None
+        t_base = time.perf_counter()
+        P, labels, fused = fuse(ret.P, ret.confidence, P_base, p.fusion_lambda, p.confidence_threshold)
+        t4 = time.perf_counter()
+        for key, dt in (("forward", t2 - t1), ("retrieval", t3 - t2), ("base_model", t_base - t3), ("fusion", t4 - t_base)):
+            timings[key] = timings.get(key, 0.0) + dt
+        return xq, ret, P, labels, fused
 
     def _compose(self, hw: tuple[int, int], segments: list[Segment], classes: list[str], merge: bool = True):
         """Label map and panoptic output (panoptic.compose: painting by score, thresholds, stuff
