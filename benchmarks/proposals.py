@@ -22,7 +22,10 @@ Memories are ground-truth segments embedded with `embed_masks` (what `knnclip em
 - `coco`: coco128 panoptic train as memory, val as queries.
 
 Generators: `before` (today's slic and panoptic composition: largest first, no merge), `default`
-(the settings' worker section as shipped), `grid` (4 x 4), and any `--variant NAME=JSON` of
+(the settings' worker section as shipped), `grid` (4 x 4), `default+regions` (the default, its
+first proposals asked against a second memory of proposal-like regions of the same memory images:
+SLIC regions named by their majority class, regroup.proposal_like_regions; not yet built by
+`publish`), and any `--variant NAME=JSON` of
 SegmentParams fields (e.g. '{"proposal_options": {"n_segments": 400}, "merge_rounds": 2}').
 Prints human lines, then (with --json) one JSON object as the last stdout line.
 
@@ -47,6 +50,7 @@ DATASETS = ("camvid-val", "camvid-unseen", "ade20k", "coco")
 BEFORE = {"proposals": "slic", "proposal_options": {}, "merge_rounds": 0,
           "panoptic": {"paint": "area", "overlap_threshold": 0.0, "score_threshold": 0.0, "merge_things": False}}
 UNSEEN_DRIVE = "0006R0"
+REGIONS = {"method": "slic", "n_segments": 400, "max_regions": 200, "merge_threshold": 4, "max_side": 512}
 GRID = {"proposals": "grid", "proposal_options": {"rows": 4, "cols": 4}, "merge_rounds": 0}
 
 
@@ -99,17 +103,23 @@ def load(name: str, limit: int | None, memory_limit: int | None):
     return _spaced(mem, memory_limit), _spaced(queries, limit), classes, things
 
 
-def build_memory(embedder, samples, cache: Path | None, key: str):
-    """FlatMemory of the ground-truth segments of `samples` (vectors cached under `cache`)."""
+def build_memory(embedder, samples, cache: Path | None, key: str, regions: dict | None = None, whole: bool = True):
+    """FlatMemory of the ground-truth segments of `samples` (vectors cached under `cache`), plus
+    with `regions` ({method, options...}) their proposal-like regions (regroup.proposal_like_regions);
+    `whole=False`: those regions alone."""
     from knnclip_core.segment import FlatMemory
+    from knnclip_core.segment.regroup import proposal_like_regions
 
-    names = [n for s in samples for n, _ in s.segments]
-    path = cache / f"{hashlib.sha256((key + embedder.id + ''.join(s.name for s in samples)).encode()).hexdigest()[:16]}.npy" \
-        if cache else None
+    rows = [list(s.segments) if whole else [] for s in samples]
+    if regions:
+        rows = [r + proposal_like_regions(s.image, s.segments, **regions) for r, s in zip(rows, samples)]
+    names = [n for r in rows for n, _ in r]
+    tag = key + embedder.id + json.dumps(regions, sort_keys=True) + ("" if whole else "regions-only") + "".join(s.name for s in samples)
+    path = cache / f"{hashlib.sha256(tag.encode()).hexdigest()[:16]}.npy" if cache else None
     if path is not None and path.is_file():
         xb = np.load(path)
     else:
-        xb = np.concatenate([embedder.embed_masks(s.image, [m for _, m in s.segments]) for s in samples])
+        xb = np.concatenate([embedder.embed_masks(s.image, [m for _, m in r]) for r, s in zip(rows, samples)])
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             np.save(path, xb)
@@ -166,14 +176,14 @@ def params_for(base, overrides: dict):
     return p
 
 
-def run_dataset(name: str, embedder, generators: dict, base, limit, memory_limit, cache) -> dict:
+def run_dataset(name: str, embedder, generators: dict, base, limit, memory_limit, cache, regions=None, two_memory=None) -> dict:
     from knnclip_core.segment import Segmenter
     from knnclip_core.segment.evaluate import evaluate
 
     mem_samples, queries, classes, things = load(name, limit, memory_limit)
     queries = [q for q in queries if any(n in classes for n, _ in q.segments)]
     t = time.perf_counter()
-    memory = build_memory(embedder, mem_samples, cache, name)
+    memory = build_memory(embedder, mem_samples, cache, name, regions)
     out = {"memory_images": len(mem_samples), "memory_segments": len(memory.class_ids),
            "memory_seconds": round(time.perf_counter() - t, 2), "images": len(queries), "generators": {}}
     panoptic = bool(things)
@@ -183,9 +193,13 @@ def run_dataset(name: str, embedder, generators: dict, base, limit, memory_limit
     if panoptic:
         out["pq_gt"] = round(r["pq"], 4)
     for gname, overrides in generators.items():
-        rec = Recorder(Segmenter(embedder, memory, params_for(base, overrides), thing_classes=things))
+        overrides = dict(overrides)
+        regions = overrides.pop("region_memory", two_memory)
+        region_memory = build_memory(embedder, mem_samples, cache, name, regions) if regions else None
+        rec = Recorder(Segmenter(embedder, memory, params_for(base, overrides), thing_classes=things,
+                                 region_memory=region_memory))
         r = evaluate(rec, queries, classes, masks_from="proposals", panoptic=panoptic)
-        g = {"params": overrides, "miou": round(r["miou"], 4), "gap": round(out["miou_gt"] - r["miou"], 4),
+        g = {"params": overrides, "region_memory": regions, "miou": round(r["miou"], 4), "gap": round(out["miou_gt"] - r["miou"], 4),
              "achievable_miou": round(achievable(queries, rec.masks, classes), 4),
              "pixel_accuracy": round(r["pixel_accuracy"], 4),
              "proposals_per_image": round(float(np.mean([len(m) for m in rec.masks])), 1),
@@ -210,13 +224,19 @@ def main(argv=None) -> int:
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--datasets", default=",".join(DATASETS), help=f"comma-separated, of {', '.join(DATASETS)}")
-    p.add_argument("--generators", default="before,default,grid", help="comma-separated: before, default, grid")
+    p.add_argument("--generators", default="before,default,grid,default+regions",
+                   help="comma-separated: before, default, grid, default+regions")
     p.add_argument("--variant", action="append", default=[], metavar="NAME=JSON",
                    help="another generator: SegmentParams fields over the defaults (repeatable)")
     p.add_argument("--backbone", help="memory backbone (default: embed.backbone of the settings)")
     p.add_argument("--threshold", type=float, help="T (default: worker.confidence_threshold of the settings)")
     p.add_argument("--limit", type=int, default=12, help="query images per dataset (evenly spaced)")
     p.add_argument("--memory-limit", type=int, default=60, help="memory images per dataset (evenly spaced)")
+    p.add_argument("--memory-regions", type=json.loads, metavar="JSON",
+                   help='also proposal-like regions in the memory, e.g. {"method": "slic", "n_segments": 400}')
+    p.add_argument("--region-memory", dest="two_memory", type=json.loads, metavar="JSON",
+                   help='a second memory of proposal-like regions the first proposals are asked against, '
+                        'e.g. {"method": "slic", "n_segments": 400, "max_regions": 200, "merge_threshold": 4}')
     p.add_argument("--cache", type=Path, help="folder caching the memory vectors between runs")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
@@ -226,7 +246,7 @@ def main(argv=None) -> int:
     base = SegmentParams.from_settings(settings)
     if args.threshold is not None:
         base.confidence_threshold = args.threshold
-    known = {"before": BEFORE, "default": {}, "grid": GRID}
+    known = {"before": BEFORE, "default": {}, "grid": GRID, "default+regions": {"region_memory": REGIONS}}
     gens = {g: known[g] for g in args.generators.split(",") if g}
     for v in args.variant:
         n, _, js = v.partition("=")
@@ -235,9 +255,10 @@ def main(argv=None) -> int:
               "limit": args.limit, "memory_limit": args.memory_limit,
               "default_params": {"proposals": base.proposals, "proposal_options": base.proposal_options,
                                  "merge_rounds": getattr(base, "merge_rounds", 0), "panoptic": vars(base.panoptic)},
-              "tuned_on": "camvid-val", "datasets": {}}
+              "memory_regions": args.memory_regions, "tuned_on": "camvid-val", "datasets": {}}
     for name in args.datasets.split(","):
-        result["datasets"][name] = run_dataset(name, embedder, gens, base, args.limit, args.memory_limit, args.cache)
+        result["datasets"][name] = run_dataset(name, embedder, gens, base, args.limit, args.memory_limit, args.cache,
+                                              args.memory_regions, args.two_memory)
     if args.json:
         print(json.dumps(result))
     return 0

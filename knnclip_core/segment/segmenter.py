@@ -21,7 +21,7 @@ from ..readers.base import normalise_class_name
 from .base_models import BaseModel, BaseModelSpec, build_base_model
 from .fusion import UNKNOWN, fuse
 from .panoptic import PanopticParams, compose
-from .regroup import agreeing_groups
+from .regroup import agreeing_groups, smoothed_classes
 from .retrieval import DEFAULT_CONFIDENCE, Memory, retrieve
 
 logger = logging.getLogger(__name__)
@@ -44,7 +44,9 @@ class SegmentParams:
     base_model: BaseModelSpec = field(default_factory=BaseModelSpec)
     memory_backbone: Optional[str] = None
     panoptic: PanopticParams = field(default_factory=PanopticParams)
-    merge_rounds: int = 0  # regroup.py: touching generated proposals retrieval gives one class, joined and asked again
+    merge_rounds: int = 0  # regroup.py: generated proposals retrieval gives one class, joined and asked again
+    merge_scope: str = "touching"  # regroup.py: 'touching' (joined where they touch) | 'class' (all of a class)
+    merge_smoothing: float = 0.0   # regroup.py: weight of the touching neighbours' scores in the class that joins
 
     @classmethod
     def from_settings(cls, settings) -> "SegmentParams":
@@ -56,6 +58,8 @@ class SegmentParams:
                    proposal_options=dict(getattr(w, "proposal_options", None) or {}),
                    base_model=BaseModelSpec(kind=b.kind, backbone=b.backbone, options=dict(b.options or {})),
                    memory_backbone=w.memory_backbone, merge_rounds=getattr(w, "merge_rounds", 0),
+                   merge_scope=getattr(w, "merge_scope", "touching"),
+                   merge_smoothing=getattr(w, "merge_smoothing", 0.0),
                    panoptic=PanopticParams(**dict(getattr(w, "panoptic", None) or {})))
 
 
@@ -121,12 +125,18 @@ class Segmenter:
 
     `thing_classes`: names segmented as instances in the panoptic output (others are stuff).
     `base_model`: a base_models.BaseModel (default: `build_base_model(params.base_model, embedder)`).
+    `region_memory`: optional memory of proposal-like regions (regroup.proposal_like_regions) that
+    generated proposals are first asked against (joined regions and caller masks use `memory`).
     Raises EmbedderMismatchError when the memory was built with another embedder, KnnclipError
     when the base model cannot be built."""
 
     def __init__(self, embedder, memory: Memory, params: Optional[SegmentParams] = None,
-                 thing_classes: Optional[Sequence[str]] = None, base_model: Optional[BaseModel] = None):
+                 thing_classes: Optional[Sequence[str]] = None, base_model: Optional[BaseModel] = None,
+                 region_memory: Optional[Memory] = None):
         check_embedder(embedder, memory)
+        if region_memory is not None:
+            check_embedder(embedder, region_memory)
+        self.region_memory = region_memory
         self.embedder = embedder
         self.memory = memory
         self.params = params or SegmentParams()
@@ -185,9 +195,10 @@ class Segmenter:
         t1 = time.perf_counter()
         timings["proposals"] = t1 - t0
         classes, restrict = self.resolve_classes(vocabulary, extra_classes)
-        xq, ret, P, labels, fused = self._decide(image, props, classes, restrict, timings)
+        region_memory = self.region_memory if method != "masks" else None
+        xq, ret, P, labels, fused = self._decide(image, props, classes, restrict, timings, memory=region_memory)
         for _ in range(p.merge_rounds if method != "masks" else 0):  # regroup.py: fragments that agree
-            groups = agreeing_groups(props, np.where(P.sum(axis=1) > 0, P.argmax(axis=1), -1) if len(P) else [])
+            groups = agreeing_groups(props, smoothed_classes(props, P, p.merge_smoothing), p.merge_scope)
             if len(groups) == len(props):
                 break
             props = [props[g[0]] if len(g) == 1 else np.logical_or.reduce([props[j] for j in g]) for g in groups]
@@ -205,7 +216,7 @@ class Segmenter:
         return SegmentationResult(classes=classes, label_map=label_map, segments=segments,
                                   panoptic_map=panoptic_map, panoptic=panoptic, timings=timings)
 
-    def _decide(self, image, props, classes, restrict, timings, xq_before=None, keep=None):
+    def _decide(self, image, props, classes, restrict, timings, xq_before=None, keep=None, memory=None):
         """(xq, Retrieval, P, labels, fused) of `props`; `keep` {new index: old index} reuses the
         rows of `xq_before` for proposals that did not change. Adds to `timings`."""
         p = self.params
@@ -219,7 +230,7 @@ class Segmenter:
         else:
             xq = self.embedder.embed_masks(image, props) if props else np.zeros((0, self.embedder.dim), np.float32)
         t2 = time.perf_counter()
-        ret = retrieve(self.memory, xq, p.k, p.temperature, classes, restrict=restrict, confidence_kind=p.confidence)
+        ret = retrieve(memory if memory is not None else self.memory, xq, p.k, p.temperature, classes, restrict=restrict, confidence_kind=p.confidence)
         t3 = time.perf_counter()
         P_base = self.base_model.scores(image, props, classes, shared=(self.embedder.id, xq)) if props else None
         t_base = time.perf_counter()
