@@ -5,6 +5,7 @@ import pytest
 
 from knnclip_core.segment import FlatMemory, Segmenter, SegmentParams
 from knnclip_core.segment.segmenter import Segment
+from test_segment import blocks_image
 
 H, W = 20, 20
 CLASSES = ["car", "road", "person"]
@@ -70,15 +71,6 @@ def test_score_threshold_keeps_weak_proposals_out_of_the_panoptic_map(classic):
     label_map, pan, info = s._compose((H, W), [seg(left, 1, 0.3), seg(right, 2, 0.8)], CLASSES)
     assert [p["class"] for p in info] == ["person"]
     assert (pan[left] == 0).all() and (label_map[left] == 1).all()
-
-
-def blocks_image(h=48, w=64):
-    rng = np.random.default_rng(0)
-    img = np.zeros((h, w, 3), np.uint8)
-    img[:, : w // 2] = [200, 40, 40]
-    img[: h // 2, w // 2:] = [40, 200, 40]
-    img[h // 2:, w // 2:] = [40, 40, 200]
-    return np.clip(img.astype(int) + rng.integers(0, 12, img.shape), 0, 255).astype(np.uint8)
 
 
 @pytest.fixture(scope="module")
