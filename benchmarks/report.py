@@ -147,9 +147,19 @@ def other_rows(results: list[tuple[str, dict]]) -> list[str]:
     return out
 
 
-KINDS = (("embed_throughput", "bare_images_per_s", embed_rows), ("worker_latency", "overhead_ratio", latency_rows),
-         ("continual", "max_forgetting_own_vocab", continual_rows), ("active_loop", "labels_active", active_loop_rows),
-         ("open_set", "release_calibration", open_set_rows))
+def proposal_rows(results: list[tuple[str, dict]]) -> list[str]:
+    """Dataset x generator: mIoU with proposals, with GT masks, achievable, s/img (PQ on COCO)."""
+    head = ["result", "dataset", "generator", "mIoU", "mIoU GT masks", "achievable", "proposals/img", "s/img",
+            "PQ (GT masks)"]
+    rows = [[name, ds, g, gr["miou"], d["miou_gt"], gr["achievable_miou"], gr["proposals_per_image"],
+             gr["seconds_per_image"], f"{gr['pq']} ({d['pq_gt']})" if "pq" in gr else ""]
+            for name, r in results for ds, d in r["datasets"].items() for g, gr in d["generators"].items()]
+    return _table(head, rows)
+
+
+KINDS = (("proposals", "tuned_on", proposal_rows), ("embed_throughput", "bare_images_per_s", embed_rows),
+         ("worker_latency", "overhead_ratio", latency_rows), ("continual", "max_forgetting_own_vocab", continual_rows),
+         ("active_loop", "labels_active", active_loop_rows), ("open_set", "release_calibration", open_set_rows))
 
 
 def _f(x, digits: int = 3) -> str:

@@ -92,6 +92,10 @@ class WorkerConfig(BaseModel):
     body_timeout_s: float = Field(60.0, description="Seconds a client has to send a whole request body (slow bodies get 408).")
     metrics_public: bool = Field(False, description="True: GET /metrics answers without the worker token (for Prometheus scrapers); every other path still needs it.")
     proposal_options: dict = Field(default_factory=dict, description="Keyword options of the proposal generator, e.g. {max_regions: 128, n_segments: 400} for slic, {rows: 4, cols: 4} for grid.")
+    merge_rounds: int = Field(2, description="Rounds in which touching generated proposals that retrieval gives one class are joined and classified again (knnclip_core/segment/regroup.py; 0: off).")
+    merge_scope: str = Field("touching", description="Which agreeing proposals a round joins: touching | class (all of a class).")
+    merge_smoothing: float = Field(0.0, description="Weight of the touching neighbours' scores in the class a proposal joins by.")
+    panoptic: dict = Field(default_factory=dict, description="Panoptic composition (knnclip_core/segment/panoptic.py PanopticParams): score_threshold, overlap_threshold (drop a proposal whose visible part is below this share of it), merge_things (touching generated proposals of one thing class are one instance), paint (score | area).")
 
 
 class CaptureConfig(BaseModel):
@@ -99,7 +103,7 @@ class CaptureConfig(BaseModel):
     dir: Optional[str] = Field(None, description="Folder of the capture store (None: <workspace>/captures).")
     quota_mb: float = Field(500.0, description="Disk the captures may use; the oldest are dropped first to stay under it.")
     sample_rate: float = Field(1.0, description="Share of the answers with doubtful segments that are recorded (0..1).")
-    confidence_below: Optional[float] = Field(None, description="A segment whose retrieval confidence is below this is captured (None: worker.confidence_threshold); `unknown` and base-model/memory disagreements always are.")
+    confidence_below: Optional[float] = Field(None, description="A segment whose retrieval confidence is below this is captured (None: worker.confidence_threshold, else the T in force for the answer: the release's calibrated T); `unknown` and base-model/memory disagreements always are.")
 
 
 class Settings(BaseSettings):

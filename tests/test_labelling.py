@@ -409,3 +409,24 @@ def test_curation_conflicts_and_duplicates_are_queued_like_captures(settings, wo
                        "--json"]) == 0
     exp = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert exp["proposals"] == res["label_conflict"]
+
+
+def test_capture_without_a_configured_bound_uses_the_answers_own_threshold(tmp_path):
+    """confidence_below unset (the default, worker T from the release): a segment is low
+    confidence against the T its answer was decided with, not against a fixed number."""
+    from knnclip_core.segment.segmenter import Segment, SegmentationResult
+
+    mask = np.zeros((8, 8), bool)
+    mask[:4] = True
+
+    def answer(threshold):
+        seg = Segment(mask=mask, label=0, score=0.9, scores=np.array([0.9, 0.1]), confidence=0.4, fused=True,
+                      neighbours=[(0, 0.4)])
+        return SegmentationResult(classes=["car", "road"], label_map=np.zeros((8, 8), np.int32), segments=[seg],
+                                  panoptic_map=np.zeros((8, 8), np.int32), panoptic=[], threshold=threshold)
+
+    store = CaptureStore(tmp_path / "captures", CaptureParams())
+    image = np.zeros((8, 8, 3), np.uint8)
+    assert store.offer(image, answer(0.2), {"version": "1"}, "test") is None  # 0.4 >= T: confident
+    cid = store.offer(image, answer(0.5), {"version": "1"}, "test")
+    assert cid is not None and store.read(cid)["segments"][0]["reasons"] == ["low_confidence"]

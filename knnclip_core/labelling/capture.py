@@ -33,13 +33,14 @@ logger = logging.getLogger(__name__)
 RECORD_FILE, IMAGE_FILE = "record.json", "image.png"
 REASONS = ("unknown", "low_confidence", "disagreement", "label_conflict", "near_duplicate")
 RECORD_FORMAT = 1
+FALLBACK_BELOW = 0.6  # an answer that does not say its T (a result built outside Segmenter)
 
 
 @dataclass
 class CaptureParams:
     """What to capture: below `confidence_below`, unknown, disagreements; `sample_rate` of answers."""
 
-    confidence_below: float = 0.6
+    confidence_below: Optional[float] = None  # None: the T each answer was decided with
     sample_rate: float = 1.0
     quota_mb: float = 500.0
 
@@ -117,7 +118,10 @@ class CaptureStore:
         """Record the doubtful segments of one answer, when it has some and the sample takes it.
         Returns the capture id, or None. Never raises (a failure is logged)."""
         try:
-            picked = doubtful_segments(result, self.params.confidence_below)
+            below = self.params.confidence_below
+            if below is None:
+                below = result.threshold if getattr(result, "threshold", None) is not None else FALLBACK_BELOW
+            picked = doubtful_segments(result, below)
             if not picked:
                 return None
             with self._lock:
@@ -182,4 +186,5 @@ def store_from_settings(settings, force: bool = False) -> Optional[CaptureStore]
     if not (c.enabled or force):
         return None
     below = c.confidence_below if c.confidence_below is not None else settings.worker.confidence_threshold
+    # still None: each answer's own T (the release's calibrated one unless overridden)
     return CaptureStore(capture_dir(settings), CaptureParams(below, c.sample_rate, c.quota_mb))

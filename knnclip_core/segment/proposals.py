@@ -144,22 +144,47 @@ def _roots(parent: np.ndarray) -> np.ndarray:
         parent[:] = nxt
 
 
+def _downscaled(image: np.ndarray, max_side: Optional[int]) -> np.ndarray:
+    """The image with its longer side at most `max_side` (area-averaged), or itself."""
+    h, w = image.shape[:2]
+    if not max_side or max(h, w) <= max_side:
+        return image
+    from PIL import Image
+
+    s = max_side / max(h, w)
+    size = (max(1, round(w * s)), max(1, round(h * s)))
+    return np.asarray(Image.fromarray(image).resize(size, Image.BOX))
+
+
+def upscale_labels(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Nearest-neighbour resize of an (h, w) label map to `shape` (H, W)."""
+    h, w = labels.shape
+    if (h, w) == tuple(shape):
+        return labels
+    rows = np.minimum((np.arange(shape[0]) + 0.5) * h / shape[0], h - 1).astype(np.int64)
+    cols = np.minimum((np.arange(shape[1]) + 0.5) * w / shape[1], w - 1).astype(np.int64)
+    return labels[rows[:, None], cols[None, :]]
+
+
 @PROPOSALS.register("slic")
 def slic_proposals(image: np.ndarray, masks=None, n_segments: int = 200, compactness: float = 10.0,
                    merge_threshold: float = 12.0, max_regions: int = 48, min_area: int = 16,
-                   seed: int = 0, **_) -> list[np.ndarray]:
+                   max_side: Optional[int] = None, seed: int = 0, **_) -> list[np.ndarray]:
     """SLIC superpixels merged by Lab colour/position similarity into at most `max_regions`
-    regions; regions smaller than `min_area` pixels are dropped. Returns bool masks."""
+    regions; regions smaller than `min_area` pixels are dropped. With `max_side`, both run on the
+    image downscaled to that longer side and the region labels are scaled back up (nearest), so
+    the cost no longer grows with the megapixels. Returns bool masks of the full image."""
     from skimage.color import rgb2lab
     from skimage.segmentation import slic
 
     h, w = _check_image(image)
-    labels = slic(image, n_segments=n_segments, compactness=compactness, start_label=0,
+    small = _downscaled(image, max_side)
+    labels = slic(small, n_segments=n_segments, compactness=compactness, start_label=0,
                   enforce_connectivity=True, channel_axis=-1)
-    labels = np.unique(labels, return_inverse=True)[1].reshape(h, w)
-    lab = rgb2lab(image)
+    labels = np.unique(labels, return_inverse=True)[1].reshape(small.shape[:2])
+    lab = rgb2lab(small)
     feats = _region_features(lab, labels, int(labels.max()) + 1)
-    regions = merge_regions(labels, feats, merge_threshold, max_regions)
+    regions = upscale_labels(merge_regions(labels, feats, merge_threshold, max_regions), (h, w))
     out = [regions == r for r in range(int(regions.max()) + 1)]
     return [m for m in out if m.sum() >= min_area] or [np.ones((h, w), dtype=bool)]
 

@@ -21,6 +21,8 @@ from ..readers.base import normalise_class_name
 from .base_models import BaseModel, BaseModelSpec, build_base_model
 from .calibrate import resolve_threshold
 from .fusion import UNKNOWN, fuse
+from .panoptic import PanopticParams, compose
+from .regroup import agreeing_groups, smoothed_classes
 from .retrieval import DEFAULT_CONFIDENCE, Memory, retrieve
 
 logger = logging.getLogger(__name__)
@@ -43,6 +45,10 @@ class SegmentParams:
     proposal_options: dict = field(default_factory=dict)
     base_model: BaseModelSpec = field(default_factory=BaseModelSpec)
     memory_backbone: Optional[str] = None
+    panoptic: PanopticParams = field(default_factory=PanopticParams)
+    merge_rounds: int = 0  # regroup.py: generated proposals retrieval gives one class, joined and asked again
+    merge_scope: str = "touching"  # regroup.py: 'touching' (joined where they touch) | 'class' (all of a class)
+    merge_smoothing: float = 0.0   # regroup.py: weight of the touching neighbours' scores in the class that joins
 
     @classmethod
     def from_settings(cls, settings) -> "SegmentParams":
@@ -54,7 +60,10 @@ class SegmentParams:
                    proposals=w.proposals,
                    proposal_options=dict(getattr(w, "proposal_options", None) or {}),
                    base_model=BaseModelSpec(kind=b.kind, backbone=b.backbone, options=dict(b.options or {})),
-                   memory_backbone=w.memory_backbone)
+                   memory_backbone=w.memory_backbone, merge_rounds=getattr(w, "merge_rounds", 0),
+                   merge_scope=getattr(w, "merge_scope", "touching"),
+                   merge_smoothing=getattr(w, "merge_smoothing", 0.0),
+                   panoptic=PanopticParams(**dict(getattr(w, "panoptic", None) or {})))
 
 
 @dataclass
@@ -82,6 +91,7 @@ class SegmentationResult:
     panoptic_map: np.ndarray           # (H, W) int32 panoptic id, 0 = void
     panoptic: list[dict]               # {id, class, class_index, is_thing, area, score, segments}
     timings: dict = field(default_factory=dict)
+    threshold: Optional[float] = None  # the confidence threshold T the answer was decided with
 
     def to_json(self, segment_ids: Optional[Sequence[str]] = None, top: int = 5) -> dict:
         """JSON-ready dict: classes, per-segment top scores and provenance, panoptic segments."""
@@ -121,12 +131,18 @@ class Segmenter:
 
     `thing_classes`: names segmented as instances in the panoptic output (others are stuff).
     `base_model`: a base_models.BaseModel (default: `build_base_model(params.base_model, embedder)`).
+    `region_memory`: optional memory of proposal-like regions (regroup.proposal_like_regions) that
+    generated proposals are first asked against (joined regions and caller masks use `memory`).
     Raises EmbedderMismatchError when the memory was built with another embedder, KnnclipError
     when the base model cannot be built."""
 
     def __init__(self, embedder, memory: Memory, params: Optional[SegmentParams] = None,
-                 thing_classes: Optional[Sequence[str]] = None, base_model: Optional[BaseModel] = None):
+                 thing_classes: Optional[Sequence[str]] = None, base_model: Optional[BaseModel] = None,
+                 region_memory: Optional[Memory] = None):
         check_embedder(embedder, memory)
+        if region_memory is not None:
+            check_embedder(embedder, region_memory)
+        self.region_memory = region_memory
         self.embedder = embedder
         self.memory = memory
         self.params = params or SegmentParams()
@@ -187,19 +203,18 @@ class Segmenter:
         props = self.base_model.propose(image, method, masks=masks, **p.proposal_options)
         t1 = time.perf_counter()
         timings["proposals"] = t1 - t0
-        xq = self.embedder.embed_masks(image, props) if props else np.zeros((0, self.embedder.dim), np.float32)
-        t2 = time.perf_counter()
-        timings["forward"] = t2 - t1
         classes, restrict = self.resolve_classes(vocabulary, extra_classes)
-        ret = retrieve(self.memory, xq, p.k, p.temperature, classes, restrict=restrict, confidence_kind=p.confidence)
-        t3 = time.perf_counter()
-        timings["retrieval"] = t3 - t2
-        P_base = self.base_model.scores(image, props, classes, shared=(self.embedder.id, xq)) if props else None
-        t_base = time.perf_counter()
-        timings["base_model"] = t_base - t3
-        P, labels, fused = fuse(ret.P, ret.confidence, P_base, p.fusion_lambda, self.threshold)
+        region_memory = self.region_memory if method != "masks" else None
+        xq, ret, P_base, P, labels, fused = self._decide(image, props, classes, restrict, timings, memory=region_memory)
+        for _ in range(p.merge_rounds if method != "masks" else 0):  # regroup.py: fragments that agree
+            groups = agreeing_groups(props, smoothed_classes(props, P, p.merge_smoothing), p.merge_scope)
+            if len(groups) == len(props):
+                break
+            props = [props[g[0]] if len(g) == 1 else np.logical_or.reduce([props[j] for j in g]) for g in groups]
+            keep = {i: g[0] for i, g in enumerate(groups) if len(g) == 1}
+            xq, ret, P_base, P, labels, fused = self._decide(image, props, classes, restrict, timings, xq, keep)
         t4 = time.perf_counter()
-        timings["fusion"] = t4 - t_base
+        # which class each side would give alone (capture: base model and memory disagreeing)
         n_cls = ret.P.shape[1] if ret.P.ndim == 2 else 0
         ret_top = np.where(ret.P.sum(axis=1) > 0, ret.P.argmax(axis=1), -1) if n_cls else np.full(len(props), -1)
         base_top = P_base.argmax(axis=1) if P_base is not None and n_cls else np.full(len(props), -1)
@@ -209,37 +224,46 @@ class Segmenter:
                             neighbours=[(int(r), float(d)) for r, d in zip(ret.I[i], ret.D[i]) if r >= 0],
                             retrieval_label=int(ret_top[i]), base_label=int(base_top[i]))
                     for i, m in enumerate(props)]
-        label_map, panoptic_map, panoptic = self._compose(image.shape[:2], segments, classes)
+        label_map, panoptic_map, panoptic = self._compose(image.shape[:2], segments, classes,
+                                                          merge=method != "masks")
         timings["outputs"] = time.perf_counter() - t4
         return SegmentationResult(classes=classes, label_map=label_map, segments=segments,
-                                  panoptic_map=panoptic_map, panoptic=panoptic, timings=timings)
+                                  panoptic_map=panoptic_map, panoptic=panoptic, timings=timings,
+                                  threshold=self.threshold)
 
-    def _compose(self, hw: tuple[int, int], segments: list[Segment], classes: list[str]):
-        """Paint segments largest first (smaller ones on top); things stay instances, stuff merges."""
-        h, w = hw
-        owner = np.full((h, w), -1, dtype=np.int32)
-        for i in sorted(range(len(segments)), key=lambda j: -int(segments[j].mask.sum())):
-            owner[segments[i].mask] = i
+    def _decide(self, image, props, classes, restrict, timings, xq_before=None, keep=None, memory=None):
+        """(xq, Retrieval, P_base, P, labels, fused) of `props`; `keep` {new index: old index} reuses the
+        rows of `xq_before` for proposals that did not change. Adds to `timings`."""
+        p = self.params
+        t1 = time.perf_counter()
+        if keep:
+            fresh = [i for i in range(len(props)) if i not in keep]
+            xq = np.zeros((len(props), self.embedder.dim), np.float32)
+            xq[list(keep)] = xq_before[list(keep.values())]
+            if fresh:
+                xq[fresh] = self.embedder.embed_masks(image, [props[i] for i in fresh])
+        else:
+            xq = self.embedder.embed_masks(image, props) if props else np.zeros((0, self.embedder.dim), np.float32)
+        t2 = time.perf_counter()
+        ret = retrieve(memory if memory is not None else self.memory, xq, p.k, p.temperature, classes, restrict=restrict, confidence_kind=p.confidence)
+        t3 = time.perf_counter()
+        P_base = self.base_model.scores(image, props, classes, shared=(self.embedder.id, xq)) if props else None
+        t_base = time.perf_counter()
+        P, labels, fused = fuse(ret.P, ret.confidence, P_base, p.fusion_lambda, self.threshold)
+        t4 = time.perf_counter()
+        for key, dt in (("forward", t2 - t1), ("retrieval", t3 - t2), ("base_model", t_base - t3), ("fusion", t4 - t_base)):
+            timings[key] = timings.get(key, 0.0) + dt
+        return xq, ret, P_base, P, labels, fused
+
+    def _compose(self, hw: tuple[int, int], segments: list[Segment], classes: list[str], merge: bool = True):
+        """Label map and panoptic output (panoptic.compose: painting by score, thresholds, stuff
+        merged by class, touching thing fragments merged when `merge`: generated proposals)."""
+        if not segments:
+            return np.full(hw, UNKNOWN, np.int32), np.zeros(hw, np.int32), []
+        owner, panoptic_map, panoptic = compose(
+            [s.mask for s in segments], [s.label for s in segments], [s.score for s in segments],
+            lambda c: normalise_class_name(classes[c]) in self.thing_classes, self.params.panoptic, merge=merge)
         seg_labels = np.array([s.label for s in segments] + [UNKNOWN], dtype=np.int32)
-        label_map = seg_labels[owner]  # owner -1 -> last entry (UNKNOWN)
-        pan_of_seg = np.zeros(len(segments) + 1, dtype=np.int32)
-        panoptic: list[dict] = []
-        stuff_ids: dict[int, dict] = {}
-        areas = np.bincount(owner.ravel() + 1, minlength=len(segments) + 1)[1:]
-        for i, s in enumerate(segments):
-            if s.label < 0 or areas[i] == 0:
-                continue
-            is_thing = normalise_class_name(classes[s.label]) in self.thing_classes
-            entry = None if is_thing else stuff_ids.get(s.label)
-            if entry is None:
-                entry = {"id": len(panoptic) + 1, "class": classes[s.label], "class_index": s.label,
-                         "is_thing": is_thing, "area": 0, "score": 0.0, "segments": []}
-                panoptic.append(entry)
-                if not is_thing:
-                    stuff_ids[s.label] = entry
-            entry["area"] += int(areas[i])
-            entry["score"] = max(entry["score"], round(s.score, 6))
-            entry["segments"].append(i)
-            pan_of_seg[i] = entry["id"]
-        pan_of_seg[-1] = 0
-        return label_map, pan_of_seg[owner], panoptic
+        for entry in panoptic:
+            entry["class"] = classes[entry["class_index"]]
+        return seg_labels[owner], panoptic_map, panoptic  # owner -1 -> last entry (UNKNOWN)
