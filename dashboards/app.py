@@ -20,6 +20,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from knnclip_core.api_docs import serve_offline_docs
 from knnclip_core.config import Settings, load_settings
 from knnclip_core.errors import InputError, KnnclipError
+from knnclip_core.redact import install_log_redaction, redact_text
 from knnclip_core.workspace import Workspace
 
 from knnclip_core.catalog.queries import quarantine_item
@@ -60,6 +61,7 @@ def _status(exc: KnnclipError) -> int:
 
 def create_app(settings: Optional[Settings] = None) -> FastAPI:
     """The dashboard app over the workspace of `settings` (default: load_settings())."""
+    install_log_redaction()  # no credential of a URL setting in the dashboard's log
     settings = settings or load_settings()
     ws = Workspace.from_settings(settings)
     tryer = TryService(settings)
@@ -72,10 +74,10 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
     @app.exception_handler(Exception)
     async def crashed(request: Request, exc: Exception):
         logger.exception("dashboard error on %s", request.url.path)
+        said = redact_text(f"{type(exc).__name__}: {exc}")
         if request.url.path.startswith("/api/"):
-            return JSONResponse({"detail": f"{type(exc).__name__}: {exc}"}, status_code=500)
-        return HTMLResponse(page("Something went wrong", "", notice(f"{type(exc).__name__}: {exc}", "error")),
-                            status_code=500)
+            return JSONResponse({"detail": said}, status_code=500)
+        return HTMLResponse(page("Something went wrong", "", notice(said, "error")), status_code=500)
 
     @app.get("/healthz")
     def healthz() -> dict:
@@ -138,7 +140,7 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
         try:
             res = move_alias(settings, action, alias, version, ws)
         except KnnclipError as exc:
-            return 409, str(exc), None
+            return 409, redact_text(exc), None
         if action == "rollback":
             return 200, f"alias {alias} rolled back to version {res['version']} (was {res['previous']}).", res
         if not res.get("changed", True):
@@ -185,7 +187,7 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
         try:
             return JSONResponse(release_diff(settings, a, b, ws))
         except KnnclipError as exc:
-            return JSONResponse({"detail": str(exc)}, status_code=404)
+            return JSONResponse({"detail": redact_text(exc)}, status_code=404)
 
     @app.get("/releases/diff", response_class=HTMLResponse)
     def diff(a: Optional[str] = None, b: Optional[str] = None) -> HTMLResponse:
@@ -196,7 +198,7 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
             try:
                 result = release_diff(settings, a, b, ws)
             except KnnclipError as exc:
-                error, status = str(exc), 404
+                error, status = redact_text(exc), 404
         return HTMLResponse(diff_page(overview["releases"], result, a, b, error), status_code=status)
 
     @app.get("/try", response_class=HTMLResponse)
@@ -211,7 +213,7 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
         try:
             return tryer.segment(data, alias), None, 200
         except KnnclipError as exc:
-            return None, str(exc), _status(exc)
+            return None, redact_text(exc), _status(exc)
 
     @app.post("/try", response_class=HTMLResponse)
     def try_upload(image: Optional[UploadFile] = File(None, description="the image to segment"),

@@ -12,6 +12,7 @@ import urllib.request
 from knnclip_core.cli.common import add_json_flag, emit, workspace_from_args
 from knnclip_core.cli.ingest_cmd import add_reader_flags, reader_kwargs
 from knnclip_core.net import free_port
+from knnclip_core.redact import redact_url
 
 from flows.prefect_env import configure
 
@@ -44,7 +45,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from flows.pipeline import curation_pipeline
 
     use_dask = args.task_runner == "dask"
-    where = os.environ.get("PREFECT_API_URL") or "a temporary local Prefect server (it takes ~10 s to start)"
+    where = redact_url(os.environ.get("PREFECT_API_URL")) or "a temporary local Prefect server (it takes ~10 s to start)"
     print(f"run: starting the pipeline on {where}{' with a Dask cluster' if use_dask or args.dask_address else ''}",
           file=sys.stderr, flush=True)
     result = curation_pipeline(

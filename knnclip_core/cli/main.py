@@ -10,6 +10,7 @@ import sys
 from importlib.metadata import entry_points
 
 from ..errors import KnnclipError
+from ..redact import install_log_redaction, redact_text
 
 CORE_COMMAND_MODULES = [
     "knnclip_core.cli.info_cmd",
@@ -33,7 +34,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _redacting_excepthook(kind, value, tb) -> None:
+    """An unexpected traceback, printed without any credential."""
+    import traceback
+
+    sys.stderr.write(redact_text("".join(traceback.format_exception(kind, value, tb))))
+
+
 def main(argv: list[str] | None = None) -> int:
+    install_log_redaction()
+    sys.excepthook = _redacting_excepthook
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
@@ -44,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except KnnclipError as exc:
-        print(f"knnclip {args.command}: {exc}", file=sys.stderr)
+        print(redact_text(f"knnclip {args.command}: {exc}"), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
