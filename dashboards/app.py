@@ -21,6 +21,7 @@ from knnclip_core.api_docs import serve_offline_docs
 from knnclip_core.config import Settings, load_settings
 from knnclip_core.errors import InputError, KnnclipError
 from knnclip_core.redact import install_log_redaction, redact_text
+from knnclip_core.segment.upload_guard import MULTIPART_SLACK, GuardLimits, UploadGuard, UploadTooLarge
 from knnclip_core.workspace import Workspace
 
 from knnclip_core.catalog.queries import quarantine_item
@@ -39,6 +40,12 @@ from .tryit import NoReleaseError, TryService, alias_choices, release_versions
 logger = logging.getLogger(__name__)
 
 ALIAS_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+UPLOAD_PATHS = frozenset({"/try", "/api/try"})  # guarded as the worker's /segment is
+
+
+def upload_limit(settings: Settings) -> int:
+    """Largest accepted upload in bytes (worker.max_upload_mb, as the worker)."""
+    return int(settings.worker.max_upload_mb * 1024 * 1024)
 
 
 def _held_aliases(settings: Settings) -> dict:
@@ -54,8 +61,10 @@ def _held_aliases(settings: Settings) -> dict:
 def _status(exc: KnnclipError) -> int:
     if isinstance(exc, NoReleaseError):
         return 404
+    if isinstance(exc, UploadTooLarge):
+        return 413
     if isinstance(exc, InputError):
-        return 413 if "larger than" in str(exc) or "more than the limit" in str(exc) else 400
+        return 400
     return 422
 
 
@@ -70,6 +79,11 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
     serve_offline_docs(app)  # /docs without a CDN
     app.state.settings = settings
     app.state.try_service = tryer
+    # the worker's guard on the upload paths: a declared length over the limit is 413 at once and a
+    # streamed (chunked) body is cut off there, before anything is parsed or spooled to disk
+    wcfg = settings.worker
+    app.add_middleware(UploadGuard, limits=GuardLimits(None, upload_limit(settings) + MULTIPART_SLACK,
+                                                       wcfg.body_timeout_s, guarded_paths=UPLOAD_PATHS))
 
     @app.exception_handler(Exception)
     async def crashed(request: Request, exc: Exception):
@@ -240,5 +254,4 @@ def _read(image: Optional[UploadFile], settings: Settings) -> bytes:
     """Bytes of the upload, at most one byte past the limit (so too large is detected, not read whole)."""
     if image is None:
         return b""
-    limit = int(settings.worker.max_upload_mb * 1024 * 1024)
-    return image.file.read(limit + 1)
+    return image.file.read(upload_limit(settings) + 1)
