@@ -91,6 +91,7 @@ class WorkerConfig(_Section):
     max_pixels: int = Field(40_000_000, gt=0, description="Largest accepted image, in pixels.")
     max_side: Optional[int] = Field(1024, ge=1, description="Uploads with a longer side are decoded at reduced scale to this size (None: full size).")
     body_timeout_s: float = Field(60.0, gt=0.0, description="Seconds a client has to send a whole request body (slow bodies get 408).")
+    header_timeout_s: float = Field(10.0, gt=0.0, description="Seconds a client has to send a request's line and headers; slower connections are closed (slowloris).")
     metrics_public: bool = Field(False, description="True: GET /metrics answers without the worker token (for Prometheus scrapers); every other path still needs it.")
     proposal_options: dict = Field(default_factory=dict, description="Keyword options of the proposal generator, e.g. {max_regions: 128, n_segments: 400} for slic, {rows: 4, cols: 4} for grid.")
 
