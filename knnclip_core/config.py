@@ -96,6 +96,17 @@ class WorkerConfig(_Section):
     proposal_options: dict = Field(default_factory=dict, description="Keyword options of the proposal generator, e.g. {max_regions: 128, n_segments: 400} for slic, {rows: 4, cols: 4} for grid.")
 
 
+def token_problem(token: Optional[str]) -> Optional[str]:
+    """Why `token` cannot be a bearer token (blank, not printable ASCII), or None (None: no token)."""
+    if token is None:
+        return None
+    if not token.strip():
+        return "is blank (unset it for no token, or set one of printable ASCII characters)"
+    if not token.isascii() or not token.isprintable() or token != token.strip():
+        return "must be printable ASCII without surrounding spaces (HTTP headers cannot carry others)"
+    return None
+
+
 class Settings(BaseSettings):
     """All knnclip settings. Secrets and URIs come from the environment, never from git."""
 
@@ -127,12 +138,9 @@ class Settings(BaseSettings):
     @field_validator("worker_token")
     @classmethod
     def _token_is_sendable(cls, value: Optional[str]) -> Optional[str]:
-        if value is None:
-            return value
-        if not value.strip():
-            raise ValueError("is blank (unset it for no token, or set one of printable ASCII characters)")
-        if not value.isascii() or not value.isprintable() or value != value.strip():
-            raise ValueError("must be printable ASCII without surrounding spaces (HTTP headers cannot carry others)")
+        problem = token_problem(value)
+        if problem:
+            raise ValueError(problem)
         return value
 
     @classmethod
