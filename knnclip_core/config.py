@@ -21,7 +21,7 @@ from typing import Any, Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
-from .config_errors import ConfigError, explain_validation_error, read_yaml
+from .config_errors import ConfigError, explain_settings_error, explain_validation_error, read_yaml
 
 REPO_CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 DEFAULT_CONFIG_FILE = REPO_CONFIGS / "default.yaml"
@@ -238,10 +238,8 @@ def load_settings(config_file: str | Path | None = None, preset: Optional[str] =
         return Settings(**overrides)
     except ValidationError as exc:
         raise ConfigError(explain_validation_error(exc, Settings, yaml_layers(), overrides)) from None
-    except SettingsError as exc:  # a KNNCLIP_<SECTION> variable that is not JSON
-        field = str(exc).split('"')[1] if str(exc).count('"') >= 2 else "?"
-        raise ConfigError(f"environment variable KNNCLIP_{field.upper()}: {field}: expected a JSON object; set one "
-                          f"key with KNNCLIP_{field.upper()}__KEY=value instead") from None
+    except SettingsError as exc:  # a KNNCLIP_<SECTION> (or mapping) variable that is not JSON
+        raise ConfigError(explain_settings_error(exc, Settings)) from None
     finally:
         _CONFIG_FILE.reset(token)
         _PRESET.reset(ptoken)

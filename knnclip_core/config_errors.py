@@ -132,6 +132,32 @@ def _source(loc: Sequence[str], layers: Sequence[tuple[str, Mapping]], overrides
     return "the settings"
 
 
+def explain_settings_error(exc, settings_cls, environ: Optional[Mapping[str, str]] = None) -> str:
+    """One sentence for pydantic-settings' SettingsError: the KNNCLIP_* variable of a section or
+    of a mapping setting whose value is not the JSON object it must be."""
+    import json
+
+    environ = os.environ if environ is None else environ
+    text = str(exc)
+    field = text.split('"')[1] if text.count('"') >= 2 else ""
+    for var in sorted(environ):
+        if not var.upper().startswith(f"KNNCLIP_{field.upper()}"):
+            continue
+        loc = tuple(p.lower() for p in var[len("KNNCLIP_"):].split("__"))
+        model, leaf = settings_cls, None
+        for part in loc:
+            leaf = _fields(model).get(part) if model is not None else None
+            model = _sub_model(model, part) if model is not None else None
+        if leaf is None or not (model is not None or leaf.annotation is dict):
+            continue
+        try:
+            json.loads(environ[var])
+        except ValueError:
+            return (f"environment variable {var}: {'.'.join(loc)}: expected a JSON object such as {{\"key\": 1}}"
+                    + (f"; or set one key with {var}__KEY=value" if model is not None else ""))
+    return redact_text(f"a KNNCLIP_{field.upper()} variable is not valid JSON ({text})")
+
+
 def explain_validation_error(exc, settings_cls, layers: Sequence[tuple[str, Mapping]], overrides: Mapping,
                              environ: Optional[Mapping[str, str]] = None) -> str:
     """One sentence for the first error of a pydantic ValidationError of `settings_cls`: where the
