@@ -141,3 +141,30 @@ def install_log_redaction() -> None:
 
     logging.setLogRecordFactory(factory)
     _installed = True
+
+
+def redact_exception(exc: BaseException) -> BaseException:
+    """`exc` with the text of its args (and an MLflow-style `message`) redacted, in place; returns it.
+    For errors that leave the process as text another program stores (Prefect state messages)."""
+    try:
+        exc.args = tuple(redact_text(a) if isinstance(a, str) else a for a in exc.args)
+        if isinstance(getattr(exc, "message", None), str):
+            exc.message = redact_text(exc.message)
+    except Exception:  # noqa: BLE001 - an exception that refuses new args keeps its own
+        pass
+    return exc
+
+
+def redacting(func):
+    """Decorator: the call's log records and any exception it raises carry no credential
+    (installs the log redaction in the process that runs it, e.g. a Dask worker)."""
+    import functools
+
+    @functools.wraps(func)
+    def call(*args, **kwargs):
+        install_log_redaction()
+        try:
+            return func(*args, **kwargs)
+        except Exception as exc:
+            raise redact_exception(exc)
+    return call

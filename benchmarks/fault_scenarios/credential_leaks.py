@@ -61,7 +61,8 @@ def url_settings(secret: str, port: int) -> dict[str, dict[str, str]]:
 COMMANDS = {  # setting -> commands that use it
     "mlflow": [["releases", "list"], ["releases", "show", "1"], ["releases", "diff", "1", "2"],
                ["releases", "promote", "1", "--alias", "production"], ["releases", "rollback"],
-               ["releases", "list", "--json"], ["worker", "segment", "{image}"], ["publish"]],
+               ["releases", "list", "--json"], ["worker", "segment", "{image}"], ["publish"],
+               ["run", "{data}"]],  # a temporary Prefect server: its database and logs are scanned too
     "catalog": [["info"], ["info", "--json"], ["ingest", "{data}"], ["memory", "stats"], ["quarantine", "list"],
                 ["embed"], ["curate"], ["forget", "--dataset", "d", "--allow-unknown"]],
     "lock": [["curate"], ["forget", "--dataset", "d", "--allow-unknown"], ["unforget", "--dataset", "d"],
@@ -140,6 +141,7 @@ def cli_cases(t: Tally, workdir: Path, port: int, data: Path, image: Path) -> No
             except subprocess.TimeoutExpired as exc:
                 out = f"{exc.stdout or ''}{exc.stderr or ''} (timed out)"
             t.check(f"cli {name}: knnclip {' '.join(argv)}", out if isinstance(out, str) else out.decode(errors="replace"))
+        scan_files(t, f"cli {name} files", workdir / f"cli-{name}")
 
 
 def dashboard_cases(t: Tally, workdir: Path, port: int, png: bytes) -> None:
@@ -208,9 +210,14 @@ def stored_cases(t: Tally, workdir: Path, port: int) -> None:
     t.check("pipeline output", res.stdout + res.stderr)
     if res.returncode != 0:
         t.failures.append({"case": "pipeline", "excerpt": res.stderr[-600:]})
+    scan_files(t, "stored", home)
+
+
+def scan_files(t: Tally, label: str, home: Path) -> None:
+    """One case per file under `home` (catalog, memory, MLflow store and artifacts, Prefect's
+    database and logs, reports): its bytes must not hold the sentinel."""
     for path in sorted(p for p in home.rglob("*") if p.is_file()):
-        raw = path.read_bytes()
-        t.check(f"stored {path.relative_to(home)}", raw.decode("latin-1"))
+        t.check(f"{label} {path.relative_to(home)}", path.read_bytes().decode("latin-1"), traceback_ok=True)
 
 
 def run(workdir: Path, cases: int = 0, seed: int = 0) -> dict:
