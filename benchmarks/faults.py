@@ -66,7 +66,7 @@ def run_scenarios(workdir: Path, names: Optional[list[str]] = None, cases: Optio
               file=sys.stderr, flush=True)
     report["cases"] = sum(r["cases"] for r in report["scenarios"].values())
     report["lost_or_corrupted"] = sum(r["lost_or_corrupted"] for r in report["scenarios"].values())
-    report["tracebacks"] = sum(r["tracebacks"] or 0 for r in report["scenarios"].values())
+    report.update({k: sum(r.get(k) or 0 for r in report["scenarios"].values()) for k in ("tracebacks", "leaks")})
     report["seconds"] = round(time.perf_counter() - t0, 1)
     return report
 

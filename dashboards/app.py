@@ -20,6 +20,8 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from knnclip_core.api_docs import serve_offline_docs
 from knnclip_core.config import Settings, load_settings
 from knnclip_core.errors import InputError, KnnclipError
+from knnclip_core.redact import install_log_redaction, redact_text
+from knnclip_core.segment.upload_guard import MULTIPART_SLACK, GuardLimits, UploadGuard, UploadTooLarge
 from knnclip_core.workspace import Workspace
 
 from knnclip_core.catalog.queries import quarantine_item
@@ -38,6 +40,12 @@ from .tryit import NoReleaseError, TryService, alias_choices, release_versions
 logger = logging.getLogger(__name__)
 
 ALIAS_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+UPLOAD_PATHS = frozenset({"/try", "/api/try"})  # guarded as the worker's /segment is
+
+
+def upload_limit(settings: Settings) -> int:
+    """Largest accepted upload in bytes (worker.max_upload_mb, as the worker)."""
+    return int(settings.worker.max_upload_mb * 1024 * 1024)
 
 
 def _held_aliases(settings: Settings) -> dict:
@@ -53,13 +61,16 @@ def _held_aliases(settings: Settings) -> dict:
 def _status(exc: KnnclipError) -> int:
     if isinstance(exc, NoReleaseError):
         return 404
+    if isinstance(exc, UploadTooLarge):
+        return 413
     if isinstance(exc, InputError):
-        return 413 if "larger than" in str(exc) or "more than the limit" in str(exc) else 400
+        return 400
     return 422
 
 
 def create_app(settings: Optional[Settings] = None) -> FastAPI:
     """The dashboard app over the workspace of `settings` (default: load_settings())."""
+    install_log_redaction()  # no credential of a URL setting in the dashboard's log
     settings = settings or load_settings()
     ws = Workspace.from_settings(settings)
     tryer = TryService(settings)
@@ -68,14 +79,19 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
     serve_offline_docs(app)  # /docs without a CDN
     app.state.settings = settings
     app.state.try_service = tryer
+    # the worker's guard on the upload paths: a declared length over the limit is 413 at once and a
+    # streamed (chunked) body is cut off there, before anything is parsed or spooled to disk
+    wcfg = settings.worker
+    app.add_middleware(UploadGuard, limits=GuardLimits(None, upload_limit(settings) + MULTIPART_SLACK,
+                                                       wcfg.body_timeout_s, guarded_paths=UPLOAD_PATHS))
 
     @app.exception_handler(Exception)
     async def crashed(request: Request, exc: Exception):
         logger.exception("dashboard error on %s", request.url.path)
+        said = redact_text(f"{type(exc).__name__}: {exc}")
         if request.url.path.startswith("/api/"):
-            return JSONResponse({"detail": f"{type(exc).__name__}: {exc}"}, status_code=500)
-        return HTMLResponse(page("Something went wrong", "", notice(f"{type(exc).__name__}: {exc}", "error")),
-                            status_code=500)
+            return JSONResponse({"detail": said}, status_code=500)
+        return HTMLResponse(page("Something went wrong", "", notice(said, "error")), status_code=500)
 
     @app.get("/healthz")
     def healthz() -> dict:
@@ -138,7 +154,7 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
         try:
             res = move_alias(settings, action, alias, version, ws)
         except KnnclipError as exc:
-            return 409, str(exc), None
+            return 409, redact_text(exc), None
         if action == "rollback":
             return 200, f"alias {alias} rolled back to version {res['version']} (was {res['previous']}).", res
         if not res.get("changed", True):
@@ -185,7 +201,7 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
         try:
             return JSONResponse(release_diff(settings, a, b, ws))
         except KnnclipError as exc:
-            return JSONResponse({"detail": str(exc)}, status_code=404)
+            return JSONResponse({"detail": redact_text(exc)}, status_code=404)
 
     @app.get("/releases/diff", response_class=HTMLResponse)
     def diff(a: Optional[str] = None, b: Optional[str] = None) -> HTMLResponse:
@@ -196,7 +212,7 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
             try:
                 result = release_diff(settings, a, b, ws)
             except KnnclipError as exc:
-                error, status = str(exc), 404
+                error, status = redact_text(exc), 404
         return HTMLResponse(diff_page(overview["releases"], result, a, b, error), status_code=status)
 
     @app.get("/try", response_class=HTMLResponse)
@@ -211,7 +227,7 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
         try:
             return tryer.segment(data, alias), None, 200
         except KnnclipError as exc:
-            return None, str(exc), _status(exc)
+            return None, redact_text(exc), _status(exc)
 
     @app.post("/try", response_class=HTMLResponse)
     def try_upload(image: Optional[UploadFile] = File(None, description="the image to segment"),
@@ -238,5 +254,4 @@ def _read(image: Optional[UploadFile], settings: Settings) -> bytes:
     """Bytes of the upload, at most one byte past the limit (so too large is detected, not read whole)."""
     if image is None:
         return b""
-    limit = int(settings.worker.max_upload_mb * 1024 * 1024)
-    return image.file.read(limit + 1)
+    return image.file.read(upload_limit(settings) + 1)

@@ -14,6 +14,7 @@ from sqlmodel import select
 from knnclip_core.catalog import Dataset, Image, IngestBatch, Quarantine, Segment, session_scope
 from knnclip_core.catalog.queries import catalog_missing as sqlite_missing
 from knnclip_core.config import Settings
+from knnclip_core.redact import redact_text, redact_url
 from knnclip_core.memory.resolve import memory_embedder_ids
 from knnclip_core.memory.stats import memory_history, table_stats
 from knnclip_core.workspace import Workspace
@@ -24,7 +25,7 @@ MAX_BATCHES = 200  # most recent ingest batches listed
 
 
 def _error(exc: Exception) -> str:
-    return str(exc) or type(exc).__name__
+    return redact_text(str(exc) or type(exc).__name__)
 
 
 def catalog_summary(ws: Workspace, max_batches: int = MAX_BATCHES) -> dict:
@@ -93,5 +94,5 @@ def memory_overview(settings: Settings, ws: Optional[Workspace] = None) -> dict:
         out["catalog"] = catalog_summary(ws)
     except Exception as exc:  # noqa: BLE001
         logger.exception("catalog unreadable")
-        out["errors"].append(f"catalog {ws.catalog_url}: {_error(exc)}")
+        out["errors"].append(f"catalog {redact_url(ws.catalog_url)}: {_error(exc)}")
     return out

@@ -10,6 +10,7 @@ from typing import Optional
 
 from knnclip_core.config import Settings
 from knnclip_core.errors import KnnclipError
+from knnclip_core.redact import redact_obj, redact_text
 from knnclip_core.workspace import Workspace
 
 from .data import sqlite_missing
@@ -60,8 +61,8 @@ def releases_overview(settings: Settings, ws: Optional[Workspace] = None) -> dic
             out["alias_history"][alias] = {"stack": hist["stack"], "log": list(reversed(hist["log"]))}
     except Exception as exc:  # noqa: BLE001 - shown on the page instead of a 500
         logger.exception("registry unreadable")
-        out["error"] = str(exc) or type(exc).__name__
-    return out
+        out["error"] = redact_text(str(exc) or type(exc).__name__)
+    return redact_obj(out)  # no credential of a URL setting reaches a page
 
 
 def release_diff(settings: Settings, a: str, b: str, ws: Optional[Workspace] = None) -> dict:
@@ -72,7 +73,11 @@ def release_diff(settings: Settings, a: str, b: str, ws: Optional[Workspace] = N
         raise KnnclipError("there are no releases yet; publish one with `knnclip publish`.")
     from registry.releases import diff_releases
 
-    return diff_releases(ctx, a, b)
+    try:
+        return redact_obj(diff_releases(ctx, a, b))
+    except KnnclipError as exc:
+        exc.args = (redact_text(exc),)
+        raise
 
 
 def move_alias(settings: Settings, action: str, alias: str, version: Optional[str] = None,
@@ -86,6 +91,8 @@ def move_alias(settings: Settings, action: str, alias: str, version: Optional[st
         raise KnnclipError("there are no releases yet; publish one with `knnclip publish`.")
     from registry.releases import promote, rollback
 
-    if action == "promote":
-        return promote(ctx, version, alias=alias)
-    return rollback(ctx, alias=alias)
+    try:
+        return redact_obj(promote(ctx, version, alias=alias) if action == "promote" else rollback(ctx, alias=alias))
+    except KnnclipError as exc:
+        exc.args = (redact_text(exc),)
+        raise

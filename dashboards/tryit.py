@@ -18,7 +18,7 @@ from knnclip_core.classnames import display_name
 from knnclip_core.config import Settings
 from knnclip_core.errors import InputError, KnnclipError
 from knnclip_core.segment.render import UNKNOWN_NAME, overlay_image, palette, png_bytes, unknown_mask
-from knnclip_core.segment.upload_guard import decode_upload
+from knnclip_core.segment.upload_guard import UploadTooLarge, decode_upload
 
 from knnclip_core.catalog.queries import segment_sources
 from knnclip_core.workspace import Workspace
@@ -90,7 +90,7 @@ class TryService:
         if not data:
             raise InputError("choose an image file to upload first.")
         if len(data) > max_bytes:
-            raise InputError(f"the upload is larger than {wcfg.max_upload_mb} MB.")
+            raise UploadTooLarge(f"the upload is larger than {wcfg.max_upload_mb} MB.")
         pixels, scale = decode_upload(data, wcfg.max_pixels, wcfg.max_side)  # as the worker: big photos at reduced scale
         with self._lock:
             rel = self._release(alias)

@@ -12,6 +12,7 @@ import urllib.request
 from knnclip_core.cli.common import add_json_flag, emit, workspace_from_args
 from knnclip_core.cli.ingest_cmd import add_reader_flags, reader_kwargs
 from knnclip_core.net import free_port
+from knnclip_core.redact import redact_text, redact_url
 
 from flows.prefect_env import configure
 
@@ -44,9 +45,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     from flows.pipeline import curation_pipeline
 
     use_dask = args.task_runner == "dask"
-    where = os.environ.get("PREFECT_API_URL") or "a temporary local Prefect server (it takes ~10 s to start)"
+    where = redact_url(os.environ.get("PREFECT_API_URL")) or "a temporary local Prefect server (it takes ~10 s to start)"
     print(f"run: starting the pipeline on {where}{' with a Dask cluster' if use_dask or args.dask_address else ''}",
           file=sys.stderr, flush=True)
+    if os.environ.get("PREFECT_API_URL"):
+        _check_prefect_api(os.environ["PREFECT_API_URL"])
     result = curation_pipeline(
         path=args.path, format=args.format, backbone=args.backbone, budget_vectors=args.budget_vectors,
         budget_mb=args.budget_mb, strategy=args.strategy, dedup_threshold=args.dedup_threshold, alias=args.alias,
@@ -65,6 +68,24 @@ def cmd_run(args: argparse.Namespace) -> int:
         human.append(f"promoted: version {result['promoted']['version']} -> {result['promoted']['alias']}")
     emit(args, result, "\n".join(human))
     return 0
+
+
+def _check_prefect_api(url: str, timeout: float = 10.0) -> None:
+    """Raise KnnclipError (one sentence, the URL without its password) when the Prefect API at
+    `url` does not answer its health check."""
+    from knnclip_core.errors import KnnclipError
+
+    try:
+        from prefect.client.orchestration import get_client
+
+        with get_client(sync_client=True) as client:
+            failure = client.api_healthcheck()
+    except Exception as exc:  # noqa: BLE001 - any failure to reach it is the same sentence
+        failure = exc
+    if failure is not None:
+        raise KnnclipError(redact_text(f"the Prefect API at {url} cannot be reached ({type(failure).__name__}: "
+                                       f"{str(failure)[:200]}); check PREFECT_API_URL, or unset it for a "
+                                       "temporary local server"))
 
 
 def start_local_server(timeout: float = 90.0) -> tuple[subprocess.Popen, str]:

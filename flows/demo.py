@@ -12,6 +12,7 @@ from pathlib import Path
 
 from knnclip_core.cli.main import main as knnclip
 from knnclip_core.config import load_settings
+from knnclip_core.redact import redact_url
 from knnclip_core.sample_data import write_sample_dataset
 from knnclip_core.workspace import Workspace
 
@@ -56,7 +57,7 @@ def run_demo() -> int:
     venv = Path(sys.executable).parent
     print(f"""
 Done. Everything is in {ws.home}:
-  catalog       {ws.catalog_url}
+  catalog       {redact_url(ws.catalog_url)}
   memory        {ws.memory_dir}   (LanceDB)
   releases      {ws.mlflow_dir}   (MLflow registry)
   validation    {ws.data_docs_dir / 'index.html'}

@@ -17,6 +17,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from knnclip_core.config import Settings, load_settings
 from knnclip_core.errors import KnnclipError, VerificationError
 from knnclip_core.fingerprint import source_fingerprint
+from knnclip_core.redact import redact_text
 from knnclip_core.workspace import Workspace
 
 from flows.reports import class_table, diff_line, embed_line, pipeline_markdown, promote_line
@@ -132,8 +133,8 @@ def curation_pipeline(path: Optional[str] = None, format: str = "auto", backbone
         stage(diff_line(diff))
     promoted, refusal = _promote(s, release["version"], promote_to)
     create_markdown_artifact(key="knnclip-run-summary",
-                             markdown=pipeline_markdown(ingests, embedded, curation, release, diff,
-                                                        promoted or refusal),
+                             markdown=redact_text(pipeline_markdown(ingests, embedded, curation, release, diff,
+                                                                    promoted or refusal)),
                              description="knnclip curation pipeline summary")
     table = class_table(curation)
     if table:

@@ -3,7 +3,9 @@ summary and the per-class table (Prefect artifacts). Pure functions of the stage
 from __future__ import annotations
 
 from typing import Optional
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote
+
+from knnclip_core.redact import redact_url
 
 STATE_COLUMNS = ("rows", "kept", "duplicate", "conflict", "over_budget", "forgotten")
 
@@ -104,15 +106,7 @@ def promote_line(p: Optional[dict]) -> str:
 
 def redact_uri(uri: str) -> str:
     """`uri` without a password (artifacts and logs are readable by everyone on the server)."""
-    try:
-        parts = urlsplit(uri)
-    except ValueError:
-        return uri
-    if parts.password is None:
-        return uri
-    host = parts.hostname or ""
-    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+    return redact_url(uri)
 
 
 def mlflow_links(release: dict) -> list[str]:

@@ -10,6 +10,8 @@ from typing import Callable, Optional
 from prefect import get_run_logger
 from prefect.exceptions import MissingContextError
 
+from knnclip_core.redact import redact_text
+
 RUN_LOGGERS = ("prefect.flow_runs", "prefect.task_runs")
 
 
@@ -50,6 +52,7 @@ def run_logger() -> Optional[logging.LoggerAdapter]:
 def stage(message: str, echo: bool = True) -> None:
     """Log `message` in the current run; also print it to stderr when `echo` (False where
     another run already printed the same line, e.g. a parent repeating a subflow's line)."""
+    message = redact_text(message)
     log = run_logger()
     if log is not None:
         log.info(message)

@@ -15,6 +15,7 @@ from prefect.concurrency.sync import concurrency
 
 from knnclip_core.config import Settings
 from knnclip_core.errors import KnnclipError
+from knnclip_core.redact import redacting
 from knnclip_core.workspace import Workspace
 
 from flows.reports import curate_line, embed_line, ingest_line, publish_line, redact_uri
@@ -64,6 +65,7 @@ def settings_of(d: dict) -> Settings:
 
 
 @task(name="ingest", **IO_RETRIES)
+@redacting
 def ingest_task(settings: dict, path: str, fmt: str, reader: dict, min_area: Optional[int], fingerprint: str) -> dict:
     """Ingest one source; its summary is cached as JSON by its inputs, the source's fingerprint
     included, so a rerun after a kill skips sources already ingested."""
@@ -97,6 +99,7 @@ def _batch_done(ws: Workspace, batch_id) -> bool:
 
 
 @task(name="embed", **IO_RETRIES)
+@redacting
 def embed_task(settings: dict, backbone: Optional[str], device: Optional[str], batch_size: Optional[int],
                shard: tuple[int, int] = (0, 1)) -> dict:
     """Embed the segments of one shard not yet in the memory (resumable by design)."""
@@ -115,6 +118,7 @@ def embed_task(settings: dict, backbone: Optional[str], device: Optional[str], b
 
 
 @task(name="curate", **IO_RETRIES)
+@redacting
 def curate_task(settings: dict, backbone: Optional[str], options: dict) -> dict:
     """Curate the memory (deterministic: the same rows and rules give the same states)."""
     from knnclip_core.memory.curate import curate
@@ -126,6 +130,7 @@ def curate_task(settings: dict, backbone: Optional[str], options: dict) -> dict:
 
 
 @task(name="publish", **IO_RETRIES)
+@redacting
 def publish_task(settings: dict, backbone: Optional[str], alias: Optional[str], index: Optional[str]) -> dict:
     """Publish the kept memory as a release (returns the existing one when unchanged), with
     where its MLflow run lives ('tracking_uri', 'experiment_id') for the run summary."""
@@ -142,6 +147,7 @@ def publish_task(settings: dict, backbone: Optional[str], alias: Optional[str], 
 
 
 @task(name="diff", **IO_RETRIES)
+@redacting
 def diff_task(settings: dict, a: int, b: int) -> dict:
     from registry.releases import diff_releases
     from registry.store import open_registry
@@ -150,6 +156,7 @@ def diff_task(settings: dict, a: int, b: int) -> dict:
 
 
 @task(name="promote", **IO_RETRIES)
+@redacting
 def promote_task(settings: dict, version: int, alias: str, force: bool = False) -> dict:
     from registry.releases import promote
     from registry.store import open_registry

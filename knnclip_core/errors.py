@@ -9,6 +9,10 @@ class InputError(KnnclipError):
     """The input could not be read at all (missing path, unknown format, bad JSON)."""
 
 
+class ConfigError(InputError):
+    """A config file, preset or KNNCLIP_* variable is wrong (named in the message with the key)."""
+
+
 class WeightsNotFoundError(KnnclipError):
     """Model weights are not available offline."""
 

@@ -13,6 +13,7 @@ from functools import lru_cache
 from typing import Iterator
 
 from .errors import BusyError, KnnclipError
+from .redact import redact_url
 
 logger = logging.getLogger(__name__)
 
@@ -59,13 +60,8 @@ def _engine(url: str):
 
 
 def safe_url(url: str) -> str:
-    """`url` with its password hidden, for messages."""
-    from sqlalchemy.engine import make_url
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - a message must never fail
-        return url.split("@")[-1]
+    """`url` with its password hidden, for messages (knnclip_core.redact)."""
+    return redact_url(url)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from .errors import InputError
+
 # (name, base RGB, texture) - a class keeps its name, colour and texture forever.
 CLASS_STYLES = [
     ("sky", (110, 160, 230), "gradient"), ("grass", (60, 150, 50), "noise"), ("water", (30, 80, 160), "waves"),
@@ -81,8 +83,12 @@ def render(labels: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
 
 def write_sample_dataset(out: str | Path, images: int = 24, classes: int = 5, seed: int = 0,
                          size: tuple[int, int] = (96, 128)) -> Path:
-    """Write OUT/images/*.png, OUT/masks/*.png and OUT/classes.txt; returns OUT."""
-    assert 1 <= classes <= 255 and images >= 1
+    """Write OUT/images/*.png, OUT/masks/*.png and OUT/classes.txt; returns OUT.
+    Raises InputError for a class count outside 1..255 (8-bit masks) or fewer than one image."""
+    if not 1 <= classes <= 255:
+        raise InputError(f"--classes must be 1 to 255 (the masks are 8-bit PNGs), not {classes}")
+    if images < 1:
+        raise InputError(f"--images must be 1 or more, not {images}")
     out = Path(out)
     (out / "images").mkdir(parents=True, exist_ok=True)
     (out / "masks").mkdir(parents=True, exist_ok=True)

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Optional
 
 from .config import Settings
+from .errors import ConfigError
 from .pg_lock import is_postgres_url
 
 
@@ -20,11 +21,11 @@ class Workspace:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Workspace":
-        """The workspace of `settings`. Raises ValueError for a lock URL that is not PostgreSQL."""
+        """The workspace of `settings`. Raises ConfigError (a ValueError too) for a lock URL that is not PostgreSQL."""
         home = Path(settings.home).expanduser().resolve()
         url = settings.catalog_url or f"sqlite:///{home / 'catalog.db'}"
         if settings.lock_url and not is_postgres_url(settings.lock_url):
-            raise ValueError("KNNCLIP_LOCK_URL must be a PostgreSQL URL (postgresql+psycopg://user@host:port/db)")
+            raise _LockUrlError("KNNCLIP_LOCK_URL must be a PostgreSQL URL (postgresql+psycopg://user@host:port/db)")
         return cls(home=home, catalog_url=url, memory_location=(settings.memory_uri or "").rstrip("/"),
                    lock_url=settings.lock_url or "")
 
@@ -79,5 +80,13 @@ class Workspace:
     def ensure(self) -> "Workspace":
         local = (Path(self.memory_uri),) if self.memory_is_local else ()
         for path in (self.home, *local, self.reports_dir, self.cache_dir, self.lock_dir):
-            path.mkdir(parents=True, exist_ok=True)
+            try:
+                path.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ConfigError(f"cannot make the workspace folder {path} (KNNCLIP_HOME or --home): "
+                                  f"{exc.strerror or exc}") from None
         return self
+
+
+class _LockUrlError(ConfigError, ValueError):
+    """KNNCLIP_LOCK_URL is not a PostgreSQL URL (a ValueError, as it always was)."""

@@ -8,6 +8,7 @@ import json
 from knnclip_core.classnames import display_name
 from knnclip_core.cli.common import add_json_flag, emit, workspace_from_args
 from knnclip_core.errors import KnnclipError
+from knnclip_core.redact import redact_text
 
 
 def _one_sentence(func):
@@ -20,7 +21,7 @@ def _one_sentence(func):
             return func(args)
         except MlflowException as exc:
             first = (str(getattr(exc, "message", exc)).strip().splitlines() or ["unknown error"])[0]
-            raise KnnclipError(f"the model registry refused the request: {first[:300]}") from None
+            raise KnnclipError(f"the model registry refused the request: {redact_text(first)[:300]}") from None
     return run
 
 

@@ -115,8 +115,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Serve the release an alias points at over HTTP, following the alias (hot reload)."""
-    import uvicorn
-
+    from knnclip_core.segment.http_server import serve
     from knnclip_core.segment.release import EmbedderCache, LocalSnapshotSource
     from knnclip_core.segment.service import create_app
 
@@ -134,7 +133,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     watcher = app.state.watcher
     watcher.on_change = announce_releases(watcher.on_change, sys.stderr)
     print(serve_banner(args.host, args.port, following, watcher.poll_seconds, settings), file=sys.stderr, flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info" if args.verbose else "warning")
+    serve(app, args.host, args.port, settings.worker.header_timeout_s, "info" if args.verbose else "warning")
     return 0
 
 

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from knnclip_core.redact import redact_obj, redact_text
 from knnclip_core.segment.eval_report import confusion_png, per_class_rows
 
 from .store import RegistryContext
@@ -76,10 +77,10 @@ def record_eval(ctx: RegistryContext, version: int, report: dict, confusion=None
     name = str(dataset.get("dataset") or "dataset")
     exp_id = ctx.experiment_id(EVAL_EXPERIMENT)
     run = client.create_run(exp_id, run_name=f"eval-v{int(version)}-{name}",
-                            tags={RUN_MODEL: ctx.model_name, RUN_VERSION: str(int(version)), RUN_DATASET: name,
-                                  RUN_SOURCE: source,
-                                  "mlflow.note.content": f"Evaluation of models:/{ctx.model_name}/{int(version)} "
-                                                         f"on {name} ({report.get('images')} images)."})
+                            tags=redact_obj({RUN_MODEL: ctx.model_name, RUN_VERSION: str(int(version)), RUN_DATASET: name,
+                                             RUN_SOURCE: source,
+                                             "mlflow.note.content": f"Evaluation of models:/{ctx.model_name}/"
+                                                                    f"{int(version)} on {name} ({report.get('images')} images)."}))
     run_id = run.info.run_id
     try:
         ds_input = _dataset_input(dataset) if dataset else None
@@ -95,7 +96,7 @@ def record_eval(ctx: RegistryContext, version: int, report: dict, confusion=None
                    for k in METRICS if isinstance(report.get(k), (int, float))]
         metrics += [Metric(k, float(report[k]), now, 0) for k in COUNTS if isinstance(report.get(k), (int, float))]
         client.log_batch(run_id, metrics=metrics,
-                         params=[Param(k, str(v)[:6000]) for k, v in all_params.items() if v is not None])
+                         params=[Param(k, redact_text(v)[:6000]) for k, v in all_params.items() if v is not None])
         rows = per_class_rows(report)
         client.log_table(run_id, {"class": [r["name"] for r in rows], "label": [r["class"] for r in rows],
                                   "iou": [r["iou"] for r in rows], "gt_pixels": [r["pixels"] for r in rows]},

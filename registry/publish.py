@@ -24,6 +24,7 @@ from knnclip_core.hashing import sha256_file
 from knnclip_core.index import build_snapshot, verify_snapshot
 from knnclip_core.index.snapshot import MANIFEST_FILE
 from knnclip_core.locks import workspace_lock
+from knnclip_core.redact import redact_obj, redact_text
 from knnclip_core.workspace import Workspace
 
 from . import store
@@ -89,7 +90,7 @@ def publish_snapshot(ctx: RegistryContext, snapshot_dir: str | Path, alias: Opti
                    "build_seconds": manifest["build"]["build_seconds"]}
         if (manifest.get("calibration") or {}).get("threshold") is not None:
             metrics["confidence_threshold"] = manifest["calibration"]["threshold"]  # the release's own T
-        client.log_batch(run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()],
+        client.log_batch(run_id, params=[Param(k, redact_text(v)[:6000]) for k, v in params.items()],
                          metrics=[Metric(k, float(v), 0, 0) for k, v in metrics.items()])
         client.log_artifacts(run_id, str(snapshot_dir), artifact_path=SNAPSHOT_ARTIFACT)
         for report in reports:
@@ -98,7 +99,7 @@ def publish_snapshot(ctx: RegistryContext, snapshot_dir: str | Path, alias: Opti
         latest = ctx.latest_version()
         previous = int(latest.version) if latest is not None else None
         manifest_sha = sha256_file(snapshot_dir / MANIFEST_FILE)
-        record = provenance_record(manifest, manifest_sha, ctx.settings, backbone, fingerprint, previous)
+        record = redact_obj(provenance_record(manifest, manifest_sha, ctx.settings, backbone, fingerprint, previous))
         log_provenance(ctx, run_id, record)
         inputs = dataset_inputs(record["sources"], frames)
         for start in range(0, len(inputs), 100):
@@ -107,9 +108,9 @@ def publish_snapshot(ctx: RegistryContext, snapshot_dir: str | Path, alias: Opti
         if fingerprint:
             tags[store.TAG_FINGERPRINT] = fingerprint
         mv = client.create_model_version(ctx.model_name, source=f"{run.info.artifact_uri}/{SNAPSHOT_ARTIFACT}",
-                                         run_id=run_id, tags=tags,
-                                         description=describe(manifest, record,
-                                                              _changes_since(ctx, previous, manifest, snapshot_dir)))
+                                         run_id=run_id, tags=redact_obj(tags),
+                                         description=redact_text(describe(manifest, record,
+                                                                          _changes_since(ctx, previous, manifest, snapshot_dir))))
         version = int(mv.version)
         client.set_tag(run_id, "knnclip.model_version", str(version))
         moved = move_alias(ctx, alias, version, action="publish") if alias else {"previous": None}

@@ -133,6 +133,29 @@ def default_tracking_uri(ws: Workspace) -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{ws.mlflow_dir / 'mlflow.db'}"
 
 
+def refuse_foreign_artifacts(ws: Workspace, artifact_location: str) -> None:
+    """Raise KnnclipError when the workspace's own MLflow store keeps the artifacts of knnclip's
+    experiments in another folder: the workspace was copied (cp -a) from another one, and
+    publishing here would write into, and read from, the original's artifacts."""
+    import sqlite3
+
+    db = ws.mlflow_dir / "mlflow.db"
+    if not db.is_file():
+        return
+    try:
+        with sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True) as conn:  # knnclip's experiments only
+            rows = conn.execute("SELECT name, artifact_location FROM experiments WHERE name LIKE 'knnclip-%'").fetchall()
+    except sqlite3.Error:
+        return  # the store's own checks report an unreadable store
+    for name, location in rows:
+        if location and location.rstrip("/") != artifact_location.rstrip("/"):
+            raise KnnclipError(
+                f"this workspace's MLflow store {db} keeps the artifacts of experiment {name!r} in {location}, "
+                f"not in {artifact_location}: the workspace was copied from another one (cp -a), so its releases "
+                f"belong to that one; use the original workspace, or move {ws.mlflow_dir} aside to start this "
+                "one with a registry of its own")
+
+
 def open_registry(settings: Optional[Settings] = None, ws: Optional[Workspace] = None,
                   model_name: Optional[str] = None, command: str = "knnclip") -> RegistryContext:
     """Bind an MlflowClient to the configured store (default: SQLite + local artifacts in the
@@ -150,6 +173,8 @@ def open_registry(settings: Optional[Settings] = None, ws: Optional[Workspace] =
     from .schema import ensure_sqlite_schema
 
     ensure_sqlite_schema(ws, uri)  # atomic, locked: a kill or a race cannot leave a half-made store
+    if artifact_location is not None:
+        refuse_foreign_artifacts(ws, artifact_location)
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     return RegistryContext(client, uri, model_name or settings.publish.model_name, settings, ws, artifact_location,
                            command)

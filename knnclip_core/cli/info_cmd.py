@@ -5,6 +5,7 @@ import argparse
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from ..redact import redact_url
 from .common import add_json_flag, emit, workspace_from_args
 
 KEY_PACKAGES = ["knnclip", "torch", "torchvision", "open_clip_torch", "faiss-cpu", "lancedb", "mlflow", "prefect",
@@ -33,7 +34,8 @@ def device_description() -> dict:
 def cmd_info(args: argparse.Namespace) -> int:
     settings, ws = workspace_from_args(args)
     info = {
-        "home": str(ws.home), "catalog": ws.catalog_url, "memory": str(ws.memory_uri), "mlflow": str(ws.mlflow_dir),
+        "home": str(ws.home), "catalog": redact_url(ws.catalog_url), "memory": redact_url(ws.memory_uri),
+        "mlflow": str(ws.mlflow_dir),
         "reports": str(ws.reports_dir), "cache": str(ws.cache_dir), "versions": package_versions(),
         "device": device_description(), "backbone": settings.embed.backbone,
     }

@@ -11,6 +11,7 @@ import sys
 from importlib.metadata import entry_points
 
 from ..errors import KnnclipError
+from ..redact import install_log_redaction, redact_text
 from ..store_errors import explain
 
 CORE_COMMAND_MODULES = [
@@ -36,7 +37,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _redacting_excepthook(kind, value, tb) -> None:
+    """An unexpected traceback, printed without any credential."""
+    import traceback
+
+    sys.stderr.write(redact_text("".join(traceback.format_exception(kind, value, tb))))
+
+
 def main(argv: list[str] | None = None) -> int:
+    install_log_redaction()
+    sys.excepthook = _redacting_excepthook
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
@@ -50,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         err = explain(exc, home=os.environ.get("KNNCLIP_HOME"))
         if err is None and not isinstance(exc, KnnclipError):
             raise
-        print(f"knnclip {args.command}: {err or exc}", file=sys.stderr)
+        print(redact_text(f"knnclip {args.command}: {err or exc}"), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

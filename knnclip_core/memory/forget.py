@@ -27,13 +27,21 @@ from .table import FORGOTTEN, MemoryTable
 logger = logging.getLogger(__name__)
 
 TAG_PREFIX = "forget-"
+MAX_TARGET_CHARS = 512  # a dataset name, batch id or sha256 is far shorter; longer is a mistake
+MAX_RULE_ID = 2 ** 63 - 1  # the catalog's integer ids are 64-bit
 
 
 def _one_target(dataset: Optional[str], batch: Optional[str], image_sha: Optional[str]) -> tuple[str, str]:
     given = [(k, v) for k, v in (("dataset", dataset), ("batch", batch), ("image_sha", image_sha)) if v]
     if len(given) != 1:
         raise InputError("name exactly one of --dataset, --batch or --image-sha")
-    return given[0]
+    kind, value = given[0]
+    if len(value) > MAX_TARGET_CHARS:
+        raise InputError(f"the --{kind.replace('_', '-')} value is {len(value):,} characters long; "
+                         f"at most {MAX_TARGET_CHARS} are accepted")
+    if not value.isprintable():
+        raise InputError(f"the --{kind.replace('_', '-')} value {value[:60]!r} holds control characters")
+    return kind, value
 
 
 def rule_reason(rule_id: int, kind: str, value: str) -> str:
@@ -115,6 +123,9 @@ def unforget(settings: Settings, ws: Workspace, *, dataset: Optional[str] = None
     with session_scope(ws.catalog_url) as s:
         q = sql_select(ForgetRule).where(ForgetRule.active == True)  # noqa: E712
         if rule_id is not None:
+            if not 0 <= int(rule_id) <= MAX_RULE_ID:
+                raise InputError(f"there is no forget rule {rule_id}: rule ids are whole numbers 1 to {MAX_RULE_ID}; "
+                                 "`knnclip memory history` lists them")
             q = q.where(ForgetRule.id == int(rule_id))
         else:
             kind, value = _one_target(dataset, batch, image_sha)

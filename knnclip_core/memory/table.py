@@ -19,9 +19,10 @@ import numpy as np
 import pyarrow as pa
 
 from ..embedders.provenance import dumps, loads
-from ..errors import EmbedderMismatchError
+from ..errors import EmbedderMismatchError, KnnclipError
 from ..objstore import storage_options
 from ..store_errors import StoreError, disk_full, is_no_space, note_table, table_unreadable
+from ..redact import redact_text
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +78,14 @@ def connect(db_uri: str | Path):
     object store's options come from the environment, see objstore)."""
     import lancedb
 
-    return lancedb.connect(str(db_uri), storage_options=storage_options(str(db_uri)))
+    try:
+        return lancedb.connect(str(db_uri), storage_options=storage_options(str(db_uri)))
+    except (OSError, ValueError, RuntimeError) as exc:
+        if "://" not in str(db_uri):
+            raise
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise KnnclipError(redact_text(f"the memory store {db_uri} cannot be reached ({first[:300]}); check "
+                                       "KNNCLIP_MEMORY_URI, the S3 endpoint and its credentials")) from None
 
 
 class MemoryTable:

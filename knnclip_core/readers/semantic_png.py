@@ -14,7 +14,9 @@ MAX_CLASSES_FILE_BYTES = 4_000_000  # a classes file is one name per line; large
 
 def read_classes_file(path: Path) -> list[ClassInfo]:
     """Class list of a classes file: line i names value i (blank lines keep their index);
-    `a|b|c` gives a class its synonyms (shown as `a`, all three in the text ensemble)."""
+    `a|b|c` gives a class its synonyms (shown as `a`, all three in the text ensemble).
+    Raises InputError naming the file and line for a name given on two lines (their labels
+    would merge silently) or a line of separators that names no class."""
     if not path.is_file():
         raise InputError(f"classes file {path} does not exist")
     with open(path, "rb") as f:
@@ -28,7 +30,20 @@ def read_classes_file(path: Path) -> list[ClassInfo]:
         line = raw[:exc.start].count(b"\n") + 1
         raise InputError(f"classes file {path} line {line} is not UTF-8 text (byte {exc.start}); "
                          "save it as UTF-8") from None
-    return [ClassInfo(normalise_class_name(n)) for n in text.splitlines()]
+    out, first_line = [], {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        label = normalise_class_name(line)
+        if not label and line.strip():
+            raise InputError(f"classes file {path} line {number} ({printable(line.strip())[:40]!r}) names no class; "
+                             "leave the line empty for an unused label value")
+        for name in label.split("|") if label else ():
+            if name in first_line:
+                raise InputError(f"classes file {path} line {number} repeats the name {printable(name)[:60]!r} of "
+                                 f"line {first_line[name]}: two label values would become one class; "
+                                 "give each class its own names")
+            first_line[name] = number
+        out.append(ClassInfo(label))
+    return out
 
 
 class SemanticPngReader(Reader):

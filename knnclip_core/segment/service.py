@@ -24,7 +24,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
 from ..api_docs import serve_offline_docs
-from ..errors import InputError, KnnclipError
+from ..config import token_problem
+from ..errors import ConfigError, InputError, KnnclipError
 from .metrics import WorkerMetrics
 from .release import ReleaseSource
 from .render import label_map_image, png_bytes, result_overlay
@@ -85,6 +86,8 @@ def create_app(source: ReleaseSource, settings=None, poll_seconds: Optional[floa
     watcher = ReleaseWatcher(source, poll_seconds or wcfg.poll_seconds, on_change=metrics.on_change)
     metrics.follow(watcher)
     max_bytes = int(wcfg.max_upload_mb * 1024 * 1024)
+    if token_problem(settings.worker_token):  # set after loading: refused at start, not by every request
+        raise ConfigError(f"the worker token (KNNCLIP_WORKER_TOKEN) {token_problem(settings.worker_token)}")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

@@ -102,24 +102,44 @@ def load_tasks(path: str | Path) -> list[EvalTask]:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"tasks file {path} not found")
-    data = read_yaml(path).get("tasks")
+    data = read_yaml(path, "tasks file").get("tasks")
     if not isinstance(data, dict) or not data:
         raise InputError(f"{path}: expected `tasks:` mapping task names to data sets")
     known = {f.name for f in fields(EvalTask)} - {"name"}
     out = []
     for name, entry in data.items():
+        if entry is not None and not isinstance(entry, dict):
+            raise InputError(f"{path}: task {name!r} must be a mapping of {sorted(known)} "
+                             f"(got the {type(entry).__name__} {str(entry)[:60]!r})")
         entry = dict(entry or {})
         unknown = sorted(set(entry) - known)
         if unknown or "path" not in entry:
             raise InputError(f"{path}: task {name!r} " + (f"has unknown keys {unknown}" if unknown else "needs `path`")
                              + f" (known: {sorted(known)})")
+        for key in ("path", "format", "split", "images", "masks", "classes"):
+            if entry.get(key) is not None and not isinstance(entry[key], str):
+                raise InputError(f"{path}: task {name!r}: `{key}` must be a string (got {entry[key]!r:.60})")
         for key in ("path", "images", "masks", "classes"):
             if entry.get(key):
                 p = Path(str(entry[key]))
                 entry[key] = str(p if p.is_absolute() else (path.parent / p).resolve())
-        entry["ignore"] = tuple(int(v) for v in entry.get("ignore") or ())
+        entry["ignore"] = _ignore_values(path, name, entry.get("ignore"))
+        limit = entry.get("limit")
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+            raise InputError(f"{path}: task {name!r}: `limit` must be a whole number >= 1 (got {limit!r:.60})")
         out.append(EvalTask(name=str(name), **entry))
     return out
+
+
+def _ignore_values(path: Path, name, value) -> tuple:
+    """The `ignore` label values of a task: a list of whole numbers 0..65535 (InputError otherwise)."""
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 65535
+                                              for v in value):
+        raise InputError(f"{path}: task {name!r}: `ignore` must be a list of label values 0..65535, "
+                         f"e.g. [0, 255] (got {value!r:.60})")
+    return tuple(value)
 
 
 @dataclass

@@ -33,12 +33,14 @@ class _Rejected(Exception):
 @dataclass
 class GuardLimits:
     """token: bearer token (None: open); max_body: bytes; body_timeout_s: seconds for the whole
-    body; open_paths: paths answered without the token."""
+    body; open_paths: paths answered without the token; guarded_paths: the only paths checked
+    (None: every path; the dashboard guards its upload paths alone)."""
 
     token: Optional[str]
     max_body: int
     body_timeout_s: float
     open_paths: frozenset = OPEN_PATHS
+    guarded_paths: Optional[frozenset] = None
 
 
 def token_ok(header: str, token: str) -> bool:
@@ -67,6 +69,8 @@ class UploadGuard:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         lim = self.limits
+        if lim.guarded_paths is not None and scope["path"] not in lim.guarded_paths:
+            return await self.app(scope, receive, send)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         if lim.token and scope["path"] not in lim.open_paths and not token_ok(headers.get("authorization", ""), lim.token):
             return await _reply(send, 401, "missing or wrong bearer token", ((b"www-authenticate", b"Bearer"),))

@@ -12,6 +12,7 @@ import threading
 import time
 from typing import Callable, Optional
 
+from ..redact import redact_text
 from .release import LoadedRelease, ReleaseSource
 
 logger = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ class ReleaseWatcher:
             try:
                 new = self.source(known)
             except Exception as exc:  # noqa: BLE001 -- any failure keeps the old release
-                msg = f"{exc.__class__.__name__}: {exc}"
+                msg = redact_text(f"{exc.__class__.__name__}: {exc}")  # shown by /readyz and /release
                 if msg != self.last_error:
                     logger.error("release reload failed, keeping %s: %s", known or "no release", msg)
                 self.last_error = msg
