@@ -28,7 +28,10 @@ def auth_config(folder: Path) -> Path:
     ini = folder / "basic_auth.ini"
     ini.write_text("[mlflow]\ndefault_permission = NO_PERMISSIONS\n"
                    f"database_uri = sqlite:///{folder / 'users.db'}\nadmin_username = {USER}\n"
-                   "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
+                   "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+                   # one worker: no cross-worker staleness; without the cache every request pays a PBKDF2 hash,
+                   # which two replicas polling every 2 s turn into a busy server on a small machine
+                   "auth_cache_ttl_seconds = 300\n")
     return ini
 
 
