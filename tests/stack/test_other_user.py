@@ -59,6 +59,7 @@ def test_a_local_user_without_the_credentials_is_refused(topology, pg_server, s3
     run = subprocess.run(cmd, env=clean, capture_output=True, text=True, timeout=180)
     assert run.returncode == 0, run.stderr[-3000:]
     out = json.loads((work / "out.json").read_text())
+    assert out.pop("uid") == (NOBODY if other_uid else os.getuid())
 
     s3 = out.pop("s3, anonymous listing")
     if not other_uid:  # the same uid can read its own files: only the network checks mean something
