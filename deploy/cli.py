@@ -1,4 +1,4 @@
-"""`knnclip stack up|status|down`: the local multi-machine topology (see README, "Beyond one machine")."""
+"""`knnclip stack up|status|down|deploy|certs`: the local multi-machine topology (see README, "Beyond one machine")."""
 from __future__ import annotations
 
 import argparse
@@ -68,15 +68,28 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_certs(args: argparse.Namespace) -> int:
+    from deploy.dask_cluster import make_tls
+
+    env = make_tls(Path(args.dir))
+    cert, key = env["DASK_DISTRIBUTED__COMM__TLS__CA_FILE"], env["DASK_DISTRIBUTED__COMM__TLS__CLIENT__KEY"]
+    emit(args, {"cert": cert, "key": key, "env": env},
+         f"Dask cluster certificate {cert} and key {key} (owner-only); every scheduler, worker and client needs both")
+    return 0
+
+
 def register(sub) -> None:
     p = sub.add_parser("stack", help="bring the multi-machine topology up locally: PostgreSQL, S3, MLflow, Prefect, Dask, serve")
-    ssub = p.add_subparsers(dest="stack_command", metavar="up|status|down|deploy", required=True)
+    ssub = p.add_subparsers(dest="stack_command", metavar="up|status|down|deploy|certs", required=True)
     for name, func, help_ in (("up", cmd_up, "start every service under --root and write stack.env"),
                               ("status", cmd_status, "check each service (exit 1 when one is down)"),
                               ("down", cmd_down, "stop every service (data kept unless --purge)"),
-                              ("deploy", cmd_deploy, "register the curation pipeline as a (scheduled) deployment on the work pool")):
+                              ("deploy", cmd_deploy, "register the curation pipeline as a (scheduled) deployment on the work pool"),
+                              ("certs", cmd_certs, "write the Dask cluster's TLS certificate and key to DIR (kept when present)")):
         q = ssub.add_parser(name, help=help_)
-        if name != "deploy":
+        if name == "certs":
+            q.add_argument("dir", help="owner-only folder for cluster.pem and cluster-key.pem (e.g. for compose.yaml)")
+        elif name != "deploy":
             q.add_argument("--root", help=f"folder for all data, logs and state (default $KNNCLIP_STACK_ROOT or ./{DEFAULT_ROOT})")
         add_json_flag(q)
         q.set_defaults(func=func)

@@ -1,7 +1,13 @@
-"""Prefect on PostgreSQL: the server, a process work pool with its worker, and the pipeline's deployment."""
+"""Prefect on PostgreSQL: the server, a process work pool with its worker, and the pipeline's deployment.
+
+The server refuses every API request without its auth string (PREFECT_SERVER_API_AUTH_STRING, basic auth;
+only GET /api/health and /api/ready answer anyone); clients send it from PREFECT_API_AUTH_STRING."""
 from __future__ import annotations
 
+import base64
 import json
+import os
+import secrets
 import sys
 import time
 import urllib.request
@@ -16,30 +22,38 @@ from deploy.process import Service, StackError, http_ok, launch
 REPO = Path(__file__).resolve().parents[1]
 POOL = "knnclip-pool"
 DEPLOYMENT = "knnclip-curation"
+AUTH_ENV = "PREFECT_API_AUTH_STRING"
 QUIET = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "true", "PREFECT_LOGGING_LEVEL": "INFO"}
 
 
-def api(url: str, path: str, body: Optional[dict] = None, timeout: float = 10.0):
-    """POST `body` (GET when None) to the Prefect API at url+path; returns the decoded JSON."""
+def api(url: str, path: str, body: Optional[dict] = None, timeout: float = 10.0, auth: Optional[str] = None):
+    """POST `body` (GET when None) to the Prefect API at url+path with the auth string `auth` (default
+    $PREFECT_API_AUTH_STRING); returns the decoded JSON."""
     data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url + path, data=data, method="GET" if body is None else "POST",
-                                 headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json"}
+    auth = auth or os.environ.get(AUTH_ENV)
+    if auth:
+        headers["Authorization"] = "Basic " + base64.b64encode(auth.encode()).decode()
+    req = urllib.request.Request(url + path, data=data, method="GET" if body is None else "POST", headers=headers)
     with urllib.request.urlopen(req, timeout=timeout) as r:
         return json.loads(r.read() or b"null")
 
 
-def start_prefect_server(root: Path, pg: Postgres, port: Optional[int] = None, timeout: float = 180.0) -> Service:
-    """Start `prefect server start` on 127.0.0.1 with its database `prefect` on `pg` (asyncpg); returns a Service
-    whose env holds PREFECT_API_URL; raises StackError naming the log."""
+def start_prefect_server(root: Path, pg: Postgres, port: Optional[int] = None, timeout: float = 180.0,
+                         auth: Optional[str] = None) -> Service:
+    """Start `prefect server start` on 127.0.0.1 with its database `prefect` on `pg` (asyncpg), refusing requests
+    without the auth string `auth` (default $PREFECT_API_AUTH_STRING, else a generated "knnclip:<random>");
+    returns a Service whose env holds PREFECT_API_URL and PREFECT_API_AUTH_STRING; raises StackError naming the log."""
     root = Path(root).resolve()
     port = port or free_port()
     api_url = f"http://127.0.0.1:{port}/api"
-    env = {**QUIET, "PREFECT_HOME": str(root / "prefect" / "server"),
+    auth = auth or os.environ.get(AUTH_ENV) or f"knnclip:{secrets.token_urlsafe(24)}"
+    env = {**QUIET, "PREFECT_HOME": str(root / "prefect" / "server"), "PREFECT_SERVER_API_AUTH_STRING": auth, AUTH_ENV: auth,
            "PREFECT_API_DATABASE_CONNECTION_URL": pg.db_url("prefect", driver="asyncpg"),
            "PREFECT_SERVER_API_HOST": "127.0.0.1", "PREFECT_UI_API_URL": api_url}
     cmd = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)]
     return launch("prefect-server", "Prefect server", cmd, root, api_url, lambda: http_ok(f"{api_url}/health"),
-                  env=env, client_env={"PREFECT_API_URL": api_url}, timeout=timeout)
+                  env=env, client_env={"PREFECT_API_URL": api_url, AUTH_ENV: auth}, timeout=timeout)
 
 
 def start_prefect_worker(root: Path, server: Service, env: dict, pool: str = POOL, name: str = "knnclip-worker",
@@ -48,13 +62,13 @@ def start_prefect_worker(root: Path, server: Service, env: dict, pool: str = POO
     `env` (the machine's variables and secrets: flow runs inherit them, nothing goes into parameters);
     waits until the worker has registered with the server; raises StackError naming the log."""
     root = Path(root).resolve()
-    wenv = {**QUIET, **env, "PREFECT_API_URL": server.url, "PREFECT_HOME": str(root / "prefect" / name),
+    wenv = {**QUIET, **env, **server.env, "PREFECT_API_URL": server.url, "PREFECT_HOME": str(root / "prefect" / name),
             "PREFECT_WORKER_QUERY_SECONDS": "2", "PREFECT_WORKER_PREFETCH_SECONDS": "5"}
     cmd = [sys.executable, "-m", "prefect", "worker", "start", "--pool", pool, "--type", "process", "--name", name,
            "--install-policy", "never"]
 
     def ready() -> bool:
-        workers = api(server.url, f"/work_pools/{pool}/workers/filter", {})
+        workers = api(server.url, f"/work_pools/{pool}/workers/filter", {}, auth=server.env.get(AUTH_ENV))
         return any(w.get("name") == name for w in workers)
 
     return launch(name, "Prefect worker", cmd, root, f"{server.url}/work_pools/{pool}", ready, env=wenv,
@@ -66,9 +80,7 @@ def deploy_pipeline(api_url: str, parameters: dict, pool: str = POOL, name: str 
     """Register the curation pipeline (flows/pipeline.py:curation_pipeline, from the project folder) as a
     deployment on `pool` with `parameters` and an optional `cron` schedule; returns its id. Parameters must
     not hold secrets (the flow refuses them); the worker's environment supplies them."""
-    import os
-
-    os.environ["PREFECT_API_URL"] = api_url
+    os.environ["PREFECT_API_URL"] = api_url  # the auth string comes from PREFECT_API_AUTH_STRING
     from prefect.deployments.runner import EntrypointType
 
     from flows.pipeline import curation_pipeline

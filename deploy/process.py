@@ -112,6 +112,26 @@ def pid_alive(pid: int) -> bool:
         return True
 
 
+def identity(pid: int) -> Optional[dict]:
+    """{"start_time": clock ticks since boot, "cmdline": argv} of process `pid` from /proc; None when it is gone.
+    A pid alone can be reused: pid + start time + exact argv name one process for its whole life."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[-1].split()  # after "pid (comm)": field 3 (state) onwards
+    return {"start_time": int(fields[19]), "cmdline": [a.decode(errors="replace") for a in raw.split(b"\0")[:-1]]}
+
+
+def same_process(pid: Optional[int], recorded: dict) -> bool:
+    """True when `pid` is still the very process `recorded` (its start time and exact argv, see identity)."""
+    if not pid or "start_time" not in recorded or "cmdline" not in recorded:
+        return False
+    now = identity(pid)
+    return now is not None and now["start_time"] == recorded["start_time"] and now["cmdline"] == recorded["cmdline"]
+
+
 def signal_group(pid: int, sig: int) -> None:
     """Send `sig` to the process group led by `pid` (started with start_new_session); ignores a gone group."""
     try:
@@ -143,3 +163,21 @@ def launch(name: str, label: str, cmd: list[str], root: Path, url: str, ready: C
         svc.stop()
         raise
     return svc
+
+
+def private_dir(path: Path) -> Path:
+    """`path` created if needed and made owner-only (0700): the folder of keys, passwords and auth databases."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
+    return path
+
+
+def write_private(path: Path, text: str) -> Path:
+    """Write `text` to `path` created owner-only (0600) before anything is written into it."""
+    path = Path(path)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    return path

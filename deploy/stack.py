@@ -1,6 +1,8 @@
 """The whole local topology in one call: `up` starts every service under one root, writes root/stack.json
-(PIDs, ports, URLs, logs; no secrets) and root/stack.env (the variables a machine needs, secrets included,
-mode 0600); `status` checks each service; `down` stops them all, keeping the data unless purged."""
+(PIDs with their start times and argv, ports, URLs, logs; no secrets) and root/stack.env (the variables a
+machine needs, secrets included, mode 0600); `status` checks each service; `down` stops what `up` started,
+exactly those processes, keeping the data unless purged. Every service but the S3 stand-in requires a
+credential: see README, "Beyond one machine"."""
 from __future__ import annotations
 
 import json
@@ -16,13 +18,14 @@ from deploy.dask_cluster import start_dask_scheduler, start_dask_worker, tcp_ope
 from deploy.mlflow_server import start_mlflow
 from deploy.postgres import Postgres, start_postgres
 from deploy.prefect_stack import REPO, start_prefect_server, start_prefect_worker
-from deploy.process import Service, StackError, http_ok, pid_alive, stop_group
+from deploy.process import Service, StackError, http_ok, identity, same_process, stop_group
 from deploy.s3 import S3Server, credentials, start_s3
 from deploy.serve import start_serve
 
 STATE_FILE = "stack.json"
 ENV_FILE = "stack.env"
-SECRET_VARS = ("AWS_SECRET_ACCESS_KEY", "KNNCLIP_WORKER_TOKEN", "KNNCLIP_PG_PASSWORD")
+SECRET_VARS = ("AWS_SECRET_ACCESS_KEY", "KNNCLIP_WORKER_TOKEN", "KNNCLIP_PG_PASSWORD", "MLFLOW_TRACKING_PASSWORD",
+               "PREFECT_API_AUTH_STRING")
 HEALTH = {"mlflow": "/health", "prefect-server": "/health", "serve": "/healthz"}
 
 
@@ -56,7 +59,8 @@ class Stack:
     def save(self) -> None:
         """Write root/stack.json (no secrets) and root/stack.env (0600)."""
         state = {"root": str(self.root), "services": {n: {"kind": s.kind, "pid": s.pid, "url": s.url,
-                                                          "log": str(s.log) if s.log else None}
+                                                          "log": str(s.log) if s.log else None,
+                                                          **(self._identity(s) or {})}
                                                       for n, s in self.services.items()},
                  "env": {k: _redact(v) for k, v in self.env.items() if k not in SECRET_VARS}}
         (self.root / STATE_FILE).write_text(json.dumps(state, indent=2))
@@ -64,6 +68,14 @@ class Stack:
         envf.touch(mode=0o600)
         os.chmod(envf, 0o600)
         envf.write_text("".join(f"export {k}={_quote(v)}\n" for k, v in sorted(self.env.items())))
+
+    def _identity(self, svc: Service) -> Optional[dict]:
+        """The pid's start time and argv, read once while the process is known to be ours (see process.identity)."""
+        if not svc.pid:
+            return None
+        if getattr(svc, "_identity", None) is None:
+            svc._identity = identity(svc.pid)
+        return svc._identity
 
     def stop(self) -> None:
         """Stop every service, last started first."""
@@ -80,14 +92,35 @@ def _quote(v: str) -> str:
     return "'" + str(v).replace("'", "'\\''") + "'"
 
 
-def _secrets() -> dict:
-    """Secrets from the environment; for a local stack, missing ones are generated (and kept in stack.env)."""
-    token = os.environ.get("KNNCLIP_WORKER_TOKEN") or secrets.token_urlsafe(24)
-    out = {**credentials(), "KNNCLIP_WORKER_TOKEN": token}
-    if "AWS_SECRET_ACCESS_KEY" not in os.environ:
-        out["AWS_SECRET_ACCESS_KEY"] = secrets.token_urlsafe(24)
-    if os.environ.get("KNNCLIP_PG_PASSWORD"):
-        out["KNNCLIP_PG_PASSWORD"] = os.environ["KNNCLIP_PG_PASSWORD"]
+def read_env_file(root: Path) -> dict:
+    """The variables of root/stack.env ({} when there is none)."""
+    path = Path(root) / ENV_FILE
+    if not path.exists():
+        return {}
+    import shlex
+
+    out = {}
+    for line in path.read_text().splitlines():
+        if line.startswith("export ") and "=" in line:
+            key, value = line[len("export "):].split("=", 1)
+            out[key] = " ".join(shlex.split(value))
+    return out
+
+
+def _secrets(root: Path) -> dict:
+    """Secrets from the environment, else from the stack.env an earlier `up` of this root wrote (the data folders
+    need the same passwords again), else generated for a new local stack (and kept in stack.env)."""
+    before = read_env_file(root)
+
+    def pick(name: str, make) -> str:
+        return os.environ.get(name) or before.get(name) or make()
+
+    token = lambda: secrets.token_urlsafe(24)  # noqa: E731
+    out = {**credentials(), **{k: before[k] for k in ("AWS_ACCESS_KEY_ID",) if k in before and k not in os.environ}}
+    out["AWS_SECRET_ACCESS_KEY"] = pick("AWS_SECRET_ACCESS_KEY", token)
+    for name in ("KNNCLIP_WORKER_TOKEN", "KNNCLIP_PG_PASSWORD", "MLFLOW_TRACKING_PASSWORD"):
+        out[name] = pick(name, token)
+    out["PREFECT_API_AUTH_STRING"] = pick("PREFECT_API_AUTH_STRING", lambda: f"knnclip:{token()}")
     return out
 
 
@@ -112,7 +145,7 @@ def up(root: Path, opts: Optional[StackOptions] = None, pg: Optional[Postgres] =
         raise StackError(f"a stack is already up under {root}; run `knnclip stack down --root {root}` first")
     root.mkdir(parents=True, exist_ok=True)
     os.chmod(root, 0o755)  # the postgres user must reach root/postgres
-    sec = _secrets()
+    sec = _secrets(root)
     old = {k: os.environ.get(k) for k in sec}
     os.environ.update(sec)  # the starters read secrets from the environment
     stack = Stack(root=root)
@@ -129,7 +162,8 @@ def up(root: Path, opts: Optional[StackOptions] = None, pg: Optional[Postgres] =
         pg = pg or keep(start_postgres(root), "postgres")
         s3 = s3 or keep(start_s3(root), "s3")
         mlflow = mlflow or keep(start_mlflow(root, pg, s3), "mlflow")
-        stack.env = {**client_env(pg, s3, mlflow), **sec}
+        # what the running services really use wins (a reused PostgreSQL or MLflow brings its own password)
+        stack.env = {**sec, **client_env(pg, s3, mlflow), "KNNCLIP_PG_PASSWORD": pg.password or sec["KNNCLIP_PG_PASSWORD"]}
         if opts.prefect:
             stack.env.update(keep(start_prefect_server(root, pg), "prefect-server").env)
         if opts.dask:
@@ -168,14 +202,15 @@ def load_state(root: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def check(kind: str, info: dict) -> bool:
-    """True when the service answers (HTTP health, TCP, SQL) or, for workers, its process runs."""
+def check(kind: str, info: dict, env: Optional[dict] = None) -> bool:
+    """True when the service answers (HTTP health, TCP, SQL with the password of `env`) or, for workers, its
+    process runs."""
     url = info["url"]
     try:
         if kind == "postgres":
             import psycopg
 
-            with psycopg.connect(url + "/postgres", connect_timeout=3):
+            with psycopg.connect(url + "/postgres", password=(env or {}).get("KNNCLIP_PG_PASSWORD"), connect_timeout=3):
                 return True
         if kind == "s3":
             return http_ok(f"{url}/moto-api/")
@@ -184,7 +219,7 @@ def check(kind: str, info: dict) -> bool:
             return tcp_open(host, int(port))
         if kind in HEALTH:
             return http_ok(url.rstrip("/") + HEALTH[kind])
-        return pid_alive(info["pid"])
+        return same_process(info["pid"], info)
     except Exception:  # noqa: BLE001 - any failure means not answering
         return False
 
@@ -192,20 +227,10 @@ def check(kind: str, info: dict) -> bool:
 def status(root: Path) -> dict:
     """{name: {kind, pid, url, running, answering, log}} for each service in root/stack.json."""
     state = load_state(root)
-    return {n: {**i, "running": bool(i["pid"]) and pid_alive(i["pid"]) and _owns(i["pid"], n, i["url"]),
-                 "answering": check(i["kind"], i)}
+    env = read_env_file(root)
+    return {n: {k: v for k, v in i.items() if k not in ("start_time", "cmdline")}
+            | {"running": same_process(i["pid"], i), "answering": check(i["kind"], i, env)}
             for n, i in state["services"].items()}
-
-
-def _owns(pid: int, name: str, url: str) -> bool:
-    """True when process `pid` is still the one started for service `name` (its command line names its port or
-    name): a stale state file never gets an unrelated process killed."""
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return False
-    port = url.rsplit(":", 1)[-1].split("/")[0]
-    return name in cmdline or (port.isdigit() and port in cmdline)
 
 
 def down(root: Path, purge: bool = False) -> list[str]:
@@ -219,7 +244,7 @@ def down(root: Path, purge: bool = False) -> list[str]:
             from deploy.postgres import stop_data_dir
 
             stop_data_dir(root)
-        elif info["pid"] and _owns(info["pid"], name, info["url"]):
+        elif same_process(info["pid"], info):  # exactly the process `up` started: pid, start time and argv
             stop_group(info["pid"])
     (root / STATE_FILE).unlink(missing_ok=True)
     if purge:

@@ -53,12 +53,28 @@ def ensure_gpu_limit(limit: int) -> None:
                 logger.debug("concurrency limit %s: %s", GPU_LIMIT, exc)
 
 
+def dask_security(address: str):
+    """The client Security for a tls:// scheduler, from dask's TLS settings (DASK_DISTRIBUTED__COMM__TLS__* in a
+    stack's stack.env); None for other addresses. Raises KnnclipError when the certificate is not configured."""
+    if not address.startswith("tls://"):
+        return None
+    from distributed.security import Security
+
+    sec = Security(require_encryption=True)
+    if not (sec.tls_ca_file and sec.tls_client_cert and sec.tls_client_key):
+        raise KnnclipError(f"the Dask scheduler {address} takes only clients with the cluster's certificate, and none "
+                           "is configured: set DASK_DISTRIBUTED__COMM__TLS__CA_FILE, __CLIENT__CERT and __CLIENT__KEY "
+                           "(source the stack's stack.env)")
+    return sec
+
+
 def dask_runner(address: Optional[str], workers: int):
-    """Prefect's Dask task runner on an existing cluster (`address`) or a local one."""
+    """Prefect's Dask task runner on an existing cluster (`address`, with its TLS Security) or a local one."""
     from prefect_dask import DaskTaskRunner
 
     if address:
-        return DaskTaskRunner(address=address)
+        sec = dask_security(address)
+        return DaskTaskRunner(address=address, client_kwargs={"security": sec} if sec else None)
     return DaskTaskRunner(cluster_kwargs={"n_workers": max(1, workers), "processes": True, "threads_per_worker": 1,
                                           "dashboard_address": None})
 

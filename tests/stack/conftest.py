@@ -71,6 +71,16 @@ def mlflow_server(stack_root, pg_server, s3_server):
     ml.stop()
 
 
+@pytest.fixture(autouse=True)
+def mlflow_credentials(request, monkeypatch):
+    """A test on the session's MLflow server talks to it with its user and password (basic auth), as a machine
+    with stack.env would."""
+    if "mlflow_server" in request.fixturenames:
+        env = request.getfixturevalue("mlflow_server").env
+        for key in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+            monkeypatch.setenv(key, env[key])
+
+
 @pytest.fixture
 def stack_env(monkeypatch, pg_server, s3_server, mlflow_server):
     """The environment a client machine gets (tracking URI, catalog URL, S3 endpoint and keys), set for one test."""

@@ -13,7 +13,9 @@ import pytest
 
 from knnclip_core.sample_data import write_sample_dataset
 
+from deploy.dask_cluster import security
 from deploy.prefect_stack import api, start_run, wait_flow_run
+from deploy.stack import SECRET_VARS
 from deploy.serve import release_of
 
 pytestmark = pytest.mark.slow
@@ -47,17 +49,18 @@ def _wait_replicas(stack, version: str, since: float, poll: float,
     return list(seen.values())
 
 
-def _dask_prefixes(address: str) -> set[str]:
+def _dask_prefixes(address: str, env: dict) -> set[str]:
     from distributed import Client
 
-    with Client(address, timeout=10) as c:
+    with Client(address, timeout=10, security=security(env)) as c:
         return set(c.run_on_scheduler(lambda dask_scheduler: list(dask_scheduler.task_prefixes)))
 
 
-def test_scheduled_deployment_on_the_topology(topology, s3_server, mlflow_server, stack_root):
+def test_scheduled_deployment_on_the_topology(topology, s3_server, mlflow_server, stack_root, monkeypatch):
     from mlflow import MlflowClient
 
     env = topology.env
+    monkeypatch.setenv("PREFECT_API_AUTH_STRING", env["PREFECT_API_AUTH_STRING"])  # this test is a client too
     api_url = env["PREFECT_API_URL"]
     data1 = write_sample_dataset(stack_root / "data" / "day1", images=6, classes=3, seed=1)
     data2 = write_sample_dataset(stack_root / "data" / "day2", images=6, classes=4, seed=2)
@@ -71,7 +74,7 @@ def test_scheduled_deployment_on_the_topology(topology, s3_server, mlflow_server
     dep = api(api_url, f"/deployments/{dep_id}")
     assert dep["work_pool_name"] == env["KNNCLIP_WORK_POOL"]
     assert [s["schedule"]["cron"] for s in dep["schedules"]] == ["0 3 * * *"]
-    secrets = [env["KNNCLIP_WORKER_TOKEN"], env["AWS_SECRET_ACCESS_KEY"]]
+    secrets = [env[k] for k in SECRET_VARS]
     assert not any(s in json.dumps(dep) for s in secrets), "a secret is stored in the deployment"
 
     # The schedule's run, now: the pool's worker picks it up; embedding runs on the Dask cluster.
@@ -82,7 +85,7 @@ def test_scheduled_deployment_on_the_topology(topology, s3_server, mlflow_server
     assert run["state"]["type"] == "COMPLETED", (run["state"], worker_log[-3000:])
     assert run["work_pool_name"] == env["KNNCLIP_WORK_POOL"] and run_id in worker_log
     assert not any(s in json.dumps(run) or s in worker_log for s in secrets), "a secret in the run or the worker log"
-    assert any(p.startswith("embed") for p in _dask_prefixes(env["KNNCLIP_DASK_ADDRESS"]))
+    assert any(p.startswith("embed") for p in _dask_prefixes(env["KNNCLIP_DASK_ADDRESS"], env))
 
     # The memory lives in the object store, the release in the MLflow server (artifacts in the bucket).
     assert any(k.endswith(".lance") or "/data/" in k for k in _bucket_keys(s3_server, "memory/")), \

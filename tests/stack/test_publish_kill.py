@@ -28,7 +28,10 @@ def kill_stores(stack_root, pg_server, s3_server):
     s3 = start_s3(root)
     ml = start_mlflow(root, pg_server, s3, database="mlflow_kill", name="mlflow-kill")
     stores = {"root": root, "pg": pg_server, "s3": s3, "mlflow": ml}
-    yield stores
+    with pytest.MonkeyPatch.context() as mp:  # this module's in-process MLflow clients use its server's password
+        for key in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+            mp.setenv(key, ml.env[key])
+        yield stores
     stores["mlflow"].stop()
     stores["s3"].stop()
 
@@ -104,7 +107,7 @@ def _restart(stores, victim: str) -> None:
     else:
         old = int(stores["mlflow"].url.rsplit(":", 1)[1])
         stores["mlflow"] = start_mlflow(stores["root"], stores["pg"], stores["s3"], port=old, database="mlflow_kill",
-                                        name="mlflow-kill")
+                                        name="mlflow-kill", password=stores["mlflow"].env["MLFLOW_TRACKING_PASSWORD"])
 
 
 @pytest.fixture(scope="module")

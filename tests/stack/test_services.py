@@ -71,3 +71,34 @@ def test_postgres_with_a_password_refuses_clients_without_it(stack_root, pg_serv
             psycopg.connect(url.replace(":s3cret-pw@", ":wrong@"), connect_timeout=5)
     finally:
         pg.stop()
+
+
+def test_postgres_never_trusts_and_a_trusting_folder_gets_its_password(stack_root, pg_server, monkeypatch):
+    import psycopg
+
+    from deploy import start_postgres
+    from deploy.postgres import USER, _as_owner, _chown_to_owner, pg_bindir
+
+    monkeypatch.delenv("KNNCLIP_PG_PASSWORD", raising=False)
+    assert pg_server.password and "trust" not in (stack_root / "postgres" / "data" / "pg_hba.conf").read_text()
+    with pytest.raises(psycopg.OperationalError, match="password"):  # no password set: one was generated
+        psycopg.connect(host=pg_server.host, port=pg_server.port, user=USER, dbname="postgres", connect_timeout=5)
+
+    old = stack_root / "trusting" / "postgres" / "data"  # a folder made by older code: trust on loopback
+    old.mkdir(parents=True)
+    _chown_to_owner(old)
+    import subprocess
+
+    subprocess.run(_as_owner([str(pg_bindir() / "initdb"), "-D", str(old), "-U", USER, "-A", "trust", "--no-sync"]),
+                   check=True, capture_output=True)
+    with pytest.raises(StackError, match="protected by a password: set KNNCLIP_PG_PASSWORD"):
+        start_postgres(stack_root / "trusting", databases=("catalog",), durable=False)
+    pg = start_postgres(stack_root / "trusting", databases=("catalog",), durable=False, password="given-pw")
+    try:
+        assert "trust" not in (old / "pg_hba.conf").read_text()
+        with pytest.raises(psycopg.OperationalError, match="password"):
+            psycopg.connect(host=pg.host, port=pg.port, user=USER, dbname="catalog", connect_timeout=5)
+        with psycopg.connect(pg.db_url("catalog", driver=""), connect_timeout=5) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+    finally:
+        pg.stop()

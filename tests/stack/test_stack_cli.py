@@ -26,7 +26,7 @@ def _env_file(root) -> dict:
     return {k.removeprefix("export "): v.strip("'") for k, v in (ln.split("=", 1) for ln in lines)}
 
 
-def test_up_status_down_keeps_data_and_purge_removes_it(pg_server, s3_server, stack_root):
+def test_up_status_down_keeps_data_and_purge_removes_it(pg_server, s3_server, stack_root, monkeypatch):
     # (the session fixtures only make sure PostgreSQL and moto are installed; this stack is its own)
     root = stack_root / "cli"
     small = ("--root", str(root), "--replicas", "1", "--dask-workers", "0", "--no-prefect", "--json")
@@ -44,6 +44,8 @@ def test_up_status_down_keeps_data_and_purge_removes_it(pg_server, s3_server, st
 
     import mlflow
 
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", env["MLFLOW_TRACKING_USERNAME"])
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", env["MLFLOW_TRACKING_PASSWORD"])
     mlflow.MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"]).create_experiment("kept")
     _s3(env).put_object(Bucket="knnclip", Key="kept.txt", Body=b"kept")
     os.kill(services["serve-1"]["pid"], signal.SIGKILL)
