@@ -21,6 +21,7 @@ from deploy.prefect_stack import REPO, start_prefect_server, start_prefect_worke
 from deploy.process import Service, StackError, http_ok, identity, same_process, stop_group
 from deploy.s3 import S3Server, credentials, start_s3
 from deploy.serve import start_serve
+from knnclip_core.redact import redact_text
 
 STATE_FILE = "stack.json"
 ENV_FILE = "stack.env"
@@ -62,7 +63,7 @@ class Stack:
                                                           "log": str(s.log) if s.log else None,
                                                           **(self._identity(s) or {})}
                                                       for n, s in self.services.items()},
-                 "env": {k: _redact(v) for k, v in self.env.items() if k not in SECRET_VARS}}
+                 "env": {k: redact_text(v) for k, v in self.env.items() if k not in SECRET_VARS}}
         (self.root / STATE_FILE).write_text(json.dumps(state, indent=2))
         envf = self.root / ENV_FILE
         envf.touch(mode=0o600)
@@ -81,11 +82,6 @@ class Stack:
         """Stop every service, last started first."""
         for svc in reversed(list(self.services.values())):
             svc.stop()
-
-
-def _redact(value: str) -> str:
-    """`value` with the password of any user:password@ URL replaced by ***."""
-    return re.sub(r"(://[^:/@\s]+:)[^@\s]+@", r"\1***@", str(value))
 
 
 def _quote(v: str) -> str:
