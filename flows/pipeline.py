@@ -37,6 +37,17 @@ def _settings_dict(settings: Optional[dict]) -> dict:
     return public_settings(settings_of(settings) if settings is not None else load_settings())
 
 
+def _asked(s: dict, budget_vectors=None, budget_mb=None, strategy=None, dedup_threshold=None, index=None) -> dict:
+    """The run's settings dict with what the run was asked applied once (curation options, the
+    index override): the curate and publish stages then read the same budget."""
+    from knnclip_core.memory.curate import curation_settings
+    from knnclip_core.overrides import with_overrides
+
+    settings = curation_settings(settings_of(s), budget_vectors=budget_vectors, budget_mb=budget_mb,
+                                 strategy=strategy, dedup_threshold=dedup_threshold)
+    return public_settings(with_overrides(settings, publish={"index": index}))
+
+
 def ensure_gpu_limit(limit: int) -> None:
     """Create the global concurrency limit embedding tasks hold, if it does not exist."""
     from prefect.client.orchestration import get_client
@@ -114,7 +125,8 @@ def curation_pipeline(path: Optional[str] = None, format: str = "auto", backbone
     `path` (or several `sources`) is ingested first; with neither, the pipeline curates
     and publishes what the catalog already holds. Returns a summary with the release.
     """
-    s = _settings_dict(settings)
+    s = _asked(_settings_dict(settings), budget_vectors=budget_vectors, budget_mb=budget_mb, strategy=strategy,
+               dedup_threshold=dedup_threshold, index=index)  # once, here: every stage reads only `s`
     sources = list(sources or []) + ([str(path)] if path else [])
     stage(f"run: {len(sources)} source(s) to ingest" + (f" ({', '.join(sources)})" if sources else
                                                         ", curating and publishing what the catalog holds"))
@@ -122,10 +134,8 @@ def curation_pipeline(path: Optional[str] = None, format: str = "auto", backbone
     embed = embed_flow.with_options(task_runner=dask_runner(dask_address, embed_shards)) if use_dask or dask_address else embed_flow
     embedded = embed(backbone=backbone, device=device, batch_size=batch_size, shards=embed_shards, settings=s)
     stage(embed_line(embedded), echo=False)  # the subflow printed it; this puts it in this run's logs too
-    options = {k: v for k, v in dict(budget_vectors=budget_vectors, budget_mb=budget_mb, strategy=strategy,
-                                      dedup_threshold=dedup_threshold).items() if v is not None}
-    curation = curate_task(s, backbone, options)
-    release = publish_task(s, backbone, alias, index)
+    curation = curate_task(s, backbone, {})
+    release = publish_task(s, backbone, alias, None)
     previous = release.get("previous")
     diff = diff_task(s, previous, release["version"]) if previous and previous != release["version"] else None
     if diff:

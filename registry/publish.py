@@ -243,11 +243,21 @@ def batch_sources(ws: Workspace, frames: dict) -> list[dict]:
     return out
 
 
+def publish_byte_budget(settings: Settings, ws: Workspace, embedder_id: str, lance_version: int) -> Optional[int]:
+    """Bytes the published index must fit: the MB budget the memory version was curated under
+    (`knnclip curate|run --budget-mb`, or the config then), else settings.curate.budget_mb; None: no budget."""
+    from knnclip_core.memory.budget import BYTES_PER_MB
+    from knnclip_core.memory.curate import curated_budget_mb
+
+    mb = curated_budget_mb(ws, embedder_id, lance_version) or settings.curate.budget_mb
+    return int(mb * BYTES_PER_MB) if mb else None
+
+
 def publish(settings: Settings, ws: Workspace, backbone: Optional[str] = None, alias: Optional[str] = None,
             index: Optional[str] = None, tag: Optional[str] = None) -> dict:
     """Build a snapshot from the KEPT rows of the memory of `backbone` (default: the only
     memory, or with several the one of settings.embed.backbone) and publish it (see `publish_snapshot`). `index` overrides the
-    index choice (FAISS factory string); the byte budget is settings.curate.budget_mb.
+    index choice (FAISS factory string); the byte budget is `publish_byte_budget`'s.
     When the newest release already holds the same content, it is returned (`reused`)
     instead of a duplicate version; publishers of one model take turns (BusyError after
     PUBLISH_LOCK_TIMEOUT_S). Raises RecallFloorError, KnnclipError when the memory is empty,
@@ -280,7 +290,7 @@ def _publish_locked(settings: Settings, ws: Workspace, backbone: Optional[str], 
                "memory_table": kept.table_name}
     frames = source_frames(kept)
     lineage["sources"] = batch_sources(ws, frames)
-    budget = int(settings.curate.budget_mb * 1_000_000) if settings.curate.budget_mb else None
+    budget = publish_byte_budget(settings, ws, embedder_id, kept.lance_version)
     names = list(kept.class_names)  # one per row
     lineage["thing_classes"] = thing_classes(ws, set(names))
     factory = index or settings.publish.index
