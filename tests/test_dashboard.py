@@ -119,7 +119,8 @@ def built(tmp_path_factory):
                 promote(open_registry(settings, ws), 1, alias="production", evaluator=None)
             evals[i] = cli(root / "ws", "eval", str(data_b), "--release", str(i))
         yield {"settings": settings, "ws": ws, "embedder_id": emb["embedder_id"], "kept": kept, "evals": evals,
-               "reports": reports, "image": data_a / "images" / "scene_0_0000.png", "bad": bad, "data_a": data_a}
+               "reports": reports, "image": data_a / "images" / "scene_0_0000.png", "bad": bad, "data_a": data_a,
+               "data_b": data_b}
 
 
 def _add_copies(data_a: Path, data_b: Path) -> None:
@@ -408,6 +409,12 @@ def test_promote_and_rollback_need_the_worker_token(built):
         assert r.status_code == 401 and "missing or wrong bearer token" in _text(r.text)
     assert ctx.aliases() == {"production": 1, "staging": 2}, "a refused request changes nothing"
 
+    r = guarded.post("/api/releases/promote", data={"version": "2", "alias": "production"},
+                     headers={"Authorization": "Bearer s3cret"})
+    assert r.status_code == 409 and "no quality-gate evaluation" in r.json()["detail"], r.text  # no gate configured
+    assert "publish.gate_eval_path" in r.json()["detail"] and ctx.aliases()["production"] == 1
+    gate = settings.publish.model_copy(update={"gate_eval_path": str(built["data_b"])})
+    guarded = TestClient(create_app(settings.model_copy(update={"worker_token": "s3cret", "publish": gate})))
     r = guarded.post("/api/releases/promote", data={"version": "2", "alias": "production"},
                      headers={"Authorization": "Bearer s3cret"})
     assert r.status_code == 200, r.text

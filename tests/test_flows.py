@@ -99,7 +99,9 @@ def test_flow_run_logs_and_artifacts_tell_what_happened(prefect_server, tmp_path
     from registry.store import default_tracking_uri
 
     data = _with_duplicates_and_conflicts(write_sample_dataset(tmp_path / "d", images=6, classes=3, seed=4))
-    settings = load_settings(home=tmp_path / "ws")
+    from knnclip_core.overrides import with_overrides
+
+    settings = with_overrides(load_settings(home=tmp_path / "ws"), publish={"gate_eval_path": str(data)})
     state = curation_pipeline(path=str(data), promote_to="production", budget_vectors=1000,
                               settings=settings.model_dump(mode="json"), return_state=True)
     result, run_id = state.result(), state.state_details.flow_run_id

@@ -69,6 +69,7 @@ def cli(home: Path, *argv: str):
 def test_release_lifecycle(store, tmp_path):
     from registry import load_release
     from registry.publish import publish_snapshot
+    from registry.gate import GateRefusedError
     from registry.releases import promote, rollback
 
     ctx, home = store
@@ -78,20 +79,34 @@ def test_release_lifecycle(store, tmp_path):
     rows = cli(home, "releases", "list")
     assert rows == [dict(rows[0], version=1, aliases=["staging"], classes=3, vectors=60)]
     assert rows[0]["created"]
-    promoted = promote(ctx, 1, alias="production")
-    assert promoted["gate"]["status"] == "skipped" and "gate_eval_path" in promoted["gate"]["reason"]
+    with pytest.raises(GateRefusedError, match="no quality-gate evaluation.*publish.gate_eval_path.*--force"):
+        promote(ctx, 1, alias="production")  # no gate configured: production needs --force
+    assert "production" not in ctx.aliases()
+    assert promote(ctx, 1, alias="canary")["gate"]["status"] == "skipped"  # other aliases: the gate says it skipped
+    promoted = promote(ctx, 1, alias="production", force=True)
+    assert promoted["gate"]["status"] == "forced" and "without a gate evaluation" in promoted["gate"]["reason"]
 
     v2 = publish_snapshot(ctx, seeded_snapshot(tmp_path / "b", {"road": 30, "sky": 25, "car": 5}, 2,
                                                {"lance_version": 4, "batches": ["b1", "b2"]}))
     assert v2["version"] == 2 and v2["previous"] == 1
     rows = cli(home, "releases", "list")
-    assert [(r["version"], r["aliases"]) for r in rows] == [(1, ["production"]), (2, ["staging"])]
+    assert [(r["version"], r["aliases"]) for r in rows] == [(1, ["canary", "production"]), (2, ["staging"])]
     d = cli(home, "releases", "diff", "1", "2")
     assert d["added"] == {"car": 5} and d["removed"] == {"tree": 10}
     assert d["changed"] == {"sky": {"a": 20, "b": 25, "delta": 5}}
     assert d["embedder"]["changed"] is False and d["vectors"] == {"a": 60, "b": 60, "delta": 0}
 
-    res = cli(home, "releases", "promote", "2", "--alias", "production")
+    import contextlib
+    import io
+
+    from knnclip_core.cli.main import main
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        assert main(["--home", str(home), "releases", "promote", "2"]) == 2  # the CLI refuses too, in a sentence
+    assert "no quality-gate evaluation" in err.getvalue() and "KNNCLIP_PUBLISH__GATE_EVAL_PATH" in err.getvalue()
+    assert ctx.aliases()["production"] == 1
+    res = cli(home, "releases", "promote", "2", "--alias", "production", "--force")
     assert res["version"] == 2 and res["previous"] == 1
     assert load_release("production", settings=ctx.settings).version == 2
     back = rollback(ctx, "production")
