@@ -94,17 +94,28 @@ def _publish(args: argparse.Namespace) -> int:
 
 @_one_sentence
 def _list(args: argparse.Namespace) -> int:
+    from .eval_runs import format_quality, other_sets_lines, quality_history
     from .releases import list_releases
 
-    from .eval_runs import format_quality
-
-    rows = list_releases(_ctx(args))
-    lines = [f"{'version':>7}  {'aliases':<20} {'classes':>7} {'vectors':>9}  {'index':<16} {'created':<25} quality"]
+    ctx = _ctx(args)
+    rows = list_releases(ctx)
+    history = quality_history(ctx)
+    where = f"quality on {format_set(history)}" if history["points"] else "quality"
+    lines = [f"{'version':>7}  {'aliases':<20} {'classes':>7} {'vectors':>9}  {'index':<16} {'created':<25} {where}"]
     for r in rows:
+        q = format_quality(r["quality"]) if r["quality"] or not r["quality_latest"] else "not evaluated on this set"
         lines.append(f"{r['version']:>7}  {','.join(r['aliases']) or '-':<20} {r['classes'] or 0:>7} "
-                     f"{r['vectors'] or 0:>9}  {r['factory'] or '?':<16} {r['created']:<25} {format_quality(r['quality'])}")
+                     f"{r['vectors'] or 0:>9}  {r['factory'] or '?':<16} {r['created']:<25} {q}")
+    lines += other_sets_lines(history)
     emit(args, rows, "\n".join(lines) if rows else "no releases yet (run `knnclip publish`)")
     return 0
+
+
+def format_set(history: dict) -> str:
+    """The evaluation set of a quality history in words ('holdout [set 3fa2c1]')."""
+    from .eval_runs import set_label
+
+    return set_label(history["dataset"], history.get("eval_set"))
 
 
 @_one_sentence

@@ -19,6 +19,7 @@ from knnclip_core.hashing import sha256_file
 from knnclip_core.index.snapshot import LABELS_FILE, MANIFEST_FILE
 
 from . import store
+from .eval_tags import EVAL_EXPERIMENT, TAG_LATEST_MIOU, TAG_LATEST_RUN
 from .store import RegistryContext
 
 logger = logging.getLogger(__name__)
@@ -138,8 +139,6 @@ def quality_lines(tags: dict) -> list[str]:
         if m:
             by_alias.setdefault(m["alias"], {})[m["name"]] = value
     out = [QUALITY_HEADING]
-    from .eval_runs import EVAL_EXPERIMENT, TAG_LATEST_MIOU, TAG_LATEST_RUN
-
     if _is_number(tags.get(TAG_LATEST_MIOU)):
         out.append(f"- latest evaluation: mIoU {float(tags[TAG_LATEST_MIOU]):.4f} (run `{tags.get(TAG_LATEST_RUN)}` "
                    f"in experiment `{EVAL_EXPERIMENT}`)")

@@ -9,7 +9,7 @@ from knnclip_core.index.snapshot import MANIFEST_FILE
 from knnclip_core.errors import VerificationError
 
 from . import store
-from .eval_runs import eval_runs, latest_quality, quality_history
+from .eval_runs import by_eval_set, eval_runs, latest_quality, quality_history
 from .aliases import check_aliases, move_alias, read_history, rollback_alias
 from .describe import changes, row_changes
 from .gate import Evaluator, GateRefusedError, default_evaluator, run_gate
@@ -46,12 +46,22 @@ def _by_version(ctx: RegistryContext) -> dict[int, list[str]]:
 
 def list_releases(ctx: RegistryContext) -> list[dict]:
     """All versions of the model, oldest first: version, aliases, classes, vectors, created, ...,
-    and 'quality': the summary of its newest evaluation run (registry.eval_runs) or None."""
+    'quality': its newest evaluation on the common evaluation set (the one the most versions were
+    evaluated on, registry.eval_runs.by_eval_set; None when not evaluated on it), so that the
+    figures of a list compare; 'quality_latest': its newest evaluation on any set; 'quality_sets':
+    {eval set: its newest run on that set}."""
     versions = ctx.client.search_model_versions(f"name = '{ctx.model_name}'")
     by_version = _by_version(ctx)
-    quality = latest_quality(ctx)
+    runs = eval_runs(ctx)
+    sets = by_eval_set(runs)
+    common = sets[0]["versions"] if sets else {}
+    latest = latest_quality(ctx, runs)
     facts = release_facts(ctx, versions)
-    rows = [dict(_summary(mv, by_version, facts), quality=quality.get(int(mv.version))) for mv in versions]
+    rows = []
+    for mv in versions:
+        v = int(mv.version)
+        rows.append(dict(_summary(mv, by_version, facts), quality=common.get(v), quality_latest=latest.get(v),
+                         quality_sets={g["eval_set"]: g["versions"][v] for g in sets if v in g["versions"]}))
     return sorted(rows, key=lambda r: r["version"])
 
 

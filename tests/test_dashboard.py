@@ -213,7 +213,7 @@ def test_releases_page_shows_quality_per_version(built, client):
     assert [(p["version"], p["miou"]) for p in hist["points"]] == [(v, pytest.approx(evals[v]["miou"])) for v in (1, 2)]
     html = client.get("/releases").text
     text = _text(html)
-    assert "Quality across versions (newest evaluation of each on set_b)" in text
+    assert "Quality across versions (newest evaluation of each on set_b [set " in text
     for r in api["releases"]:
         assert f"{r['quality']['miou']:.4f} {r['quality']['segment_accuracy']:.4f} set_b" in text
         assert f"<title>version {r['version']}: mIoU {r['quality']['miou']:.4f}</title>" in html
