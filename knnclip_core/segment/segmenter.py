@@ -16,11 +16,12 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..classnames import synonyms
+from ..config import WorkerConfig
 from ..errors import EmbedderMismatchError, InputError
 from ..readers.base import normalise_class_name
 from .base_models import BaseModel, BaseModelSpec, build_base_model
 from .fusion import UNKNOWN, fuse
-from .retrieval import DEFAULT_CONFIDENCE, Memory, retrieve
+from .retrieval import Memory, retrieve
 
 logger = logging.getLogger(__name__)
 
@@ -28,16 +29,20 @@ MAX_EXTRA_CLASSES = 256      # extra class names one request may add
 MAX_REQUEST_CLASSES = 4096   # classes one request may restrict its answer to
 
 
+_WORKER = WorkerConfig.model_fields
+
+
 @dataclass
 class SegmentParams:
-    """Inference knobs (defaults = the `worker` settings section)."""
+    """Inference knobs. Their defaults are the `worker` settings' Field defaults
+    (knnclip_core/config.py, the one source of k, temperature, lambda, T and proposals)."""
 
-    k: int = 10
-    temperature: float = 0.1
-    confidence: str = DEFAULT_CONFIDENCE
-    fusion_lambda: float = 0.5
-    confidence_threshold: float = 0.6
-    proposals: str = "slic"
+    k: int = _WORKER["k"].default
+    temperature: float = _WORKER["temperature"].default
+    confidence: str = _WORKER["confidence"].default
+    fusion_lambda: float = _WORKER["fusion_lambda"].default
+    confidence_threshold: float = _WORKER["confidence_threshold"].default
+    proposals: str = _WORKER["proposals"].default
     proposal_options: dict = field(default_factory=dict)
     base_model: BaseModelSpec = field(default_factory=BaseModelSpec)
     memory_backbone: Optional[str] = None
