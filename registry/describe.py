@@ -66,7 +66,7 @@ def previous_parts(ctx: RegistryContext, version: int) -> tuple[dict, list[str]]
     with tempfile.TemporaryDirectory(prefix="previous-") as tmp:
         got = {}
         for name in (MANIFEST_FILE, LABELS_FILE):
-            got[name] = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"{mv.source}/{name}", dst_path=tmp,
+            got[name] = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"{store.snapshot_uri(mv)}/{name}", dst_path=tmp,
                                                                  tracking_uri=ctx.tracking_uri))
         expected = (mv.tags or {}).get(store.TAG_MANIFEST_SHA)
         if expected and sha256_file(got[MANIFEST_FILE]) != expected:

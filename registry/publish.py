@@ -34,11 +34,33 @@ from .store import RegistryContext, check_alias, open_registry
 
 logger = logging.getLogger(__name__)
 
-SNAPSHOT_ARTIFACT = "snapshot"
+SNAPSHOT_ARTIFACT = "snapshot"  # where versions before the pyfunc flavour kept their snapshot
+MODEL_ARTIFACT = "model"  # the version's MLflow model (pyfunc, from code), the snapshot inside it
 TAG_HOST, TAG_PID, TAG_PID_STARTED = "knnclip.host", "knnclip.pid", "knnclip.pid_started"  # who runs a publish
 REPORT_WORDS = ("curat", "valid", "ingest")
 REPORT_SUFFIXES = (".json", ".md", ".html", ".csv", ".txt")
 PUBLISH_LOCK_TIMEOUT_S = 900.0  # a publisher waits this long for another one building a release
+
+
+def save_pyfunc(model_dir: Path, snapshot_dir: Path, settings: Settings) -> Path:
+    """Write the release as an MLflow pyfunc model at `model_dir` (registry/pyfunc_model.py as
+    models-from-code: no pickle), the snapshot as its artifact `snapshot`, a signature (image
+    bytes in; classes, segments, label map out) and the worker's inference knobs as its config."""
+    import mlflow
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
+
+    w = settings.worker
+    config = {"k": w.k, "temperature": w.temperature, "confidence": w.confidence, "fusion_lambda": w.fusion_lambda,
+              "confidence_threshold": w.confidence_threshold, "proposals": w.proposals,
+              "proposal_options": dict(w.proposal_options or {})}
+    signature = ModelSignature(inputs=Schema([ColSpec("binary", "image")]),
+                               outputs=Schema([ColSpec("string", "classes"), ColSpec("string", "segments"),
+                                               ColSpec("binary", "label_map_png")]))
+    mlflow.pyfunc.save_model(str(model_dir), python_model=str(Path(__file__).with_name("pyfunc_model.py")),
+                             artifacts={"snapshot": str(snapshot_dir)}, signature=signature, model_config=config,
+                             pip_requirements=[f"mlflow=={mlflow.__version__}", "knnclip"])
+    return model_dir
 
 
 def find_reports(reports_dir: Path) -> list[Path]:
@@ -89,7 +111,9 @@ def publish_snapshot(ctx: RegistryContext, snapshot_dir: str | Path, alias: Opti
                    "build_seconds": manifest["build"]["build_seconds"]}
         client.log_batch(run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()],
                          metrics=[Metric(k, float(v), 0, 0) for k, v in metrics.items()])
-        client.log_artifacts(run_id, str(snapshot_dir), artifact_path=SNAPSHOT_ARTIFACT)
+        with tempfile.TemporaryDirectory(prefix="knnclip-pyfunc-") as tmp:
+            model_dir = save_pyfunc(Path(tmp) / MODEL_ARTIFACT, snapshot_dir, ctx.settings)
+            client.log_artifacts(run_id, str(model_dir), artifact_path=MODEL_ARTIFACT)
         for report in reports:
             client.log_artifact(run_id, str(report), artifact_path="reports")
         ctx.ensure_model()
@@ -101,10 +125,11 @@ def publish_snapshot(ctx: RegistryContext, snapshot_dir: str | Path, alias: Opti
         inputs = dataset_inputs(record["sources"], frames)
         for start in range(0, len(inputs), 100):
             client.log_inputs(run_id, datasets=inputs[start:start + 100])
-        tags = {store.TAG_EMBEDDER: manifest["embedder_id"], store.TAG_MANIFEST_SHA: manifest_sha}
+        tags = {store.TAG_EMBEDDER: manifest["embedder_id"], store.TAG_MANIFEST_SHA: manifest_sha,
+                store.TAG_LAYOUT: "pyfunc"}
         if fingerprint:
             tags[store.TAG_FINGERPRINT] = fingerprint
-        mv = client.create_model_version(ctx.model_name, source=f"{run.info.artifact_uri}/{SNAPSHOT_ARTIFACT}",
+        mv = client.create_model_version(ctx.model_name, source=f"{run.info.artifact_uri}/{MODEL_ARTIFACT}",
                                          run_id=run_id, tags=tags,
                                          description=describe(manifest, record,
                                                               _changes_since(ctx, previous, manifest, snapshot_dir)))
