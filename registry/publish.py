@@ -42,6 +42,16 @@ REPORT_SUFFIXES = (".json", ".md", ".html", ".csv", ".txt")
 PUBLISH_LOCK_TIMEOUT_S = 900.0  # a publisher waits this long for another one building a release
 
 
+def _link_or_copy(src: str, dst: str) -> None:
+    """A hard link (no bytes copied) where the file system allows one, else a copy."""
+    import os
+
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
 def save_pyfunc(model_dir: Path, snapshot_dir: Path, settings: Settings) -> Path:
     """Write the release as an MLflow pyfunc model at `model_dir` (registry/pyfunc_model.py as
     models-from-code: no pickle), the snapshot as its artifact `snapshot`, a signature (image
@@ -57,9 +67,12 @@ def save_pyfunc(model_dir: Path, snapshot_dir: Path, settings: Settings) -> Path
     signature = ModelSignature(inputs=Schema([ColSpec("binary", "image")]),
                                outputs=Schema([ColSpec("string", "classes"), ColSpec("string", "segments"),
                                                ColSpec("binary", "label_map_png")]))
+    named = model_dir.parent / "snapshot-link" / "snapshot"  # MLflow keeps the folder's name: store.SNAPSHOT_IN_MODEL
+    shutil.copytree(snapshot_dir, named, copy_function=_link_or_copy)
     mlflow.pyfunc.save_model(str(model_dir), python_model=str(Path(__file__).with_name("pyfunc_model.py")),
-                             artifacts={"snapshot": str(snapshot_dir)}, signature=signature, model_config=config,
+                             artifacts={"snapshot": str(named)}, signature=signature, model_config=config,
                              pip_requirements=[f"mlflow=={mlflow.__version__}", "knnclip"])
+    assert (model_dir / store.SNAPSHOT_IN_MODEL / MANIFEST_FILE).is_file(), "the snapshot is not where loaders look"
     return model_dir
 
 
