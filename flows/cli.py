@@ -56,7 +56,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     # No settings parameter: the tasks read the same settings from this process's environment
     # (--config and --home are in it), so a run's parameters in Prefect are what it was asked.
     rel = result["release"]
-    human = [f"ingested: " + "; ".join(f"{r['images']} images, {r['segments']} segments ({r['new_segments']} new), "
+    human = ["ingested: " + "; ".join(f"{r['images']} images, {r['segments']} segments ({r['new_segments']} new), "
                                        f"{r['quarantined']} quarantined" for r in result["ingest"]),
              f"embedded: {result['embed'].get('embedded', 0)} new vectors ({result['embed'].get('backbone')})",
              f"curated:  {(result['curate'].get('counts') or {}).get('kept', '?')} vectors kept",

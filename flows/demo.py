@@ -5,7 +5,6 @@ production through the quality gate -> segment a sample image -> where everythin
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path

@@ -170,7 +170,7 @@ def _is_number(value) -> bool:
 
 def describe(manifest: dict, record: dict, change: list[str], quality: Optional[list[str]] = None) -> str:
     """The markdown description of a release (at most MAX_CHARS characters)."""
-    mem, bb, index = record.get("memory") or {}, record.get("backbone") or {}, record.get("index") or {}
+    mem, bb = record.get("memory") or {}, record.get("backbone") or {}
     sources = record.get("sources") or []
     datasets: dict[str, int] = {}
     for s in sources:
