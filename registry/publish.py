@@ -12,6 +12,7 @@ import re
 import shutil
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -69,9 +70,11 @@ def save_pyfunc(model_dir: Path, snapshot_dir: Path, settings: Settings) -> Path
                                                ColSpec("binary", "label_map_png")]))
     named = model_dir.parent / "snapshot-link" / "snapshot"  # MLflow keeps the folder's name: store.SNAPSHOT_IN_MODEL
     shutil.copytree(snapshot_dir, named, copy_function=_link_or_copy)
-    mlflow.pyfunc.save_model(str(model_dir), python_model=str(Path(__file__).with_name("pyfunc_model.py")),
-                             artifacts={"snapshot": str(named)}, signature=signature, model_config=config,
-                             pip_requirements=[f"mlflow=={mlflow.__version__}", "knnclip"])
+    with warnings.catch_warnings():  # its advice on type hints and input examples: the signature is explicit
+        warnings.simplefilter("ignore", UserWarning)
+        mlflow.pyfunc.save_model(str(model_dir), python_model=str(Path(__file__).with_name("pyfunc_model.py")),
+                                 artifacts={"snapshot": str(named)}, signature=signature, model_config=config,
+                                 pip_requirements=[f"mlflow=={mlflow.__version__}", "knnclip"])
     assert (model_dir / store.SNAPSHOT_IN_MODEL / MANIFEST_FILE).is_file(), "the snapshot is not where loaders look"
     return model_dir
 

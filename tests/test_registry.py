@@ -13,6 +13,8 @@ from urllib.request import url2pathname
 import numpy as np
 import pytest
 
+from registry.store import snapshot_uri  # the snapshot's files, inside a version's pyfunc model
+
 from knnclip_core.errors import VerificationError
 from knnclip_core.index import build_snapshot
 
@@ -166,7 +168,7 @@ def test_tampered_release_is_refused(store, tmp_path):
     cached = rel.snapshot.path / "index.faiss"
     cached.write_bytes(cached.read_bytes()[:-1] + b"\x00")
     assert load_release(v, ctx=ctx).snapshot.ntotal == 20  # bad cache: downloaded again, verified
-    source = Path(url2pathname(urlparse(ctx.model_version(v).source).path))
+    source = Path(url2pathname(urlparse(snapshot_uri(ctx.model_version(v))).path))
     raw = bytearray((source / "index.faiss").read_bytes())
     raw[100] ^= 0xFF
     (source / "index.faiss").write_bytes(bytes(raw))
@@ -236,7 +238,7 @@ def test_promote_refuses_a_release_that_fails_verification(store, tmp_path):
     good = publish_snapshot(ctx, seeded_snapshot(tmp_path / "g", {"a": 10, "b": 10}, 6))["version"]
     promote(ctx, good, "production", evaluator=None)
     bad = publish_snapshot(ctx, seeded_snapshot(tmp_path / "b", {"a": 10, "b": 12}, 7))["version"]
-    source = Path(url2pathname(urlparse(ctx.model_version(bad).source).path))
+    source = Path(url2pathname(urlparse(snapshot_uri(ctx.model_version(bad))).path))
     raw = bytearray((source / "index.faiss").read_bytes())
     raw[100] ^= 0xFF
     (source / "index.faiss").write_bytes(bytes(raw))
