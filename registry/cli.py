@@ -46,6 +46,10 @@ def register(sub) -> None:
     a = rs.add_parser("diff", help="classes added/removed, per-class vector counts changed, embedder change")
     a.add_argument("a", help="version number or alias")
     a.add_argument("b", help="version number or alias")
+    mode = a.add_mutually_exclusive_group()
+    mode.add_argument("--summary", action="store_true", help=f"counts and the largest changes only (the default "
+                                                              f"when the full diff is over {DIFF_SUMMARY_OVER} lines)")
+    mode.add_argument("--full", action="store_true", help="every added, removed and changed class")
     add_json_flag(a)
     a.set_defaults(func=_diff)
     a = rs.add_parser("compare", help="evaluate releases on the same tasks: per task, each one's mIoU and the change")
@@ -149,11 +153,35 @@ def _diff(args: argparse.Namespace) -> int:
              f"{d['rows']['removed']} removed"]
     if d["embedder"]["changed"]:
         lines.append(f"  embedder changed: {d['embedder']['a']} -> {d['embedder']['b']}")
-    lines += [f"  + {display_name(n)} ({c} vectors)" for n, c in d["added"].items()]
-    lines += [f"  - {display_name(n)} ({c} vectors)" for n, c in d["removed"].items()]
-    lines += [f"  ~ {display_name(n)}: {c['a']} -> {c['b']} vectors" for n, c in d["changed"].items()]
+    detail = ([f"  + {display_name(n)} ({c} vectors)" for n, c in d["added"].items()]
+              + [f"  - {display_name(n)} ({c} vectors)" for n, c in d["removed"].items()]
+              + [f"  ~ {display_name(n)}: {c['a']} -> {c['b']} vectors" for n, c in d["changed"].items()])
+    if args.summary or (not args.full and len(lines) + len(detail) > DIFF_SUMMARY_OVER):
+        lines += diff_summary(d) + [f"  ({len(detail)} class lines; `--full` shows them all)"]
+    else:
+        lines += detail
     emit(args, d, "\n".join(lines))
     return 0
+
+
+DIFF_SUMMARY_OVER = 20  # a diff longer than this prints its summary unless --full
+SUMMARY_ITEMS = 5
+
+
+def diff_summary(d: dict) -> list[str]:
+    """A release diff in a few lines: classes added, removed and changed, with the largest of each."""
+    added = sorted(d["added"].items(), key=lambda t: (-t[1], t[0]))
+    removed = sorted(d["removed"].items(), key=lambda t: (-t[1], t[0]))
+    changed = sorted(d["changed"].items(), key=lambda t: (-abs(t[1]["b"] - t[1]["a"]), t[0]))
+    out = []
+    for sign, word, rows, text in (("+", "added", added, lambda n, c: f"{display_name(n)} ({c})"),
+                                   ("-", "removed", removed, lambda n, c: f"{display_name(n)} ({c})"),
+                                   ("~", "changed", changed, lambda n, c: f"{display_name(n)} {c['a']} -> {c['b']}")):
+        if rows:
+            more = f", ... {len(rows) - SUMMARY_ITEMS} more" if len(rows) > SUMMARY_ITEMS else ""
+            out.append(f"  {sign} {len(rows)} classes {word}; largest: "
+                       + ", ".join(text(n, c) for n, c in rows[:SUMMARY_ITEMS]) + more)
+    return out
 
 
 @_one_sentence

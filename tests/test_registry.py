@@ -247,3 +247,35 @@ def test_promote_refuses_a_release_that_fails_verification(store, tmp_path):
                                                     rf"'production' stays on version {good}"):
             promote(ctx, bad, "production", evaluator=None, force=force)
     assert ctx.aliases()["production"] == good
+
+
+def test_releases_diff_summarises_a_long_diff(store, tmp_path, capsys):
+    """Over 20 lines, `releases diff` prints counts and the largest changes (--full: every line);
+    a short diff prints every line, as before."""
+    from knnclip_core.cli.main import main
+    from registry.publish import publish_snapshot
+
+    ctx, home = store
+    a = {f"class{i:02d}": 2 + i % 3 for i in range(30)}
+    b = {**{f"class{i:02d}": 2 + i % 3 for i in range(10, 30)}, **{f"new{i:02d}": 3 for i in range(12)},
+         "class29": 9}
+    va = publish_snapshot(ctx, seeded_snapshot(tmp_path / "a", a, 1), alias="")["version"]
+    vb = publish_snapshot(ctx, seeded_snapshot(tmp_path / "b", b, 2), alias="")["version"]
+
+    def diff(*flags) -> list[str]:
+        assert main(["--home", str(home), "releases", "diff", str(va), str(vb), *flags]) == 0
+        return capsys.readouterr().out.strip().splitlines()
+
+    summary, full = diff(), diff("--full")
+    assert len(full) == 1 + 12 + 10 + 1  # the headline, 12 added, 10 removed, class29 changed
+    assert len(summary) == 5 and summary[0] == full[0]
+    assert summary[1].startswith("  + 12 classes added; largest: ") and summary[1].endswith("... 7 more")
+    assert summary[2].startswith("  - 10 classes removed; largest: ")
+    assert summary[3] == "  ~ 1 classes changed; largest: class29 4 -> 9"
+    assert summary[4] == "  (23 class lines; `--full` shows them all)"
+    assert diff("--summary") == summary
+    small = {"class00": 2, "class01": 3}
+    vc = publish_snapshot(ctx, seeded_snapshot(tmp_path / "c", small, 3), alias="")["version"]
+    vd = publish_snapshot(ctx, seeded_snapshot(tmp_path / "d", {**small, "extra": 2}, 4), alias="")["version"]
+    assert main(["--home", str(home), "releases", "diff", str(vc), str(vd)]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[1:] == ["  + extra (2 vectors)"]
