@@ -46,7 +46,7 @@ def run_demo() -> int:
     if code:
         return code
     print("[3/3] evaluate production on the held-out set", flush=True)
-    code = knnclip(["eval", str(holdout), "--release", "production", "--json"])
+    code = knnclip(["eval", str(holdout), "--release", "production"])  # headline + per-class IoU table
     if code:
         return code
 

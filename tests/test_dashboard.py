@@ -408,6 +408,9 @@ def test_promote_and_rollback_need_the_worker_token(built):
         r = guarded.post("/releases/promote", data={"version": "2", "alias": "production", **form}, headers=headers)
         assert r.status_code == 401 and "missing or wrong bearer token" in _text(r.text)
     assert ctx.aliases() == {"production": 1, "staging": 2}, "a refused request changes nothing"
+    r = guarded.post("/api/releases/promote", data={"version": "2", "alias": "latest"},
+                     headers={"Authorization": "Bearer s3cret"})  # registry.store.check_alias's rule, up front
+    assert r.status_code == 400 and "not a valid alias name" in r.json()["detail"], r.text
 
     r = guarded.post("/api/releases/promote", data={"version": "2", "alias": "production"},
                      headers={"Authorization": "Bearer s3cret"})
