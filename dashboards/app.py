@@ -149,8 +149,16 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
         refused = token_refusal(settings, authorization, token)
         if refused:
             return refused[0], refused[1], None
-        if not ALIAS_RE.match(alias or "") or (action == "promote" and not (version or "").isdigit()):
+        from registry.store import check_alias  # the registry's own rule for alias names
+
+        if action == "promote" and not (version or "").isdigit():
             return 400, f"give an alias name and, to promote, a version number (got {alias!r}, {version!r}).", None
+        try:
+            check_alias(alias or None)
+        except KnnclipError as exc:
+            return 400, str(exc), None
+        if not alias:
+            return 400, "give an alias name.", None
         try:
             res = move_alias(settings, action, alias, version, ws)
         except KnnclipError as exc:

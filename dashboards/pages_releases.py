@@ -40,13 +40,14 @@ def _versions_table(releases: list) -> str:
 
 
 def _quality_section(history: dict) -> str:
-    """Chart of mIoU and segment accuracy across versions on one evaluation dataset."""
+    """Chart of mIoU and segment accuracy across versions on one evaluation set (other sets listed below it)."""
     if not history.get("points"):
         return ("<h3>Quality across versions</h3>" + notice(
             "No release has been evaluated yet: `knnclip eval DATASET --release N` records an evaluation "
             "run in MLflow (experiment knnclip-eval) that this page shows."))
+    others = "".join(f'<div class="muted">{esc(line)}</div>' for line in history.get("other_sets") or [])
     return (f'<h3>Quality across versions <span class="muted">(newest evaluation of each on '
-            f'{esc(history["dataset"])})</span></h3>{quality_lines(history["points"])}')
+            f'{esc(history.get("label") or history["dataset"])})</span></h3>{quality_lines(history["points"])}{others}')
 
 
 def _history_table(alias: str, hist: dict, current: Optional[int]) -> str:

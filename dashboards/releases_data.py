@@ -41,7 +41,8 @@ def releases_overview(settings: Settings, ws: Optional[Workspace] = None) -> dic
     """{'model_name', 'releases': [list_releases rows, newest first, each with its 'quality'],
     'aliases': {alias: version}, 'alias_history': {alias: {'stack', 'log' (newest first)}} for
     production, staging and any other alias, 'quality_history': registry.eval_runs.quality_history
-    (quality across versions on one dataset), 'error': message or None}."""
+    (quality across versions on one evaluation set, with its 'label' and 'other_sets' lines: figures
+    of other sets are listed apart, never on one chart), 'error': message or None}."""
     out: dict = {"model_name": settings.publish.model_name, "releases": [], "aliases": {},
                  "alias_history": {a: {"stack": [], "log": []} for a in KNOWN_ALIASES},
                  "quality_history": {"dataset": None, "points": []}, "error": None}
@@ -55,6 +56,10 @@ def releases_overview(settings: Settings, ws: Optional[Workspace] = None) -> dic
 
         out["releases"] = sorted(list_releases(ctx), key=lambda r: -r["version"])
         out["quality_history"] = quality_history(ctx)
+        from registry.eval_runs import other_sets_lines, set_label
+
+        hist = out["quality_history"]
+        hist["label"], hist["other_sets"] = set_label(hist["dataset"], hist.get("eval_set")), other_sets_lines(hist)
         out["aliases"] = dict(sorted(ctx.aliases().items()))
         for alias in dict.fromkeys([*KNOWN_ALIASES, *out["aliases"]]):
             hist = read_history(ctx, alias)

@@ -39,7 +39,7 @@ def add_pipeline_flags(p: argparse.ArgumentParser) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     settings, ws = workspace_from_args(args)
     configure(ws)  # before prefect is imported (flows.tasks imports it): logging reads it once
-    from flows.tasks import export_secrets, public_settings
+    from flows.tasks import export_secrets
 
     export_secrets(settings)  # read by the tasks from the environment, never passed as parameters
     from flows.pipeline import curation_pipeline
@@ -55,10 +55,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         budget_mb=args.budget_mb, strategy=args.strategy, dedup_threshold=args.dedup_threshold, alias=args.alias,
         promote_to=args.promote, index=args.index, device=args.device, batch_size=args.batch_size,
         embed_shards=args.embed_shards or (2 if use_dask else 1), use_dask=use_dask, dask_address=args.dask_address,
-        reader={k: v for k, v in reader_kwargs(args).items() if v not in (None, [])}, min_area=args.min_area,
-        settings=public_settings(settings))
+        reader={k: v for k, v in reader_kwargs(args).items() if v not in (None, [])}, min_area=args.min_area)
+    # No settings parameter: the tasks read the same settings from this process's environment
+    # (--config and --home are in it), so a run's parameters in Prefect are what it was asked.
     rel = result["release"]
-    human = [f"ingested: " + "; ".join(f"{r['images']} images, {r['segments']} segments ({r['new_segments']} new), "
+    human = ["ingested: " + "; ".join(f"{r['images']} images, {r['segments']} segments ({r['new_segments']} new), "
                                        f"{r['quarantined']} quarantined" for r in result["ingest"]),
              f"embedded: {result['embed'].get('embedded', 0)} new vectors ({result['embed'].get('backbone')})",
              f"curated:  {(result['curate'].get('counts') or {}).get('kept', '?')} vectors kept",
@@ -111,7 +112,7 @@ def start_local_server(timeout: float = 90.0) -> tuple[subprocess.Popen, str]:
 def cmd_schedule(args: argparse.Namespace) -> int:
     settings, ws = workspace_from_args(args)
     configure(ws)  # before prefect is imported (flows.tasks imports it): logging reads it once
-    from flows.tasks import export_secrets, public_settings
+    from flows.tasks import export_secrets
 
     export_secrets(settings)  # read by the tasks from the environment, never passed as parameters
     server = None
@@ -122,8 +123,7 @@ def cmd_schedule(args: argparse.Namespace) -> int:
     from flows.pipeline import drop_folder_pipeline
 
     params = {"watch_dir": os.path.abspath(args.watch), "backbone": args.backbone, "alias": args.alias,
-              "budget_vectors": args.budget_vectors, "budget_mb": args.budget_mb,
-              "settings": public_settings(settings)}
+              "budget_vectors": args.budget_vectors, "budget_mb": args.budget_mb}  # settings: from the environment
     print(json.dumps({"deployment": "knnclip-drop-folder", "cron": args.cron, "watch": params["watch_dir"]}))
     print(f"schedule: serving deployment knnclip-drop-folder (cron {args.cron!r}) over {params['watch_dir']}; each run "
           f"prints its stage lines here and logs them to the Prefect UI ({os.environ['PREFECT_API_URL'].removesuffix('/api')})",

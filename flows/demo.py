@@ -5,7 +5,6 @@ production through the quality gate -> segment a sample image -> where everythin
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -30,12 +29,10 @@ def run_demo() -> int:
     settings = load_settings()
     configure(ws)
     from flows.pipeline import curation_pipeline
-    from flows.tasks import public_settings
 
     print(f"[1/3] pipeline: {train} -> ingest -> embed ({settings.embed.backbone}) -> curate -> publish -> promote",
           flush=True)
-    result = curation_pipeline(path=str(train), alias="staging", promote_to="production",
-                               settings=public_settings(settings))
+    result = curation_pipeline(path=str(train), alias="staging", promote_to="production")  # settings: the environment
     rel, ing = result["release"], result["ingest"][0]
     print(f"      ingested {ing['images']} images, {ing['segments']} segments ({ing['new_segments']} new, "
           f"{ing['quarantined']} quarantined)")
@@ -50,7 +47,7 @@ def run_demo() -> int:
     if code:
         return code
     print("[3/3] evaluate production on the held-out set", flush=True)
-    code = knnclip(["eval", str(holdout), "--release", "production", "--json"])
+    code = knnclip(["eval", str(holdout), "--release", "production"])  # headline + per-class IoU table
     if code:
         return code
 

@@ -38,6 +38,30 @@ def _settings_dict(settings: Optional[dict]) -> dict:
     return public_settings(settings_of(settings) if settings is not None else load_settings())
 
 
+def _asked(s: dict, budget_vectors=None, budget_mb=None, strategy=None, dedup_threshold=None, index=None) -> dict:
+    """The run's settings dict with what the run was asked applied once (curation options, the
+    index override): the curate and publish stages then read the same budget."""
+    from knnclip_core.memory.curate import curation_settings
+    from knnclip_core.overrides import with_overrides
+
+    settings = curation_settings(settings_of(s), budget_vectors=budget_vectors, budget_mb=budget_mb,
+                                 strategy=strategy, dedup_threshold=dedup_threshold)
+    return public_settings(with_overrides(settings, publish={"index": index}))
+
+
+def run_name() -> str:
+    """'<dataset or drop folder> <UTC time>' for a flow run, e.g. 'camvid 2026-12-03 09:30:12Z':
+    the source's folder (or file) name from the run's parameters, 'catalog' without one."""
+    import datetime as dt
+
+    from prefect.runtime import flow_run
+
+    params = flow_run.parameters or {}
+    source = params.get("path") or params.get("watch_dir") or next(iter(params.get("sources") or []), None)
+    label = Path(str(source)).name if source else f"catalog ({params['backbone']})" if params.get("backbone") else "catalog"
+    return f"{label} {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M:%SZ}"
+
+
 def ensure_gpu_limit(limit: int) -> None:
     """Create the global concurrency limit embedding tasks hold, if it does not exist."""
     from prefect.client.orchestration import get_client
@@ -79,7 +103,7 @@ def dask_runner(address: Optional[str], workers: int):
                                           "dashboard_address": None})
 
 
-@flow(name="knnclip-ingest", persist_result=False)
+@flow(name="knnclip-ingest", flow_run_name=run_name, persist_result=False)
 def ingest_flow(path: str, format: str = "auto", reader: Optional[dict] = None, min_area: Optional[int] = None,
                 settings: Optional[dict] = None) -> dict:
     """Ingest one source into the catalog."""
@@ -87,7 +111,7 @@ def ingest_flow(path: str, format: str = "auto", reader: Optional[dict] = None, 
     return ingest_task(s, str(path), format, reader or {}, min_area, source_fingerprint(path))
 
 
-@flow(name="knnclip-embed", persist_result=False)
+@flow(name="knnclip-embed", flow_run_name=run_name, persist_result=False)
 def embed_flow(backbone: Optional[str] = None, device: Optional[str] = None, batch_size: Optional[int] = None,
                shards: int = 1, settings: Optional[dict] = None) -> dict:
     """Embed every segment missing from the memory, in `shards` parallel tasks."""
@@ -106,18 +130,18 @@ def embed_flow(backbone: Optional[str] = None, device: Optional[str] = None, bat
     return merged
 
 
-@flow(name="knnclip-curate", persist_result=False)
+@flow(name="knnclip-curate", flow_run_name=run_name, persist_result=False)
 def curate_flow(backbone: Optional[str] = None, options: Optional[dict] = None, settings: Optional[dict] = None) -> dict:
     return curate_task(_settings_dict(settings), backbone, options or {})
 
 
-@flow(name="knnclip-publish", persist_result=False)
+@flow(name="knnclip-publish", flow_run_name=run_name, persist_result=False)
 def publish_flow(backbone: Optional[str] = None, alias: Optional[str] = "staging", index: Optional[str] = None,
                  settings: Optional[dict] = None) -> dict:
     return publish_task(_settings_dict(settings), backbone, alias, index)
 
 
-@flow(name="knnclip-curation-pipeline", persist_result=False)
+@flow(name="knnclip-curation-pipeline", flow_run_name=run_name, persist_result=False)
 def curation_pipeline(path: Optional[str] = None, format: str = "auto", backbone: Optional[str] = None,
                       budget_vectors: Optional[int] = None, budget_mb: Optional[float] = None,
                       strategy: Optional[str] = None, dedup_threshold: Optional[float] = None,
@@ -131,18 +155,19 @@ def curation_pipeline(path: Optional[str] = None, format: str = "auto", backbone
     `path` (or several `sources`) is ingested first; with neither, the pipeline curates
     and publishes what the catalog already holds. Returns a summary with the release.
     """
-    s = _settings_dict(settings)
+    s = _asked(_settings_dict(settings), budget_vectors=budget_vectors, budget_mb=budget_mb, strategy=strategy,
+               dedup_threshold=dedup_threshold, index=index)  # once, here: every stage reads only `s`
     sources = list(sources or []) + ([str(path)] if path else [])
     stage(f"run: {len(sources)} source(s) to ingest" + (f" ({', '.join(sources)})" if sources else
                                                         ", curating and publishing what the catalog holds"))
     ingests = [ingest_task(s, src, format, reader or {}, min_area, source_fingerprint(src)) for src in sources]
     embed = embed_flow.with_options(task_runner=dask_runner(dask_address, embed_shards)) if use_dask or dask_address else embed_flow
-    embedded = embed(backbone=backbone, device=device, batch_size=batch_size, shards=embed_shards, settings=s)
+    # the subflow gets the settings parameter as this run got it (None from the CLI: read from the
+    # environment), so that Prefect never stores a settings dump as a run's parameters
+    embedded = embed(backbone=backbone, device=device, batch_size=batch_size, shards=embed_shards, settings=settings)
     stage(embed_line(embedded), echo=False)  # the subflow printed it; this puts it in this run's logs too
-    options = {k: v for k, v in dict(budget_vectors=budget_vectors, budget_mb=budget_mb, strategy=strategy,
-                                      dedup_threshold=dedup_threshold).items() if v is not None}
-    curation = curate_task(s, backbone, options)
-    release = publish_task(s, backbone, alias, index)
+    curation = curate_task(s, backbone, {})
+    release = publish_task(s, backbone, alias, None)
     previous = release.get("previous")
     diff = diff_task(s, previous, release["version"]) if previous and previous != release["version"] else None
     if diff:
@@ -198,7 +223,7 @@ def new_sources(settings: Settings, watch_dir: str | Path) -> list[str]:
     return [str(p) for p in entries if source_fingerprint(p) not in done]
 
 
-@flow(name="knnclip-drop-folder", persist_result=False)
+@flow(name="knnclip-drop-folder", flow_run_name=run_name, persist_result=False)
 def drop_folder_pipeline(watch_dir: str, backbone: Optional[str] = None, alias: Optional[str] = "staging",
                          budget_vectors: Optional[int] = None, budget_mb: Optional[float] = None,
                          settings: Optional[dict] = None) -> dict:
@@ -211,5 +236,5 @@ def drop_folder_pipeline(watch_dir: str, backbone: Optional[str] = None, alias: 
         return {"new_sources": [], "release": None}
     stage(f"drop folder: {len(todo)} new batch(es) in {watch_dir}: {', '.join(Path(p).name for p in todo)}")
     result = curation_pipeline(sources=todo, backbone=backbone, alias=alias, budget_vectors=budget_vectors,
-                               budget_mb=budget_mb, settings=s)
+                               budget_mb=budget_mb, settings=settings)
     return {"new_sources": todo, **result}

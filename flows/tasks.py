@@ -4,6 +4,7 @@ tasks read the secrets from the environment. No task result is persisted by Pref
 (no pickles in the workspace); ingest caches its summary as JSON (flows/json_cache.py)."""
 from __future__ import annotations
 
+import errno
 import logging
 import os
 from contextlib import nullcontext
@@ -26,16 +27,29 @@ logger = logging.getLogger(__name__)
 GPU_LIMIT = "knnclip-gpu"  # global concurrency limit held by embedding tasks
 
 
+# OSError numbers worth a retry: the resource is busy, the network or the device hiccupped.
+TRANSIENT_ERRNOS = frozenset({errno.EAGAIN, errno.EBUSY, errno.EINTR, errno.EIO, errno.ETIMEDOUT, errno.ECONNRESET,
+                              errno.ECONNREFUSED, errno.ECONNABORTED, errno.EPIPE, errno.ENETDOWN,
+                              errno.ENETUNREACH, errno.EHOSTUNREACH})
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for an error a retry may cure (a dropped connection, a timeout, a busy or briefly
+    failing device); False for bad input and for what a retry cannot change (a missing file,
+    no permission, a full disk, any KnnclipError)."""
+    if isinstance(exc, KnnclipError):
+        return False
+    if isinstance(exc, (ConnectionError, TimeoutError, InterruptedError, BlockingIOError)):
+        return True
+    return isinstance(exc, OSError) and exc.errno in TRANSIENT_ERRNOS
+
+
 def retry_on_io(task, task_run, state) -> bool:
-    """Retry a failed task only when it failed on I/O (OSError), not on bad input."""
+    """Retry a failed task only when it failed on a transient I/O error (`is_transient`)."""
     try:
         state.result()
-    except KnnclipError:
-        return False
-    except OSError:
-        return True
-    except Exception:
-        return False
+    except Exception as exc:  # noqa: BLE001 - the failure is what is judged
+        return is_transient(exc)
     return False
 
 

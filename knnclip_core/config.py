@@ -87,6 +87,10 @@ class BaseModelConfig(_Section):
     options: dict = Field(default_factory=dict, description="Extra keyword options for the base model's factory.")
 
 
+# slic options chosen on CamVid val (benchmarks/proposals.py): fine superpixels, at most 512 px a side
+SLIC_TUNED = {"n_segments": 400, "merge_threshold": 4, "max_regions": 200, "max_side": 512}
+
+
 class WorkerConfig(_Section):
     memory_backbone: Optional[str] = Field(None, description="Backbone that makes the query vectors (configs/backbones.yaml); null: the one the release records. A release built with another embedder is refused.")
     base_model: BaseModelConfig = Field(default_factory=BaseModelConfig, description="The base model: proposes masks (through `proposals` unless it has its own) and gives P_base over any class names.")
@@ -104,7 +108,7 @@ class WorkerConfig(_Section):
     body_timeout_s: float = Field(60.0, gt=0.0, description="Seconds a client has to send a whole request body (slow bodies get 408).")
     header_timeout_s: float = Field(10.0, gt=0.0, description="Seconds a client has to send a request's line and headers; slower connections are closed (slowloris).")
     metrics_public: bool = Field(False, description="True: GET /metrics answers without the worker token (for Prometheus scrapers); every other path still needs it.")
-    proposal_options: dict = Field(default_factory=dict, description="Keyword options of the proposal generator, e.g. {max_regions: 128, n_segments: 400} for slic, {rows: 4, cols: 4} for grid.")
+    proposal_options: dict = Field(default_factory=lambda: dict(SLIC_TUNED), description="Keyword options of the proposal generator: slic's are fine superpixels at most 512 px a side (chosen on CamVid val, benchmarks/proposals.py); {rows: 4, cols: 4} for grid.")
     merge_rounds: int = Field(2, ge=0, le=20, description="Rounds in which touching generated proposals that retrieval gives one class are joined and classified again (knnclip_core/segment/regroup.py; 0: off).")
     merge_scope: Literal["touching", "class"] = Field("touching", description="Which agreeing proposals a round joins: touching | class (all of a class).")
     merge_smoothing: float = Field(0.0, ge=0.0, le=1.0, description="Weight of the touching neighbours' scores in the class a proposal joins by.")

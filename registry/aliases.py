@@ -183,6 +183,50 @@ def _write_history(ctx: RegistryContext, alias: str, history: dict) -> None:
         history["pending"] = pending
     ctx.client.set_registered_model_tag(ctx.model_name, HISTORY_TAG.format(alias=alias),
                                         json.dumps(history, separators=(",", ":")))
+    _write_description(ctx)
+
+
+HISTORY_HEADING = "### Alias history"
+MAX_TABLE_ROWS = 30
+
+
+def history_table(histories: dict[str, dict]) -> str:
+    """Markdown table of the alias moves of `histories` ({alias: read_history()}), newest first."""
+    moves = sorted(((e.get("at") or "", alias, e) for alias, h in histories.items() for e in h["log"]),
+                   key=lambda t: t[0], reverse=True)
+    def cell(v) -> str:
+        return str(v).replace("|", "\\|").replace("\n", " ") if v not in (None, "") else "-"
+    lines = [HISTORY_HEADING, "",
+             "Every move of an alias, newest first (knnclip records them; MLflow keeps no alias history). "
+             "`knnclip releases history --alias A` shows one alias's moves and its rollback stack.", "",
+             "| when (UTC) | alias | action | from | to | by | note |", "|---|---|---|---|---|---|---|"]
+    for at, alias, e in moves[:MAX_TABLE_ROWS]:
+        lines.append("| " + " | ".join(cell(v) for v in (at.replace("+00:00", ""), alias, e.get("action"),
+                                                          e.get("previous"), e.get("version"),
+                                                          e.get("by") or e.get("detected_by_user"),
+                                                          e.get("note"))) + " |")
+    if len(moves) > MAX_TABLE_ROWS:
+        lines.append(f"\n({len(moves) - MAX_TABLE_ROWS} older moves in the tags `knnclip.alias_history.*`)")
+    return "\n".join(lines)
+
+
+def _write_description(ctx: RegistryContext) -> None:
+    """Rewrite the registered model's description with the alias history table (the text before
+    the table is kept). Best effort: a refusal is logged, the tags keep the history."""
+    try:
+        rm = ctx.client.get_registered_model(ctx.model_name)
+        prefix = HISTORY_TAG.split("{")[0]
+        histories = {}
+        for key, raw in (rm.tags or {}).items():
+            if key.startswith(prefix):
+                try:
+                    histories[key[len(prefix):]] = _parse_history(ctx, key[len(prefix):], raw)
+                except AliasHistoryError:
+                    continue
+        head = (rm.description or "").split(HISTORY_HEADING)[0].rstrip()
+        ctx.client.update_registered_model(ctx.model_name, description=(head + "\n\n" + history_table(histories)).strip())
+    except MlflowException as exc:
+        logger.warning("the description of %s keeps its old alias history table: %s", ctx.model_name, exc)
 
 
 @contextmanager

@@ -47,6 +47,10 @@ def register(sub) -> None:
     a = rs.add_parser("diff", help="classes added/removed, per-class vector counts changed, embedder change")
     a.add_argument("a", help="version number or alias")
     a.add_argument("b", help="version number or alias")
+    mode = a.add_mutually_exclusive_group()
+    mode.add_argument("--summary", action="store_true", help=f"counts and the largest changes only (the default "
+                                                              f"when the full diff is over {DIFF_SUMMARY_OVER} lines)")
+    mode.add_argument("--full", action="store_true", help="every added, removed and changed class")
     add_json_flag(a)
     a.set_defaults(func=_diff)
     a = rs.add_parser("compare", help="evaluate releases on the same tasks: per task, each one's mIoU and the change")
@@ -95,17 +99,28 @@ def _publish(args: argparse.Namespace) -> int:
 
 @_one_sentence
 def _list(args: argparse.Namespace) -> int:
+    from .eval_runs import format_quality, other_sets_lines, quality_history
     from .releases import list_releases
 
-    from .eval_runs import format_quality
-
-    rows = list_releases(_ctx(args))
-    lines = [f"{'version':>7}  {'aliases':<20} {'classes':>7} {'vectors':>9}  {'index':<16} {'created':<25} quality"]
+    ctx = _ctx(args)
+    rows = list_releases(ctx)
+    history = quality_history(ctx)
+    where = f"quality on {format_set(history)}" if history["points"] else "quality"
+    lines = [f"{'version':>7}  {'aliases':<20} {'classes':>7} {'vectors':>9}  {'index':<16} {'created':<25} {where}"]
     for r in rows:
+        q = format_quality(r["quality"]) if r["quality"] or not r["quality_latest"] else "not evaluated on this set"
         lines.append(f"{r['version']:>7}  {','.join(r['aliases']) or '-':<20} {r['classes'] or 0:>7} "
-                     f"{r['vectors'] or 0:>9}  {r['factory'] or '?':<16} {r['created']:<25} {format_quality(r['quality'])}")
+                     f"{r['vectors'] or 0:>9}  {r['factory'] or '?':<16} {r['created']:<25} {q}")
+    lines += other_sets_lines(history)
     emit(args, rows, "\n".join(lines) if rows else "no releases yet (run `knnclip publish`)")
     return 0
+
+
+def format_set(history: dict) -> str:
+    """The evaluation set of a quality history in words ('holdout [set 3fa2c1]')."""
+    from .eval_runs import set_label
+
+    return set_label(history["dataset"], history.get("eval_set"))
 
 
 @_one_sentence
@@ -144,9 +159,13 @@ def _diff(args: argparse.Namespace) -> int:
              f"{d['rows']['removed']} removed"]
     if d["embedder"]["changed"]:
         lines.append(f"  embedder changed: {d['embedder']['a']} -> {d['embedder']['b']}")
-    lines += [f"  + {display_name(n)} ({c} vectors)" for n, c in d["added"].items()]
-    lines += [f"  - {display_name(n)} ({c} vectors)" for n, c in d["removed"].items()]
-    lines += [f"  ~ {display_name(n)}: {c['a']} -> {c['b']} vectors" for n, c in d["changed"].items()]
+    detail = ([f"  + {display_name(n)} ({c} vectors)" for n, c in d["added"].items()]
+              + [f"  - {display_name(n)} ({c} vectors)" for n, c in d["removed"].items()]
+              + [f"  ~ {display_name(n)}: {c['a']} -> {c['b']} vectors" for n, c in d["changed"].items()])
+    if args.summary or (not args.full and len(lines) + len(detail) > DIFF_SUMMARY_OVER):
+        lines += diff_summary(d) + [f"  ({len(detail)} class lines; `--full` shows them all)"]
+    else:
+        lines += detail
     corr = d.get("corrections") or {}
     for b in corr.get("batches", []):
         lines.append(f"  corrections: batch {b['batch']} from {b['tool']}, {b.get('rows_added', '?')} rows added"
@@ -156,6 +175,26 @@ def _diff(args: argparse.Namespace) -> int:
             f"{display_name(n)} ({c}{', new' if n in corr['new_classes'] else ''})" for n, c in corr["classes"].items()))
     emit(args, d, "\n".join(lines))
     return 0
+
+
+DIFF_SUMMARY_OVER = 20  # a diff longer than this prints its summary unless --full
+SUMMARY_ITEMS = 5
+
+
+def diff_summary(d: dict) -> list[str]:
+    """A release diff in a few lines: classes added, removed and changed, with the largest of each."""
+    added = sorted(d["added"].items(), key=lambda t: (-t[1], t[0]))
+    removed = sorted(d["removed"].items(), key=lambda t: (-t[1], t[0]))
+    changed = sorted(d["changed"].items(), key=lambda t: (-abs(t[1]["b"] - t[1]["a"]), t[0]))
+    out = []
+    for sign, word, rows, text in (("+", "added", added, lambda n, c: f"{display_name(n)} ({c})"),
+                                   ("-", "removed", removed, lambda n, c: f"{display_name(n)} ({c})"),
+                                   ("~", "changed", changed, lambda n, c: f"{display_name(n)} {c['a']} -> {c['b']}")):
+        if rows:
+            more = f", ... {len(rows) - SUMMARY_ITEMS} more" if len(rows) > SUMMARY_ITEMS else ""
+            out.append(f"  {sign} {len(rows)} classes {word}; largest: "
+                       + ", ".join(text(n, c) for n, c in rows[:SUMMARY_ITEMS]) + more)
+    return out
 
 
 @_one_sentence

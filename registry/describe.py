@@ -19,6 +19,7 @@ from knnclip_core.hashing import sha256_file
 from knnclip_core.index.snapshot import LABELS_FILE, MANIFEST_FILE
 
 from . import store
+from .eval_tags import EVAL_EXPERIMENT, TAG_LATEST_MIOU, TAG_LATEST_RUN
 from .store import RegistryContext
 
 logger = logging.getLogger(__name__)
@@ -66,7 +67,7 @@ def previous_parts(ctx: RegistryContext, version: int) -> tuple[dict, list[str]]
     with tempfile.TemporaryDirectory(prefix="previous-") as tmp:
         got = {}
         for name in (MANIFEST_FILE, LABELS_FILE):
-            got[name] = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"{mv.source}/{name}", dst_path=tmp,
+            got[name] = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"{store.snapshot_uri(mv)}/{name}", dst_path=tmp,
                                                                  tracking_uri=ctx.tracking_uri))
         expected = (mv.tags or {}).get(store.TAG_MANIFEST_SHA)
         if expected and sha256_file(got[MANIFEST_FILE]) != expected:
@@ -139,8 +140,6 @@ def quality_lines(tags: dict) -> list[str]:
         if m:
             by_alias.setdefault(m["alias"], {})[m["name"]] = value
     out = [QUALITY_HEADING]
-    from .eval_runs import EVAL_EXPERIMENT, TAG_LATEST_MIOU, TAG_LATEST_RUN
-
     if _is_number(tags.get(TAG_LATEST_MIOU)):
         out.append(f"- latest evaluation: mIoU {float(tags[TAG_LATEST_MIOU]):.4f} (run `{tags.get(TAG_LATEST_RUN)}` "
                    f"in experiment `{EVAL_EXPERIMENT}`)")
@@ -186,7 +185,7 @@ def threshold_lines(cal: Optional[dict]) -> list[str]:
 
 def describe(manifest: dict, record: dict, change: list[str], quality: Optional[list[str]] = None) -> str:
     """The markdown description of a release (at most MAX_CHARS characters)."""
-    mem, bb, index = record.get("memory") or {}, record.get("backbone") or {}, record.get("index") or {}
+    mem, bb = record.get("memory") or {}, record.get("backbone") or {}
     sources = record.get("sources") or []
     datasets: dict[str, int] = {}
     for s in sources:

@@ -24,17 +24,17 @@ from typing import Optional
 from knnclip_core.redact import redact_obj, redact_text
 from knnclip_core.segment.eval_report import confusion_png, per_class_rows
 
+from .describe import refresh_quality
+from .eval_tags import EVAL_EXPERIMENT, TAG_LATEST_MIOU, TAG_LATEST_RUN  # noqa: F401 (re-exported)
 from .store import RegistryContext
 
 logger = logging.getLogger(__name__)
 
-EVAL_EXPERIMENT = "knnclip-eval"
-TAG_LATEST_RUN = "knnclip.eval.latest_run"      # on the model version
-TAG_LATEST_MIOU = "knnclip.eval.latest_miou"    # on the model version
 RUN_MODEL = "knnclip.model_name"                # on the eval run
 RUN_VERSION = "knnclip.model_version"
 RUN_DATASET = "knnclip.eval.dataset"
 RUN_SOURCE = "knnclip.eval.source"              # cli | gate:<alias>:<role>
+RUN_SET = "knnclip.eval.set"                    # fingerprint of the evaluation set (see `eval_set_id`)
 METRICS = ("miou", "pixel_accuracy", "segment_accuracy", "pq", "sq", "rq")
 COUNTS = ("images", "segments", "unknown_segments", "pixels")
 TABLE_FILE = "per_class_iou.json"
@@ -60,6 +60,20 @@ def _dataset_input(dataset: dict):
     return DatasetInput(ds, tags=[InputTag("mlflow.data.context", "evaluation")])
 
 
+def eval_set_id(dataset: dict, params: Optional[dict] = None, masks_from: Optional[str] = None) -> Optional[str]:
+    """Which evaluation set a run measured: a short sha256 of the set's files (paths, sizes, mtimes;
+    knnclip_core.fingerprint), its format, the image limit and where masks came from. Figures
+    are comparable across versions only within one set. None when the set's folder is gone."""
+    from knnclip_core.fingerprint import source_fingerprint
+
+    root = dataset.get("root")
+    if not root or not Path(str(root)).exists():
+        return None
+    key = json.dumps({"files": source_fingerprint(str(root)), "format": dataset.get("format"),
+                      "limit": (params or {}).get("limit"), "masks_from": masks_from}, sort_keys=True)
+    return hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
 def record_eval(ctx: RegistryContext, version: int, report: dict, confusion=None, dataset: Optional[dict] = None,
                 params: Optional[dict] = None, source: str = "cli") -> dict:
     """Log evaluation `report` of release `version` as a finished run of the `knnclip-eval` experiment.
@@ -76,9 +90,10 @@ def record_eval(ctx: RegistryContext, version: int, report: dict, confusion=None
     dataset = dataset or {}
     name = str(dataset.get("dataset") or "dataset")
     exp_id = ctx.experiment_id(EVAL_EXPERIMENT)
+    set_id = eval_set_id(dataset, params, report.get("masks_from"))
     run = client.create_run(exp_id, run_name=f"eval-v{int(version)}-{name}",
                             tags=redact_obj({RUN_MODEL: ctx.model_name, RUN_VERSION: str(int(version)), RUN_DATASET: name,
-                                             RUN_SOURCE: source,
+                                             RUN_SOURCE: source, **({RUN_SET: set_id} if set_id else {}),
                                              "mlflow.note.content": f"Evaluation of models:/{ctx.model_name}/"
                                                                     f"{int(version)} on {name} ({report.get('images')} images)."}))
     run_id = run.info.run_id
@@ -111,8 +126,6 @@ def record_eval(ctx: RegistryContext, version: int, report: dict, confusion=None
     client.set_model_version_tag(ctx.model_name, str(int(version)), TAG_LATEST_RUN, run_id)
     if isinstance(report.get("miou"), (int, float)):
         client.set_model_version_tag(ctx.model_name, str(int(version)), TAG_LATEST_MIOU, f"{report['miou']:.4f}")
-    from .describe import refresh_quality
-
     refresh_quality(ctx, version)  # the version's description shows the latest quality
     logger.info("evaluation of version %s recorded as MLflow run %s (experiment %s)", version, run_id, EVAL_EXPERIMENT)
     return {"run_id": run_id, "experiment_id": exp_id, "experiment": EVAL_EXPERIMENT,
@@ -123,7 +136,9 @@ def _summary(run) -> dict:
     tags, metrics = run.data.tags, run.data.metrics
     at = dt.datetime.fromtimestamp(run.info.start_time / 1000, dt.timezone.utc).isoformat(timespec="seconds")
     out = {"version": int(tags[RUN_VERSION]), "run_id": run.info.run_id, "dataset": tags.get(RUN_DATASET),
-           "source": tags.get(RUN_SOURCE), "at": at, "masks_from": run.data.params.get("masks_from")}
+           "source": tags.get(RUN_SOURCE), "at": at, "masks_from": run.data.params.get("masks_from"),
+           "eval_set": tags.get(RUN_SET) or f"name:{tags.get(RUN_DATASET)}",  # older runs: by name only
+           "dataset_path": run.data.params.get("dataset_path")}
     out.update({k: metrics.get(k) for k in METRICS})
     out.update({k: int(metrics[k]) if k in metrics else None for k in COUNTS})
     return out
@@ -152,21 +167,63 @@ def latest_quality(ctx: RegistryContext, runs: Optional[list[dict]] = None) -> d
     return out
 
 
+def by_eval_set(runs: list[dict]) -> list[dict]:
+    """Evaluation runs grouped by evaluation set (see `eval_set_id`): [{'eval_set', 'dataset',
+    'path', 'versions': {version: its newest run on the set}}], the set the most versions were
+    evaluated on first (ties: the most recently used). `runs` newest first, as `eval_runs` gives."""
+    groups: dict[str, dict] = {}
+    for r in runs:
+        g = groups.setdefault(r["eval_set"], {"eval_set": r["eval_set"], "dataset": r["dataset"],
+                                              "path": r.get("dataset_path"), "versions": {}})
+        g["versions"].setdefault(r["version"], r)
+    order = list(groups)  # first appearance = most recently used
+    return sorted(groups.values(), key=lambda g: (-len(g["versions"]), order.index(g["eval_set"])))
+
+
+def _points(group: dict) -> list[dict]:
+    return [{k: r[k] for k in ("version", "miou", "segment_accuracy", "pixel_accuracy", "at", "run_id")}
+            for _, r in sorted(group["versions"].items())]
+
+
 def quality_history(ctx: RegistryContext, runs: Optional[list[dict]] = None) -> dict:
-    """Quality across versions on one dataset: the dataset the most versions were evaluated on
-    (ties: the most recently used), and per version, oldest first, its newest run on it.
-    Returns {'dataset': name or None, 'points': [{'version', 'miou', 'segment_accuracy', 'at', 'run_id'}]}."""
-    runs = eval_runs(ctx) if runs is None else runs
-    per_dataset: dict[str, dict[int, dict]] = {}
-    for r in runs:  # newest first: the first seen per (dataset, version) is its newest
-        per_dataset.setdefault(r["dataset"], {}).setdefault(r["version"], r)
-    if not per_dataset:
-        return {"dataset": None, "points": []}
-    order = list(per_dataset)  # first appearance = most recently used
-    dataset = max(order, key=lambda d: (len(per_dataset[d]), -order.index(d)))
-    points = [{k: r[k] for k in ("version", "miou", "segment_accuracy", "pixel_accuracy", "at", "run_id")}
-              for _, r in sorted(per_dataset[dataset].items())]
-    return {"dataset": dataset, "points": points}
+    """Quality across versions on one evaluation set (`by_eval_set`'s first: the set the most
+    versions were evaluated on), per version, oldest first, its newest run on it; figures from
+    other sets are never mixed in, they are listed apart under 'sets'.
+    Returns {'dataset', 'eval_set', 'path', 'points': [{'version', 'miou', 'segment_accuracy', 'at',
+    'run_id'}], 'sets': [{'eval_set', 'dataset', 'path', 'points'}, ...] (every set, the same first)}."""
+    sets = by_eval_set(eval_runs(ctx) if runs is None else runs)
+    if not sets:
+        return {"dataset": None, "eval_set": None, "path": None, "points": [], "sets": []}
+    listed = [{"eval_set": g["eval_set"], "dataset": g["dataset"], "path": g["path"], "points": _points(g)}
+              for g in sets]
+    return {**listed[0], "sets": listed}
+
+
+def set_label(dataset: Optional[str], eval_set: Optional[str]) -> str:
+    """'holdout [set 3fa2c1]' (older runs, known by name only: 'holdout')."""
+    if not eval_set or eval_set.startswith("name:"):
+        return str(dataset)
+    return f"{dataset} [set {eval_set[:6]}]"
+
+
+def other_sets_lines(history: dict, command_versions: Optional[list[int]] = None) -> list[str]:
+    """Lines about the evaluation sets other than the shown one, and how to compare releases on
+    one set; [] when every evaluation used one set."""
+    if len(history.get("sets") or []) < 2:
+        return []
+    main = history["sets"][0]
+    lines = [f"evaluations use {len(history['sets'])} different sets; figures above are on "
+             f"{set_label(main['dataset'], main['eval_set'])} only:"]
+    for g in history["sets"][1:]:
+        lines.append(f"  also on {set_label(g['dataset'], g['eval_set'])}: " + ", ".join(
+            f"version {p['version']} mIoU {_fig(p['miou'])}" for p in g["points"]))
+    missing = sorted({p["version"] for g in history["sets"][1:] for p in g["points"]}
+                     - {p["version"] for p in main["points"]})
+    versions = " ".join(map(str, (command_versions or sorted({p["version"] for p in main["points"]}) + missing)[:4]))
+    hint = f"compare on one set: `knnclip releases compare {versions} --tasks FILE`"
+    if missing and main.get("path"):
+        hint += f", or `knnclip eval {main['path']} --release V` for version(s) {', '.join(map(str, missing))}"
+    return lines + [hint]
 
 
 def _fig(value) -> str:
@@ -179,7 +236,8 @@ def format_quality(q: Optional[dict], long: bool = False) -> str:
     if not q:
         return "not evaluated"
     when = q["at"] if long else q["at"][:10]
-    text = f"mIoU {_fig(q['miou'])}, seg acc {_fig(q['segment_accuracy'])} on {q['dataset']} ({when}"
+    text = (f"mIoU {_fig(q['miou'])}, seg acc {_fig(q['segment_accuracy'])} on "
+            f"{set_label(q['dataset'], q.get('eval_set'))} ({when}")
     return text + (f", {q['images']} images, run {q['run_id']})" if long else ")")
 
 
@@ -187,6 +245,7 @@ def history_lines(history: dict, mark: Optional[int] = None) -> list[str]:
     """Text lines of `quality_history`: a title and one line per version ('*' marks version `mark`)."""
     if not history["points"]:
         return []
-    return [f"quality across versions on {history['dataset']} (newest evaluation of each):"] + [
+    return [f"quality across versions on {set_label(history['dataset'], history.get('eval_set'))} "
+            f"(newest evaluation of each):"] + [
         f"  {'*' if p['version'] == mark else ' '} version {p['version']:>4}: mIoU {_fig(p['miou'])}, "
-        f"seg acc {_fig(p['segment_accuracy'])} ({p['at'][:10]})" for p in history["points"]]
+        f"seg acc {_fig(p['segment_accuracy'])} ({p['at'][:10]})" for p in history["points"]] + other_sets_lines(history)

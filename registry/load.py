@@ -91,7 +91,7 @@ def _download(ctx: RegistryContext, version: int, dst: Path) -> None:
     tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", dir=dst.parent))
     try:
         # The version's own source URI, not models:/ (whose resolver uses the global registry URI).
-        source = ctx.model_version(version).source
+        source = store.snapshot_uri(ctx.model_version(version))
         local = mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(tmp),
                                                     tracking_uri=ctx.tracking_uri)
         if dst.exists():

@@ -12,6 +12,7 @@ import re
 import shutil
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -35,11 +36,48 @@ from .store import RegistryContext, check_alias, open_registry
 
 logger = logging.getLogger(__name__)
 
-SNAPSHOT_ARTIFACT = "snapshot"
+SNAPSHOT_ARTIFACT = "snapshot"  # where versions before the pyfunc flavour kept their snapshot
+MODEL_ARTIFACT = "model"  # the version's MLflow model (pyfunc, from code), the snapshot inside it
 TAG_HOST, TAG_PID, TAG_PID_STARTED = "knnclip.host", "knnclip.pid", "knnclip.pid_started"  # who runs a publish
 REPORT_WORDS = ("curat", "valid", "ingest")
 REPORT_SUFFIXES = (".json", ".md", ".html", ".csv", ".txt")
 PUBLISH_LOCK_TIMEOUT_S = 900.0  # a publisher waits this long for another one building a release
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    """A hard link (no bytes copied) where the file system allows one, else a copy."""
+    import os
+
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def save_pyfunc(model_dir: Path, snapshot_dir: Path, settings: Settings) -> Path:
+    """Write the release as an MLflow pyfunc model at `model_dir` (registry/pyfunc_model.py as
+    models-from-code: no pickle), the snapshot as its artifact `snapshot`, a signature (image
+    bytes in; classes, segments, label map out) and the worker's inference knobs as its config."""
+    import mlflow
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
+
+    w = settings.worker
+    config = {"k": w.k, "temperature": w.temperature, "confidence": w.confidence, "fusion_lambda": w.fusion_lambda,
+              "confidence_threshold": w.confidence_threshold, "proposals": w.proposals,
+              "proposal_options": dict(w.proposal_options or {})}
+    signature = ModelSignature(inputs=Schema([ColSpec("binary", "image")]),
+                               outputs=Schema([ColSpec("string", "classes"), ColSpec("string", "segments"),
+                                               ColSpec("binary", "label_map_png")]))
+    named = model_dir.parent / "snapshot-link" / "snapshot"  # MLflow keeps the folder's name: store.SNAPSHOT_IN_MODEL
+    shutil.copytree(snapshot_dir, named, copy_function=_link_or_copy)
+    with warnings.catch_warnings():  # its advice on type hints and input examples: the signature is explicit
+        warnings.simplefilter("ignore", UserWarning)
+        mlflow.pyfunc.save_model(str(model_dir), python_model=str(Path(__file__).with_name("pyfunc_model.py")),
+                                 artifacts={"snapshot": str(named)}, signature=signature, model_config=config,
+                                 pip_requirements=[f"mlflow=={mlflow.__version__}", "knnclip"])
+    assert (model_dir / store.SNAPSHOT_IN_MODEL / MANIFEST_FILE).is_file(), "the snapshot is not where loaders look"
+    return model_dir
 
 
 def find_reports(reports_dir: Path) -> list[Path]:
@@ -92,7 +130,9 @@ def publish_snapshot(ctx: RegistryContext, snapshot_dir: str | Path, alias: Opti
             metrics["confidence_threshold"] = manifest["calibration"]["threshold"]  # the release's own T
         client.log_batch(run_id, params=[Param(k, redact_text(v)[:6000]) for k, v in params.items()],
                          metrics=[Metric(k, float(v), 0, 0) for k, v in metrics.items()])
-        client.log_artifacts(run_id, str(snapshot_dir), artifact_path=SNAPSHOT_ARTIFACT)
+        with tempfile.TemporaryDirectory(prefix="knnclip-pyfunc-") as tmp:
+            model_dir = save_pyfunc(Path(tmp) / MODEL_ARTIFACT, snapshot_dir, ctx.settings)
+            client.log_artifacts(run_id, str(model_dir), artifact_path=MODEL_ARTIFACT)
         for report in reports:
             client.log_artifact(run_id, str(report), artifact_path="reports")
         ctx.ensure_model()
@@ -104,10 +144,11 @@ def publish_snapshot(ctx: RegistryContext, snapshot_dir: str | Path, alias: Opti
         inputs = dataset_inputs(record["sources"], frames)
         for start in range(0, len(inputs), 100):
             client.log_inputs(run_id, datasets=inputs[start:start + 100])
-        tags = {store.TAG_EMBEDDER: manifest["embedder_id"], store.TAG_MANIFEST_SHA: manifest_sha}
+        tags = {store.TAG_EMBEDDER: manifest["embedder_id"], store.TAG_MANIFEST_SHA: manifest_sha,
+                store.TAG_LAYOUT: "pyfunc"}
         if fingerprint:
             tags[store.TAG_FINGERPRINT] = fingerprint
-        mv = client.create_model_version(ctx.model_name, source=f"{run.info.artifact_uri}/{SNAPSHOT_ARTIFACT}",
+        mv = client.create_model_version(ctx.model_name, source=f"{run.info.artifact_uri}/{MODEL_ARTIFACT}",
                                          run_id=run_id, tags=redact_obj(tags),
                                          description=redact_text(describe(manifest, record,
                                                                           _changes_since(ctx, previous, manifest, snapshot_dir))))
@@ -246,11 +287,21 @@ def batch_sources(ws: Workspace, frames: dict) -> list[dict]:
     return out
 
 
+def publish_byte_budget(settings: Settings, ws: Workspace, embedder_id: str, lance_version: int) -> Optional[int]:
+    """Bytes the published index must fit: the MB budget the memory version was curated under
+    (`knnclip curate|run --budget-mb`, or the config then), else settings.curate.budget_mb; None: no budget."""
+    from knnclip_core.memory.budget import BYTES_PER_MB
+    from knnclip_core.memory.curate import curated_budget_mb
+
+    mb = curated_budget_mb(ws, embedder_id, lance_version) or settings.curate.budget_mb
+    return int(mb * BYTES_PER_MB) if mb else None
+
+
 def publish(settings: Settings, ws: Workspace, backbone: Optional[str] = None, alias: Optional[str] = None,
             index: Optional[str] = None, tag: Optional[str] = None) -> dict:
     """Build a snapshot from the KEPT rows of the memory of `backbone` (default: the only
     memory, or with several the one of settings.embed.backbone) and publish it (see `publish_snapshot`). `index` overrides the
-    index choice (FAISS factory string); the byte budget is settings.curate.budget_mb.
+    index choice (FAISS factory string); the byte budget is `publish_byte_budget`'s.
     When the newest release already holds the same content, it is returned (`reused`)
     instead of a duplicate version; publishers of one model take turns (BusyError after
     PUBLISH_LOCK_TIMEOUT_S). Raises RecallFloorError, KnnclipError when the memory is empty,
@@ -283,7 +334,7 @@ def _publish_locked(settings: Settings, ws: Workspace, backbone: Optional[str], 
                "memory_table": kept.table_name}
     frames = source_frames(kept)
     lineage["sources"] = batch_sources(ws, frames)
-    budget = int(settings.curate.budget_mb * 1_000_000) if settings.curate.budget_mb else None
+    budget = publish_byte_budget(settings, ws, embedder_id, kept.lance_version)
     names = list(kept.class_names)  # one per row
     lineage["thing_classes"] = thing_classes(ws, set(names))
     factory = index or settings.publish.index

@@ -9,15 +9,17 @@ from knnclip_core.index.snapshot import MANIFEST_FILE
 from knnclip_core.errors import VerificationError
 
 from . import store
-from .eval_runs import eval_runs, latest_quality, quality_history
+from .eval_runs import by_eval_set, eval_runs, latest_quality, quality_history
 from .aliases import check_aliases, move_alias, read_history, rollback_alias
 from .describe import changes, row_changes
-from .gate import Evaluator, default_evaluator, run_gate
+from .gate import Evaluator, GateRefusedError, default_evaluator, run_gate
 from .load import parse_ref, resolve_ref
 from .provenance import read_provenance, release_facts
 from .store import RegistryContext, check_alias
 
 logger = logging.getLogger(__name__)
+
+GATED_ALIASES = ("production",)  # with no gate evaluation, these aliases need --force
 
 
 def _created(mv) -> str:
@@ -44,12 +46,22 @@ def _by_version(ctx: RegistryContext) -> dict[int, list[str]]:
 
 def list_releases(ctx: RegistryContext) -> list[dict]:
     """All versions of the model, oldest first: version, aliases, classes, vectors, created, ...,
-    and 'quality': the summary of its newest evaluation run (registry.eval_runs) or None."""
+    'quality': its newest evaluation on the common evaluation set (the one the most versions were
+    evaluated on, registry.eval_runs.by_eval_set; None when not evaluated on it), so that the
+    figures of a list compare; 'quality_latest': its newest evaluation on any set; 'quality_sets':
+    {eval set: its newest run on that set}."""
     versions = ctx.client.search_model_versions(f"name = '{ctx.model_name}'")
     by_version = _by_version(ctx)
-    quality = latest_quality(ctx)
+    runs = eval_runs(ctx)
+    sets = by_eval_set(runs)
+    common = sets[0]["versions"] if sets else {}
+    latest = latest_quality(ctx, runs)
     facts = release_facts(ctx, versions)
-    rows = [dict(_summary(mv, by_version, facts), quality=quality.get(int(mv.version))) for mv in versions]
+    rows = []
+    for mv in versions:
+        v = int(mv.version)
+        rows.append(dict(_summary(mv, by_version, facts), quality=common.get(v), quality_latest=latest.get(v),
+                         quality_sets={g["eval_set"]: g["versions"][v] for g in sets if v in g["versions"]}))
     return sorted(rows, key=lambda r: r["version"])
 
 
@@ -118,7 +130,9 @@ def promote(ctx: RegistryContext, ref: str | int, alias: str = "production", for
             evaluator: Optional[Evaluator] = "default", tolerance: Optional[float] = None) -> dict:
     """Point `alias` at release `ref` after the quality gate (see registry.gate).
 
-    `evaluator` 'default' builds one from settings (None when no gate set is configured).
+    `evaluator` 'default' builds one from settings; when no gate set is configured, a promotion to
+    an alias of GATED_ALIASES (production) is refused (GateRefusedError saying how to configure
+    one) unless `force`. An explicit `evaluator=None` skips the gate (the caller's decision).
     The snapshot is verified first (as `read_manifest`); `force` does not skip that.
     Returns {'alias', 'version', 'previous', 'gate'}; raises GateRefusedError on a regression
     beyond the tolerance unless `force`, ReleaseNotFoundError for an unknown release,
@@ -126,12 +140,20 @@ def promote(ctx: RegistryContext, ref: str | int, alias: str = "production", for
     check_alias(alias)
     check_aliases(ctx, [alias])  # a move made outside knnclip is recorded before anything else
     version = resolve_ref(ref, ctx=ctx)
+    unconfigured = evaluator == "default" and default_evaluator(ctx.settings) is None
     if evaluator == "default":
         evaluator = default_evaluator(ctx.settings)
     tolerance = ctx.settings.publish.gate_tolerance if tolerance is None else tolerance
     if ctx.aliases().get(alias) == version:
         return {"alias": alias, "version": version, "previous": version, "gate": {"status": "unchanged"},
                 "changed": False}
+    if unconfigured and alias in GATED_ALIASES:
+        if not force:
+            raise GateRefusedError(no_gate_refusal(version, alias))
+        evaluator = None
+        force_note = f"forced: {alias!r} without a gate evaluation (no publish.gate_eval_path or publish.gate_tasks)"
+    else:
+        force_note = None
     try:
         read_manifest(ctx, version)
     except VerificationError as exc:
@@ -140,9 +162,19 @@ def promote(ctx: RegistryContext, ref: str | int, alias: str = "production", for
                                 f"so {alias!r} stays on {'no release' if holder is None else f'version {holder}'}"
                                 ) from exc
     gate = run_gate(ctx, version, alias, evaluator, tolerance, force=force)
+    if force_note:
+        gate = {**gate, "status": "forced", "reason": force_note}
     moved = move_alias(ctx, alias, version, action="promote-forced" if gate["status"] == "forced" else "promote",
                        note=gate.get("reason"))
     return {**moved, "gate": gate, "changed": True}
+
+
+def no_gate_refusal(version: int, alias: str) -> str:
+    """The one sentence refusing `alias` to a release with no gate evaluation, saying how to configure one."""
+    return (f"promotion refused: release {version} has no quality-gate evaluation, so it cannot become {alias!r}; "
+            f"configure a gate set (publish.gate_eval_path: a labelled dataset, e.g. "
+            f"KNNCLIP_PUBLISH__GATE_EVAL_PATH=/data/holdout, or publish.gate_tasks: a tasks YAML) "
+            f"or pass --force to promote without one")
 
 
 def rollback(ctx: RegistryContext, alias: str = "production", expect: Optional[tuple[int, int]] = None) -> dict:

@@ -28,6 +28,15 @@ TAG_PREFIX = "knnclip."
 TAG_EMBEDDER = "knnclip.embedder_id"
 TAG_MANIFEST_SHA = "knnclip.manifest_sha256"
 TAG_FINGERPRINT = "knnclip.content_fingerprint"  # what was published: embedder, rows, classes, index settings
+TAG_LAYOUT = "knnclip.layout"  # "pyfunc": the source is an MLflow model, its snapshot in SNAPSHOT_IN_MODEL
+SNAPSHOT_IN_MODEL = "artifacts/snapshot"
+
+
+def snapshot_uri(mv) -> str:
+    """Artifact URI of the snapshot files of model version `mv`: inside its pyfunc model
+    (versions published since the pyfunc flavour), or the source itself (older versions)."""
+    source = (mv.source or "").rstrip("/")
+    return f"{source}/{SNAPSHOT_IN_MODEL}" if (mv.tags or {}).get(TAG_LAYOUT) == "pyfunc" else source
 # Written by older versions only, still read as a fallback (now in the run and provenance.json).
 TAG_VECTORS = "knnclip.vectors"
 TAG_CLASSES = "knnclip.classes"

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from knnclip_core.errors import InputError
+from knnclip_core.index.choice import flat_bytes
 from knnclip_core.memory.budget import (STRATEGIES, bytes_per_vector, k_center_order, select, vectors_for_budget,
                                         water_fill)
 from knnclip_core.memory.curate import curate
@@ -74,8 +75,8 @@ def test_k_center_is_farthest_point_oracle():
 
 
 def test_bytes_per_vector_and_mb_budget():
-    assert bytes_per_vector(512) == 512 * 4 + 4
-    assert vectors_for_budget(512, budget_mb=1.0) == 1_000_000 // 2052
+    assert bytes_per_vector(512) == 512 * 4  # faiss's code size of Flat; the header is counted once
+    assert vectors_for_budget(512, budget_mb=1.0) == (1_000_000 - flat_bytes(0, 512)) // 2048
     assert vectors_for_budget(16, budget_vectors=7) == 7 and vectors_for_budget(16) is None
     with pytest.raises(ValueError):
         vectors_for_budget(16, 5, 1.0)
@@ -90,7 +91,7 @@ def test_curate_budget_on_table(settings, workspace, strategy):
     assert rep["counts"]["kept"] == 37
     kept = load_kept(workspace, EID)
     assert len(kept) == 37 and kept.vectors.shape == (37, 16) and kept.lance_tag == rep["lance_tag"]
-    mb = 20 * bytes_per_vector(16) / 1e6
+    mb = flat_bytes(20, 16) / 1e6
     rep = curate(settings, workspace, EID, budget_mb=mb, strategy=strategy)
     assert rep["counts"]["kept"] == 20 and rep["budget"]["kept_bytes"] <= mb * 1e6
     assert sum(d.get("over_budget", 0) for d in rep["dropped"].values()) == rep["counts"]["over_budget"] > 0

@@ -5,13 +5,13 @@ import sys
 
 import pytest
 
-from knnclip_core.config import DEFAULT_CONFIG_FILE, load_settings, read_yaml
+from knnclip_core.config import DEFAULT_CONFIG_FILE, WorkerConfig, load_settings, read_yaml
 
 
 def test_layers_in_order(tmp_path, monkeypatch):
     monkeypatch.delenv("KNNCLIP_CONFIG", raising=False)
     base = load_settings()
-    assert base.worker.k == read_yaml(DEFAULT_CONFIG_FILE)["worker"]["k"]
+    assert base.worker.k == WorkerConfig.model_fields["k"].default  # the one default (not in default.yaml)
     extra = tmp_path / "site.yaml"
     extra.write_text("worker:\n  k: 25\ningest:\n  min_area: 3\n")
     layered = load_settings(extra)
@@ -35,3 +35,23 @@ def test_cli_config_and_home_flags(tmp_path):
     info = json.loads(out.stdout.strip().splitlines()[-1])
     assert info["home"] == str(tmp_path / "ws") and info["backbone"] == "tiny-vit-random"
     assert info["versions"]["torch"].startswith("2.14.1") and (tmp_path / "ws").is_dir()
+
+
+KNOBS = ("k", "temperature", "confidence", "fusion_lambda", "confidence_threshold", "proposals")
+
+
+def test_inference_knobs_have_one_default(monkeypatch):
+    """k, temperature, lambda, T and proposals: one default (WorkerConfig's Field), which
+    configs/default.yaml does not repeat and SegmentParams takes from it."""
+    import dataclasses
+
+    from knnclip_core.segment import SegmentParams
+
+    monkeypatch.delenv("KNNCLIP_CONFIG", raising=False)
+    assert not set(KNOBS) & set(read_yaml(DEFAULT_CONFIG_FILE)["worker"])
+    fields = {f.name: f.default for f in dataclasses.fields(SegmentParams)}
+    settings = load_settings()
+    for knob in KNOBS:
+        assert fields[knob] == WorkerConfig.model_fields[knob].default == getattr(settings.worker, knob), knob
+    assert SegmentParams() == dataclasses.replace(SegmentParams.from_settings(settings),
+                                                  base_model=SegmentParams().base_model)

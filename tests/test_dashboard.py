@@ -119,7 +119,8 @@ def built(tmp_path_factory):
                 promote(open_registry(settings, ws), 1, alias="production", evaluator=None)
             evals[i] = cli(root / "ws", "eval", str(data_b), "--release", str(i))
         yield {"settings": settings, "ws": ws, "embedder_id": emb["embedder_id"], "kept": kept, "evals": evals,
-               "reports": reports, "image": data_a / "images" / "scene_0_0000.png", "bad": bad, "data_a": data_a}
+               "reports": reports, "image": data_a / "images" / "scene_0_0000.png", "bad": bad, "data_a": data_a,
+               "data_b": data_b}
 
 
 def _add_copies(data_a: Path, data_b: Path) -> None:
@@ -212,7 +213,7 @@ def test_releases_page_shows_quality_per_version(built, client):
     assert [(p["version"], p["miou"]) for p in hist["points"]] == [(v, pytest.approx(evals[v]["miou"])) for v in (1, 2)]
     html = client.get("/releases").text
     text = _text(html)
-    assert "Quality across versions (newest evaluation of each on set_b)" in text
+    assert "Quality across versions (newest evaluation of each on set_b [set " in text
     for r in api["releases"]:
         assert f"{r['quality']['miou']:.4f} {r['quality']['segment_accuracy']:.4f} set_b" in text
         assert f"<title>version {r['version']}: mIoU {r['quality']['miou']:.4f}</title>" in html
@@ -407,7 +408,16 @@ def test_promote_and_rollback_need_the_worker_token(built):
         r = guarded.post("/releases/promote", data={"version": "2", "alias": "production", **form}, headers=headers)
         assert r.status_code == 401 and "missing or wrong bearer token" in _text(r.text)
     assert ctx.aliases() == {"production": 1, "staging": 2}, "a refused request changes nothing"
+    r = guarded.post("/api/releases/promote", data={"version": "2", "alias": "latest"},
+                     headers={"Authorization": "Bearer s3cret"})  # registry.store.check_alias's rule, up front
+    assert r.status_code == 400 and "not a valid alias name" in r.json()["detail"], r.text
 
+    r = guarded.post("/api/releases/promote", data={"version": "2", "alias": "production"},
+                     headers={"Authorization": "Bearer s3cret"})
+    assert r.status_code == 409 and "no quality-gate evaluation" in r.json()["detail"], r.text  # no gate configured
+    assert "publish.gate_eval_path" in r.json()["detail"] and ctx.aliases()["production"] == 1
+    gate = settings.publish.model_copy(update={"gate_eval_path": str(built["data_b"])})
+    guarded = TestClient(create_app(settings.model_copy(update={"worker_token": "s3cret", "publish": gate})))
     r = guarded.post("/api/releases/promote", data={"version": "2", "alias": "production"},
                      headers={"Authorization": "Bearer s3cret"})
     assert r.status_code == 200, r.text

@@ -101,22 +101,34 @@ def test_eval_run_in_mlflow_linked_to_its_version(settings, published, tmp_path,
         with Image.open(png) as im:
             assert im.format == "PNG"
 
-    # releases list / show carry each version's newest evaluation
-    rows = _run(capsys, "releases", "list")
-    quality = {r["version"]: r["quality"] for r in rows}
-    assert quality[v1]["miou"] == pytest.approx(first["miou"]) and quality[v1]["dataset"] == "evalset"
-    assert quality[v2]["miou"] == pytest.approx(second["miou"]) and quality[v2]["run_id"] == second["mlflow_run"]["run_id"]
+    # releases list / show group quality by evaluation set: ground-truth masks (v1) and proposals
+    # (v2) measure different things, so they are two sets and never shown side by side
+    rows = {r["version"]: r for r in _run(capsys, "releases", "list")}
+    assert rows[v2]["quality"]["run_id"] == second["mlflow_run"]["run_id"]  # newest set first on a tie
+    assert rows[v1]["quality"] is None and rows[v1]["quality_latest"]["run_id"] == first["mlflow_run"]["run_id"]
+    assert rows[v1]["quality_latest"]["eval_set"] != rows[v2]["quality"]["eval_set"]
     assert main(["releases", "list"]) == 0
     text = capsys.readouterr().out
-    assert f"mIoU {first['miou']:.4f}, seg acc {first['segment_accuracy']:.4f} on evalset" in text
-    assert f"mIoU {second['miou']:.4f}, seg acc - on evalset" in text
+    assert "not evaluated on this set" in text and "evaluations use 2 different sets" in text
+    assert f"version {v1} mIoU {first['miou']:.4f}" in text and f"knnclip releases compare {v2} {v1}" in text
+    third = _run(capsys, "eval", str(data), "--release", str(v1), "--masks-from", "proposals")  # now both on one set
+    rows = {r["version"]: r for r in _run(capsys, "releases", "list")}
+    assert rows[v1]["quality"]["run_id"] == third["mlflow_run"]["run_id"] and rows[v1]["quality"]["dataset"] == "evalset"
+    assert rows[v2]["quality"]["run_id"] == second["mlflow_run"]["run_id"]
+    assert rows[v1]["quality"]["eval_set"] == rows[v2]["quality"]["eval_set"]
+    assert len(rows[v1]["quality_sets"]) == 2 and len(rows[v2]["quality_sets"]) == 1
+    assert main(["releases", "list"]) == 0
+    text = capsys.readouterr().out
+    assert f"mIoU {third['miou']:.4f}, seg acc - on evalset [set " in text
+    assert f"mIoU {second['miou']:.4f}, seg acc - on evalset [set " in text
     shown = _run(capsys, "releases", "show", str(v2))
     assert shown["quality"]["run_id"] == second["mlflow_run"]["run_id"]
     assert [(p["version"], p["miou"]) for p in shown["quality_history"]["points"]] == \
-        [(v1, pytest.approx(first["miou"])), (v2, pytest.approx(second["miou"]))]
+        [(v1, pytest.approx(third["miou"])), (v2, pytest.approx(second["miou"]))]
+    assert [p["version"] for p in shown["quality_history"]["sets"][1]["points"]] == [v1]  # the gt-mask set, apart
     assert main(["releases", "show", str(v2)]) == 0
     text = capsys.readouterr().out
-    assert second["mlflow_run"]["run_id"] in text and "quality across versions on evalset" in text
+    assert second["mlflow_run"]["run_id"] in text and "quality across versions on evalset [set " in text
     assert f"* version {v2:>4}: mIoU {second['miou']:.4f}" in text
 
     # the human eval output: headline, per-class IoU by display name with pixels, the run

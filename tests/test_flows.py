@@ -99,7 +99,9 @@ def test_flow_run_logs_and_artifacts_tell_what_happened(prefect_server, tmp_path
     from registry.store import default_tracking_uri
 
     data = _with_duplicates_and_conflicts(write_sample_dataset(tmp_path / "d", images=6, classes=3, seed=4))
-    settings = load_settings(home=tmp_path / "ws")
+    from knnclip_core.overrides import with_overrides
+
+    settings = with_overrides(load_settings(home=tmp_path / "ws"), publish={"gate_eval_path": str(data)})
     state = curation_pipeline(path=str(data), promote_to="production", budget_vectors=1000,
                               settings=settings.model_dump(mode="json"), return_state=True)
     result, run_id = state.result(), state.state_details.flow_run_id
@@ -292,3 +294,48 @@ def test_label_export_and_import_flows(prefect_server, tmp_path):
     import asyncio
 
     assert {"label-export", "label-import"} <= asyncio.run(keys())
+
+
+def test_run_reads_as_people_read_it_and_its_budget_reaches_publish(prefect_server, tmp_path, monkeypatch):
+    """As `knnclip run` calls it (settings from the environment): the flow run is named
+    '<dataset> <UTC time>', its parameters (read back through the Prefect client) are what it was
+    asked, no settings dump and no secret, in it or its subflow; its --budget-mb bounds the
+    published index even where the unbudgeted choice would be bigger (HNSW)."""
+    import re
+
+    from faiss.contrib.factory_tools import get_code_size
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
+
+    import knnclip_core.index.choice as choice
+    from flows.pipeline import curation_pipeline
+    from knnclip_core.index.choice import flat_bytes
+    from registry import load_release
+
+    monkeypatch.setenv("KNNCLIP_HOME", str(tmp_path / "ws"))
+    monkeypatch.setenv("KNNCLIP_WORKER_TOKEN", "t0ken-never-a-parameter")
+    monkeypatch.setattr(choice, "FLAT_MAX_VECTORS", 1)  # unbudgeted, this memory would be HNSW32,Flat
+    data = write_sample_dataset(tmp_path / "harbour", images=6, classes=3, seed=7)
+    from knnclip_core.embedders import embedder_id_for
+
+    dim = int(embedder_id_for(None, load_settings()).rsplit("dim=", 1)[1])
+    budget_mb = flat_bytes(4, dim) / 1e6
+    state = curation_pipeline(path=str(data), budget_mb=budget_mb, return_state=True)
+    rel = state.result()["release"]
+    manifest = load_release(rel["version"], load_settings()).snapshot.manifest
+    budget = int(budget_mb * 1e6)
+    assert manifest["build"]["byte_budget"] == budget and manifest["factory"] == "Flat"
+    assert get_code_size(dim, manifest["factory"]) * manifest["vectors"] <= budget
+    assert manifest["bytes"]["index"] <= budget
+
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(state.state_details.flow_run_id)
+        children = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+            parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[run.id])))
+    assert re.fullmatch(r"harbour \d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ", run.name), run.name
+    assert run.parameters["path"] == str(data) and run.parameters["budget_mb"] == budget_mb
+    assert run.parameters["settings"] is None
+    assert not any(isinstance(v, dict) and len(v) > 5 for v in run.parameters.values()), run.parameters
+    for r in [run, *children]:
+        assert "t0ken-never-a-parameter" not in json.dumps(r.parameters, default=str)
+        assert (r.parameters.get("settings") or {}) == {}, r.name

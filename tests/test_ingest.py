@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image
 from sqlmodel import select
 
-from knnclip_core.catalog import ClassName, IngestBatch, Quarantine, Segment, session_scope
+from knnclip_core.catalog import IngestBatch, Quarantine, Segment, session_scope
 from knnclip_core.config import load_settings
 from knnclip_core.ingest import ingest_path
 from knnclip_core.sample_data import write_sample_dataset

@@ -1,10 +1,13 @@
-"""Dependencies point one way: knnclip_core never imports prefect, mlflow or the layers above it."""
+"""Dependencies point one way, floor by floor: knnclip_core (the library) < registry (MLflow) <
+flows (Prefect) and dashboards < deploy. No floor imports one above it, and no package's
+modules import each other in a cycle."""
 import ast
 import subprocess
 import sys
 from pathlib import Path
 
-CORE = Path(__file__).resolve().parents[1] / "knnclip_core"
+REPO = Path(__file__).resolve().parents[1]
+CORE = REPO / "knnclip_core"
 FORBIDDEN = {"prefect", "prefect_dask", "mlflow", "flows", "registry", "dashboards"}
 
 
@@ -33,12 +36,12 @@ def test_importing_the_whole_library_loads_no_orchestration():
     assert out.stdout.strip() == "[]"
 
 
-def _import_graph() -> dict[str, set[str]]:
-    """knnclip_core module -> the knnclip_core modules it imports (at any depth of its AST,
-    so imports inside functions count too; `from pkg import name` resolves to pkg.name when
+def _import_graph(root: Path = CORE) -> dict[str, set[str]]:
+    """module of package `root` -> the modules of that package it imports (at any depth of its
+    AST, so imports inside functions count too; `from pkg import name` resolves to pkg.name when
     that is a module)."""
     mods = {}
-    for p in CORE.rglob("*.py"):
+    for p in root.rglob("*.py"):
         parts = list(p.relative_to(CORE.parent).with_suffix("").parts)
         mods[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = p
 
@@ -61,7 +64,7 @@ def _import_graph() -> dict[str, set[str]]:
                 names = [f"{base}.{a.name}" for a in node.names]
             else:
                 continue
-            graph[m] |= {t for t in map(module_of, names) if t.startswith("knnclip_core") and t != m}
+            graph[m] |= {t for t in map(module_of, names) if t.split(".")[0] == root.name and t != m}
     return graph
 
 
@@ -101,3 +104,35 @@ def test_no_import_cycles_between_modules():
 
 def test_the_cycle_check_sees_a_cycle():
     assert _cycle_edges({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [("a", "b"), ("b", "c"), ("c", "a")]
+
+
+# Each floor above the library, and what it must never import (the floors above it, and the
+# orchestrator it does not use). knnclip_core's own rule is FORBIDDEN, above.
+FLOORS = {
+    "registry": {"flows", "dashboards", "deploy", "prefect", "prefect_dask"},
+    "flows": {"dashboards", "deploy"},
+    "dashboards": {"flows", "deploy", "prefect", "prefect_dask"},
+    "deploy": set(),
+}
+
+
+def test_every_floor_imports_only_the_floors_below_it():
+    offenders = {}
+    for floor, forbidden in FLOORS.items():
+        for p in (REPO / floor).rglob("*.py"):
+            bad = _imported_roots(p) & (forbidden | ({"deploy"} if floor != "deploy" else set()))
+            if bad:
+                offenders[str(p.relative_to(REPO))] = sorted(bad)
+    assert offenders == {}
+
+
+def test_no_import_cycles_between_modules_of_any_floor():
+    """registry/, flows/, dashboards/ and deploy/ too (describe <-> eval_runs was one)."""
+    found = {}
+    for floor in FLOORS:
+        graph = _import_graph(REPO / floor)
+        own = {a: {b for b in targets if b != a.rpartition(".")[0] and a != b.rpartition(".")[0]}
+               for a, targets in graph.items()}
+        if _cycle_edges(own):
+            found[floor] = _cycle_edges(own)
+    assert found == {}

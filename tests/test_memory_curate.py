@@ -9,6 +9,7 @@ import pytest
 
 from knnclip_core.cli.main import main as cli_main
 from knnclip_core.errors import EmbedderMismatchError, InputError
+from knnclip_core.index.choice import flat_bytes
 from knnclip_core.memory.curate import curate
 from knnclip_core.memory.published import load_kept
 from knnclip_core.memory.stats import memory_history, memory_stats
@@ -54,7 +55,7 @@ def test_curate_is_idempotent_and_versioned(settings, workspace):
     assert hist["runs"][0]["lance_tag"] == r1["lance_tag"] and hist["runs"][0]["params"]["budget_vectors"] == 150
     st = memory_stats(workspace)["memories"][0]
     assert st["counts"]["kept"] == 150 and st["duplicates"] == r1["counts"]["duplicate"]
-    assert st["kept_index_bytes"] == 150 * (16 * 4 + 4) and sum(d["rows"] for d in st["per_class"].values()) == 300
+    assert st["kept_index_bytes"] == flat_bytes(150, 16) and sum(d["rows"] for d in st["per_class"].values()) == 300
 
 
 def test_new_rows_are_curated_with_old_ones(settings, workspace):

@@ -13,6 +13,8 @@ from urllib.request import url2pathname
 import numpy as np
 import pytest
 
+from registry.store import snapshot_uri  # the snapshot's files, inside a version's pyfunc model
+
 from knnclip_core.errors import VerificationError
 from knnclip_core.index import build_snapshot
 
@@ -69,6 +71,7 @@ def cli(home: Path, *argv: str):
 def test_release_lifecycle(store, tmp_path):
     from registry import load_release
     from registry.publish import publish_snapshot
+    from registry.gate import GateRefusedError
     from registry.releases import promote, rollback
 
     ctx, home = store
@@ -78,20 +81,34 @@ def test_release_lifecycle(store, tmp_path):
     rows = cli(home, "releases", "list")
     assert rows == [dict(rows[0], version=1, aliases=["staging"], classes=3, vectors=60)]
     assert rows[0]["created"]
-    promoted = promote(ctx, 1, alias="production")
-    assert promoted["gate"]["status"] == "skipped" and "gate_eval_path" in promoted["gate"]["reason"]
+    with pytest.raises(GateRefusedError, match="no quality-gate evaluation.*publish.gate_eval_path.*--force"):
+        promote(ctx, 1, alias="production")  # no gate configured: production needs --force
+    assert "production" not in ctx.aliases()
+    assert promote(ctx, 1, alias="canary")["gate"]["status"] == "skipped"  # other aliases: the gate says it skipped
+    promoted = promote(ctx, 1, alias="production", force=True)
+    assert promoted["gate"]["status"] == "forced" and "without a gate evaluation" in promoted["gate"]["reason"]
 
     v2 = publish_snapshot(ctx, seeded_snapshot(tmp_path / "b", {"road": 30, "sky": 25, "car": 5}, 2,
                                                {"lance_version": 4, "batches": ["b1", "b2"]}))
     assert v2["version"] == 2 and v2["previous"] == 1
     rows = cli(home, "releases", "list")
-    assert [(r["version"], r["aliases"]) for r in rows] == [(1, ["production"]), (2, ["staging"])]
+    assert [(r["version"], r["aliases"]) for r in rows] == [(1, ["canary", "production"]), (2, ["staging"])]
     d = cli(home, "releases", "diff", "1", "2")
     assert d["added"] == {"car": 5} and d["removed"] == {"tree": 10}
     assert d["changed"] == {"sky": {"a": 20, "b": 25, "delta": 5}}
     assert d["embedder"]["changed"] is False and d["vectors"] == {"a": 60, "b": 60, "delta": 0}
 
-    res = cli(home, "releases", "promote", "2", "--alias", "production")
+    import contextlib
+    import io
+
+    from knnclip_core.cli.main import main
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        assert main(["--home", str(home), "releases", "promote", "2"]) == 2  # the CLI refuses too, in a sentence
+    assert "no quality-gate evaluation" in err.getvalue() and "KNNCLIP_PUBLISH__GATE_EVAL_PATH" in err.getvalue()
+    assert ctx.aliases()["production"] == 1
+    res = cli(home, "releases", "promote", "2", "--alias", "production", "--force")
     assert res["version"] == 2 and res["previous"] == 1
     assert load_release("production", settings=ctx.settings).version == 2
     back = rollback(ctx, "production")
@@ -151,7 +168,7 @@ def test_tampered_release_is_refused(store, tmp_path):
     cached = rel.snapshot.path / "index.faiss"
     cached.write_bytes(cached.read_bytes()[:-1] + b"\x00")
     assert load_release(v, ctx=ctx).snapshot.ntotal == 20  # bad cache: downloaded again, verified
-    source = Path(url2pathname(urlparse(ctx.model_version(v).source).path))
+    source = Path(url2pathname(urlparse(snapshot_uri(ctx.model_version(v))).path))
     raw = bytearray((source / "index.faiss").read_bytes())
     raw[100] ^= 0xFF
     (source / "index.faiss").write_bytes(bytes(raw))
@@ -221,7 +238,7 @@ def test_promote_refuses_a_release_that_fails_verification(store, tmp_path):
     good = publish_snapshot(ctx, seeded_snapshot(tmp_path / "g", {"a": 10, "b": 10}, 6))["version"]
     promote(ctx, good, "production", evaluator=None)
     bad = publish_snapshot(ctx, seeded_snapshot(tmp_path / "b", {"a": 10, "b": 12}, 7))["version"]
-    source = Path(url2pathname(urlparse(ctx.model_version(bad).source).path))
+    source = Path(url2pathname(urlparse(snapshot_uri(ctx.model_version(bad))).path))
     raw = bytearray((source / "index.faiss").read_bytes())
     raw[100] ^= 0xFF
     (source / "index.faiss").write_bytes(bytes(raw))
@@ -230,3 +247,35 @@ def test_promote_refuses_a_release_that_fails_verification(store, tmp_path):
                                                     rf"'production' stays on version {good}"):
             promote(ctx, bad, "production", evaluator=None, force=force)
     assert ctx.aliases()["production"] == good
+
+
+def test_releases_diff_summarises_a_long_diff(store, tmp_path, capsys):
+    """Over 20 lines, `releases diff` prints counts and the largest changes (--full: every line);
+    a short diff prints every line, as before."""
+    from knnclip_core.cli.main import main
+    from registry.publish import publish_snapshot
+
+    ctx, home = store
+    a = {f"class{i:02d}": 2 + i % 3 for i in range(30)}
+    b = {**{f"class{i:02d}": 2 + i % 3 for i in range(10, 30)}, **{f"new{i:02d}": 3 for i in range(12)},
+         "class29": 9}
+    va = publish_snapshot(ctx, seeded_snapshot(tmp_path / "a", a, 1), alias="")["version"]
+    vb = publish_snapshot(ctx, seeded_snapshot(tmp_path / "b", b, 2), alias="")["version"]
+
+    def diff(*flags) -> list[str]:
+        assert main(["--home", str(home), "releases", "diff", str(va), str(vb), *flags]) == 0
+        return capsys.readouterr().out.strip().splitlines()
+
+    summary, full = diff(), diff("--full")
+    assert len(full) == 1 + 12 + 10 + 1  # the headline, 12 added, 10 removed, class29 changed
+    assert len(summary) == 5 and summary[0] == full[0]
+    assert summary[1].startswith("  + 12 classes added; largest: ") and summary[1].endswith("... 7 more")
+    assert summary[2].startswith("  - 10 classes removed; largest: ")
+    assert summary[3] == "  ~ 1 classes changed; largest: class29 4 -> 9"
+    assert summary[4] == "  (23 class lines; `--full` shows them all)"
+    assert diff("--summary") == summary
+    small = {"class00": 2, "class01": 3}
+    vc = publish_snapshot(ctx, seeded_snapshot(tmp_path / "c", small, 3), alias="")["version"]
+    vd = publish_snapshot(ctx, seeded_snapshot(tmp_path / "d", {**small, "extra": 2}, 4), alias="")["version"]
+    assert main(["--home", str(home), "releases", "diff", str(vc), str(vd)]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[1:] == ["  + extra (2 vectors)"]

@@ -254,7 +254,8 @@ def test_published_version_describes_itself_from_catalog_and_memory(settings, wo
     assert "### Changes\n- first version" in ctx.model_version(first["version"]).description
 
     # provenance as one artifact; only lookup tags on the version
-    assert set(mv.tags) == {"knnclip.embedder_id", "knnclip.manifest_sha256", "knnclip.content_fingerprint"}
+    assert set(mv.tags) == {"knnclip.embedder_id", "knnclip.manifest_sha256", "knnclip.content_fingerprint",
+                            "knnclip.layout"}
     prov = read_provenance(ctx, second["version"])
     record = embedder_provenance("classic")
     assert prov["backbone"]["spec"] == record["backbone"] and prov["backbone"]["weights_sha256"] == record["weights_sha256"]

@@ -24,7 +24,9 @@ def _publish(ctx, tmp_path: Path, seed: int) -> tuple[int, Path]:
     from registry.publish import publish_snapshot
 
     v = publish_snapshot(ctx, seeded_snapshot(tmp_path / f"s{seed}", {"a": 6, "b": 6}, seed), alias="")["version"]
-    return v, Path(url2pathname(urlparse(ctx.model_version(v).source).path))
+    from registry.store import snapshot_uri
+
+    return v, Path(url2pathname(urlparse(snapshot_uri(ctx.model_version(v))).path))
 
 
 def _flip(path: Path, at: int = 100) -> None:

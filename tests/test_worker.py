@@ -42,7 +42,7 @@ def embedders():
 def make_snapshot(root, name, embedders, classes=("red", "green", "blue")):
     """A real snapshot of the three blocks (plus extra random rows for extra classes)."""
     emb = embedders.get("classic")
-    img = blocks_image()
+    blocks_image()
     masks = [np.zeros((H, W), bool) for _ in range(3)]
     masks[0][:, : W // 2] = True
     masks[1][: H // 2, W // 2:] = True

@@ -95,7 +95,9 @@ def test_source_follows_promote_and_rollback_and_refuses_tampering(settings, pub
     assert watcher.poll_once() and watcher.current.version == str(v1)
     # a tampered version in the artifact store is not swapped in
     v3 = publish("s3", "staging", extra_class="purple")
-    src = ctx.model_version(v3).source
+    from registry.store import snapshot_uri
+
+    src = snapshot_uri(ctx.model_version(v3))
     art = Path(src.replace("file://", "")) if src.startswith("file://") else Path(src)
     with open(art / "labels.parquet", "ab") as f:
         f.write(b"tampered")

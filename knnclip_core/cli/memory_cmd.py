@@ -7,13 +7,14 @@ from .common import add_json_flag, emit, workspace_from_args
 
 
 def _curate(args: argparse.Namespace) -> int:
-    from ..memory.curate import curate
+    from ..memory.curate import curate, curation_settings
 
     settings, ws = workspace_from_args(args)
-    report = curate(settings, ws, args.backbone, budget_vectors=args.budget_vectors, budget_mb=args.budget_mb,
-                    dedup_threshold=args.dedup_threshold, strategy=args.strategy, class_floor=args.class_floor,
-                    class_ceiling=args.class_ceiling, seed=args.seed, dedup_method=args.dedup_method,
-                    lock_timeout_s=args.lock_timeout)
+    settings = curation_settings(settings, budget_vectors=args.budget_vectors, budget_mb=args.budget_mb,
+                                 dedup_threshold=args.dedup_threshold, strategy=args.strategy,
+                                 class_floor=args.class_floor, class_ceiling=args.class_ceiling, seed=args.seed,
+                                 lock_timeout_s=args.lock_timeout)  # once, here: curate reads only settings
+    report = curate(settings, ws, args.backbone, dedup_method=args.dedup_method)
     c = report["counts"]
     lines = [f"curation {report['run_id']} of {report['embedder_id']}: {report['rows']} rows -> "
              f"kept {c['kept']}, duplicate {c['duplicate']}, conflict {c['conflict']}, "

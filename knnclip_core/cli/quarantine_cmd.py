@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 
-from ..catalog.queries import quarantine_item, quarantine_items
 from ..errors import InputError
 from ..workspace import Workspace
 from .common import add_json_flag, emit, settings_from_args
@@ -16,6 +15,8 @@ def _url(args: argparse.Namespace) -> str:
 def _list(args: argparse.Namespace) -> int:
     if args.limit < 0:
         raise InputError(f"--limit must be 0 or more, not {args.limit}.")
+    from ..catalog.queries import quarantine_items  # sqlmodel: only when the command runs
+
     result = quarantine_items(_url(args), batch=args.batch, reason=args.reason, limit=args.limit)
     lines = [f"{q['id']:>6}  {q['batch']}  {q['reason']:<20} {q['item']}" for q in result["items"]]
     shown = len(result["items"])
@@ -28,6 +29,8 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
+    from ..catalog.queries import quarantine_item
+
     item = quarantine_item(_url(args), args.id)
     if item is None:
         raise InputError(f"there is no quarantined item with id {args.id}; `knnclip quarantine list` shows the ids.")

@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import Iterable, Optional, Sequence
+from typing import TYPE_CHECKING, Iterable, Optional, Sequence
 
 import numpy as np
+
+if TYPE_CHECKING:  # annotations only: torch is imported where it is used
+    import torch
 
 from .backbones import BackboneSpec
 from .pooling import l2_normalize, mask_weights

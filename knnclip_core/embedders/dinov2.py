@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 
-import numpy as np
 
 from .backbones import BackboneSpec
 from .base import Embedder, ResizePreparer, format_id

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import io
 from contextlib import contextmanager
-from typing import Iterator, Optional
+from typing import TYPE_CHECKING, Iterator, Optional
 
 import numpy as np
+
+if TYPE_CHECKING:  # annotations only
+    import PIL.Image
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -8,6 +8,7 @@ in the budget walk (`budget_rank`, lower = more exact; None = never chosen for a
 """
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from dataclasses import dataclass, field
@@ -74,7 +75,7 @@ def _ivf(code: str) -> Callable[[int, int], str]:
 
 
 def _add_default_kinds() -> None:
-    INDEX_KINDS.add("flat", IndexKind("flat", lambda n, d: "Flat", lambda d: 4.0 * d, budget_rank=0))
+    INDEX_KINDS.add("flat", IndexKind("flat", lambda n, d: "Flat", lambda d: float(code_size(d, "Flat")), budget_rank=0))
     INDEX_KINDS.add("hnsw", IndexKind("hnsw", lambda n, d: f"HNSW{HNSW_M},Flat",
                                       lambda d: 4.0 * d + HNSW_M * 2 * 4 * 1.1))  # larger than flat: no budget use
     INDEX_KINDS.add("ivf_flat", IndexKind("ivf_flat", _ivf("Flat"), lambda d: 4.0 * d + IVF_ID_BYTES, ivf=True,
@@ -100,14 +101,39 @@ def budget_order() -> list[str]:
     return [name for rank, name in sorted(r for r in ranked if r[0] is not None)]
 
 
+@functools.lru_cache(maxsize=None)
+def flat_header_bytes() -> int:
+    """Bytes faiss writes for an empty IndexFlatIP (its header), measured once."""
+    import faiss
+
+    return len(faiss.serialize_index(faiss.IndexFlatIP(1)))
+
+
+def code_size(d: int, factory: str = "Flat") -> int:
+    """Bytes faiss stores per vector for `factory` at dimension d
+    (`faiss.contrib.factory_tools.get_code_size`; graph links and ids not included)."""
+    from faiss.contrib.factory_tools import get_code_size
+
+    return int(get_code_size(int(d), factory))
+
+
 def flat_bytes(n: int, d: int) -> int:
-    """Serialised size of an exact IndexFlatIP over n vectors of d floats (payload only)."""
-    return int(n) * int(d) * 4
+    """Serialised bytes of an exact IndexFlatIP over n vectors of dimension d: faiss's header
+    plus its code size per vector. THE formula for a Flat index's size: the curation budget
+    (knnclip_core.memory.budget) and the index choice both use it."""
+    return flat_header_bytes() + int(n) * code_size(d, "Flat")
+
+
+def flat_vectors_within(byte_budget: int, d: int) -> int:
+    """The most vectors of dimension d whose Flat index fits `byte_budget` bytes (>= 0)."""
+    return max(0, (int(byte_budget) - flat_header_bytes()) // code_size(d, "Flat"))
 
 
 def estimate_bytes(kind: str, n: int, d: int, nlist: Optional[int] = None) -> int:
     """Approximate serialised bytes of index kind `kind` over n vectors of dimension d
     (IVF kinds with `nlist` lists, default `nlist_for(n)`)."""
+    if kind == "flat":
+        return flat_bytes(n, d)
     k = INDEX_KINDS.get(kind)
     total = k.bytes_per_vector(d) * n
     if k.ivf:

@@ -22,18 +22,19 @@ from typing import Callable, Optional
 import faiss
 import numpy as np
 
+from ..index.choice import code_size, flat_vectors_within
 from ..plugins import Registry
 
 logger = logging.getLogger(__name__)
 
-LABEL_BYTES_PER_VECTOR = 4  # int32 class index stored beside each vector in the published index
 BYTES_PER_MB = 1_000_000  # --budget-mb counts decimal megabytes
 
 
 def bytes_per_vector(dim: int) -> int:
-    """Bytes one vector takes in the published Flat index: dim float32 plus its label."""
+    """Bytes one vector takes in the published Flat index (faiss's code size; see
+    knnclip_core.index.choice.flat_bytes, the one formula for a Flat index's size)."""
     assert dim > 0
-    return 4 * dim + LABEL_BYTES_PER_VECTOR
+    return code_size(dim, "Flat")
 
 
 def vectors_for_budget(dim: int, budget_vectors: Optional[int] = None, budget_mb: Optional[float] = None) -> Optional[int]:
@@ -50,7 +51,7 @@ def vectors_for_budget(dim: int, budget_vectors: Optional[int] = None, budget_mb
     if budget_mb is not None:
         if budget_mb < 0:
             raise ValueError("the MB budget must be >= 0")
-        return int(budget_mb * BYTES_PER_MB // bytes_per_vector(dim))
+        return flat_vectors_within(int(budget_mb * BYTES_PER_MB), dim)
     return None
 
 

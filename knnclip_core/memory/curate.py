@@ -26,6 +26,7 @@ from ..catalog import CurationRun, ForgetRule, session_scope
 from ..catalog.models import utcnow
 from ..config import Settings
 from ..errors import InputError
+from ..overrides import apply_budget, with_overrides
 from ..workspace import Workspace
 from .budget import STRATEGIES, vectors_for_budget
 from .lock import memory_lock
@@ -85,51 +86,62 @@ def default_dedup_threshold(settings: Settings, backbone: Optional[str]) -> floa
     return float(spec_value) if spec_value is not None else FALLBACK_DEDUP_THRESHOLD
 
 
-def _params(settings: Settings, dim: int, budget_vectors, budget_mb, dedup_threshold, strategy, class_floor,
-            class_ceiling, seed, dedup_method, dedup_nprobe, backbone: Optional[str] = None) -> tuple[CurationParams, dict]:
+def _params(settings: Settings, dim: int, dedup_method: Optional[str], dedup_nprobe: Optional[int],
+            backbone: Optional[str] = None) -> tuple[CurationParams, dict]:
+    """The plan's parameters from `settings.curate` alone (overrides were applied before)."""
     cfg = settings.curate
-    if budget_vectors is None and budget_mb is None:
-        budget_vectors, budget_mb = cfg.budget_vectors, cfg.budget_mb
-    strategy = strategy or cfg.strategy
-    if strategy not in STRATEGIES:
-        raise InputError(f"unknown curation strategy {strategy!r} (known: {', '.join(STRATEGIES.names())})")
+    if cfg.strategy not in STRATEGIES:
+        raise InputError(f"unknown curation strategy {cfg.strategy!r} (known: {', '.join(STRATEGIES.names())})")
     try:
-        budget = vectors_for_budget(dim, budget_vectors, budget_mb)
+        budget = vectors_for_budget(dim, cfg.budget_vectors, cfg.budget_mb)
     except ValueError as exc:
         raise InputError(str(exc)) from None
-    threshold = default_dedup_threshold(settings, backbone) if dedup_threshold is None else float(dedup_threshold)
+    threshold = default_dedup_threshold(settings, backbone)
     if not 0.0 < threshold <= 1.0:
         raise InputError(f"the dedup threshold must be in (0, 1], not {threshold}")
     params = CurationParams(
-        dedup_threshold=threshold, strategy=strategy, budget_vectors=budget,
-        class_floor=cfg.class_floor if class_floor is None else int(class_floor),
-        class_ceiling=cfg.class_ceiling if class_ceiling is None else int(class_ceiling),
-        seed=cfg.seed if seed is None else int(seed),
+        dedup_threshold=threshold, strategy=cfg.strategy, budget_vectors=budget, class_floor=int(cfg.class_floor),
+        class_ceiling=None if cfg.class_ceiling is None else int(cfg.class_ceiling), seed=int(cfg.seed),
         dedup_method=dedup_method or "auto", dedup_nprobe=dedup_nprobe or 4)
-    recorded = {**asdict(params), "budget_mb": budget_mb, "budget_vectors_requested": budget_vectors}
+    recorded = {**asdict(params), "budget_mb": cfg.budget_mb, "budget_vectors_requested": cfg.budget_vectors}
     return params, recorded
 
 
+def curation_settings(settings: Settings, *, budget_vectors: Optional[int] = None, budget_mb: Optional[float] = None,
+                      dedup_threshold: Optional[float] = None, strategy: Optional[str] = None,
+                      class_floor: Optional[int] = None, class_ceiling: Optional[int] = None,
+                      seed: Optional[int] = None, lock_timeout_s: Optional[float] = None) -> Settings:
+    """`settings` with the curation options asked for (None: the configured value); a budget in
+    one unit replaces the configured budget in both. Used once, at the edge (CLI, flow).
+    Raises InputError naming the option a field refuses."""
+    try:
+        settings = apply_budget(settings, budget_vectors, budget_mb)
+        return with_overrides(settings, curate=dict(dedup_threshold=dedup_threshold, strategy=strategy,
+                                                    class_floor=class_floor, class_ceiling=class_ceiling, seed=seed,
+                                                    lock_timeout_s=lock_timeout_s))
+    except ValueError as exc:  # pydantic's ValidationError: a value its field refuses
+        raise InputError(f"curation options refused: {' '.join(str(exc).split())[:300]}") from None
+
+
 def curate(settings: Settings, ws: Workspace, backbone: Optional[str] = None, *,
-           budget_vectors: Optional[int] = None, budget_mb: Optional[float] = None,
-           dedup_threshold: Optional[float] = None, strategy: Optional[str] = None,
-           class_floor: Optional[int] = None, class_ceiling: Optional[int] = None, seed: Optional[int] = None,
-           dedup_method: Optional[str] = None, dedup_nprobe: Optional[int] = None,
-           lock_timeout_s: Optional[float] = None) -> dict:
+           dedup_method: Optional[str] = None, dedup_nprobe: Optional[int] = None, **options) -> dict:
     """Curate the memory of `backbone` (a backbone name, an embedder id, or None for the only
-    memory); unset arguments come from `settings.curate`. Returns the report (dict).
+    memory) as `settings.curate` says. `options` (budget_vectors, budget_mb, dedup_threshold,
+    strategy, class_floor, class_ceiling, seed, lock_timeout_s) are applied to a settings copy
+    first (see `curation_settings`). Returns the report (dict).
 
     Raises InputError (bad parameters, no or ambiguous memory), BusyError (another run holds
     the lock past the timeout), EmbedderMismatchError (the table holds another embedder).
     """
+    if options:
+        settings = curation_settings(settings, **options)
     t0 = time.perf_counter()
     ws.ensure()
     embedder_id = resolve_embedder_id(ws, backbone)
-    timeout = settings.curate.lock_timeout_s if lock_timeout_s is None else lock_timeout_s
+    timeout = settings.curate.lock_timeout_s
     with memory_lock(ws, timeout, what="curation"):
         mt = MemoryTable.open(ws.memory_uri, embedder_id, create=False)
-        params, recorded = _params(settings, mt.dim, budget_vectors, budget_mb, dedup_threshold, strategy,
-                                   class_floor, class_ceiling, seed, dedup_method, dedup_nprobe, backbone)
+        params, recorded = _params(settings, mt.dim, dedup_method, dedup_nprobe, backbone)
         with session_scope(ws.catalog_url) as s:
             run = CurationRun(embedder_id=embedder_id, table_name=mt.name, params_json=json.dumps(recorded))
             s.add(run)
@@ -174,3 +186,18 @@ def _run(ws: Workspace, mt: MemoryTable, params: CurationParams, run_id: int) ->
     mt.table.tags.create(tag, version)
     return {"run_id": run_id, "read_version": read_version, "lance_version": version, "lance_tag": tag,
             "changed_rows": len(changed), **plan.report}
+
+
+def curated_budget_mb(ws: Workspace, embedder_id: str, lance_version: int) -> Optional[float]:
+    """The MB budget (from a flag or the config) of the newest finished curation of `embedder_id`
+    at or before Lance version `lance_version`: what a publish of that version must fit. None
+    when that curation had no MB budget or no curation is recorded."""
+    with session_scope(ws.catalog_url) as s:
+        runs = s.exec(sql_select(CurationRun).where(CurationRun.embedder_id == embedder_id,
+                                                    CurationRun.status == "done",
+                                                    CurationRun.lance_version <= int(lance_version))
+                      .order_by(CurationRun.id.desc()).limit(1)).all()
+    if not runs:
+        return None
+    value = json.loads(runs[0].params_json or "{}").get("budget_mb")
+    return float(value) if value is not None else None

@@ -22,6 +22,7 @@ from typing import Optional
 import numpy as np
 import pyarrow as pa
 
+from ..index.choice import flat_bytes
 from .budget import bytes_per_vector, select
 from .dedup import duplicate_groups, near_duplicate_pairs
 from .table import CONFLICT, DUPLICATE, FORGOTTEN, KEPT, OVER_BUDGET
@@ -179,6 +180,6 @@ def build_report(ids, classes, states, conflicts, dup_pairs, dup_groups, params:
         "dropped": dict(sorted(dropped.items())), "duplicate_pairs": dup_pairs, "duplicate_groups": dup_groups,
         "conflict_pairs": len(conflicts), "conflicts": listed,
         "budget": {"vectors": params.budget_vectors, "strategy": params.strategy, "bytes_per_vector": bpv,
-                   "kept_bytes": counts[KEPT] * bpv, "class_floor": params.class_floor,
+                   "kept_bytes": flat_bytes(counts[KEPT], dim), "class_floor": params.class_floor,
                    "class_ceiling": params.class_ceiling},
     }

@@ -80,7 +80,7 @@ def resolve_embedder_id(ws: Workspace, backbone: Optional[str] = None, configure
         return backbone  # an embedder id (MemoryTable.open checks the table's metadata)
     try:
         matches = _match_backbone(records, backbone)
-    except UnknownBackboneError as exc:
+    except UnknownBackboneError:
         raise InputError(f"no memory for backbone {backbone!r}: it is neither the embedder id of a memory "
                          f"({', '.join(present)}) nor a configured backbone") from None
     if len(matches) == 1:

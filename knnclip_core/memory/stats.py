@@ -10,6 +10,7 @@ from sqlmodel import select as sql_select
 
 from ..catalog import CurationRun, session_scope
 from ..workspace import Workspace
+from ..index.choice import flat_bytes
 from .budget import bytes_per_vector
 from .forget import list_rules
 from .published import latest_memory_tag
@@ -36,7 +37,7 @@ def table_stats(ws: Workspace, embedder_id: str) -> dict:
     tag = latest_memory_tag(tags)
     return {"embedder_id": embedder_id, "table": mt.name, "dim": mt.dim, "rows": len(pairs), "counts": counts,
             "duplicates": counts[DUPLICATE], "conflicts": counts[CONFLICT], "classes": len(per_class),
-            "per_class": per_class, "bytes_per_vector": bpv, "kept_index_bytes": counts[KEPT] * bpv,
+            "per_class": per_class, "bytes_per_vector": bpv, "kept_index_bytes": flat_bytes(counts[KEPT], mt.dim),
             "table_bytes": lance.get("total_bytes"), "fragments": lance["fragment_stats"]["num_fragments"],
             "lance_version": mt.table.version, "latest_tag": tag,
             "latest_tag_version": tags[tag]["version"] if tag else None}

@@ -16,6 +16,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..classnames import synonyms
+from ..config import WorkerConfig
 from ..errors import EmbedderMismatchError, InputError
 from ..readers.base import normalise_class_name
 from .base_models import BaseModel, BaseModelSpec, build_base_model
@@ -23,7 +24,7 @@ from .calibrate import resolve_threshold
 from .fusion import UNKNOWN, fuse
 from .panoptic import PanopticParams, compose
 from .regroup import agreeing_groups, smoothed_classes
-from .retrieval import DEFAULT_CONFIDENCE, Memory, retrieve
+from .retrieval import Memory, retrieve
 
 logger = logging.getLogger(__name__)
 
@@ -31,24 +32,28 @@ MAX_EXTRA_CLASSES = 256      # extra class names one request may add
 MAX_REQUEST_CLASSES = 4096   # classes one request may restrict its answer to
 
 
+_WORKER = WorkerConfig.model_fields
+
+
 @dataclass
 class SegmentParams:
-    """Inference knobs (defaults = the `worker` settings section)."""
+    """Inference knobs. Their defaults are the `worker` settings' Field defaults
+    (knnclip_core/config.py, the one source of k, temperature, lambda, T and proposals)."""
 
-    k: int = 10
-    temperature: float = 0.1
-    confidence: str = DEFAULT_CONFIDENCE
-    fusion_lambda: float = 0.5
-    confidence_threshold: Optional[float] = None  # operator override; None: the release's calibrated T
-    fallback_threshold: float = 0.6                # T when the release carries none (calibrate.resolve_threshold)
-    proposals: str = "slic"
-    proposal_options: dict = field(default_factory=dict)
+    k: int = _WORKER["k"].default
+    temperature: float = _WORKER["temperature"].default
+    confidence: str = _WORKER["confidence"].default
+    fusion_lambda: float = _WORKER["fusion_lambda"].default
+    confidence_threshold: Optional[float] = _WORKER["confidence_threshold"].default  # operator override; None: the release's calibrated T
+    fallback_threshold: float = _WORKER["fallback_threshold"].default  # T when the release carries none (calibrate.resolve_threshold)
+    proposals: str = _WORKER["proposals"].default
+    proposal_options: dict = field(default_factory=_WORKER["proposal_options"].default_factory)
     base_model: BaseModelSpec = field(default_factory=BaseModelSpec)
     memory_backbone: Optional[str] = None
     panoptic: PanopticParams = field(default_factory=PanopticParams)
-    merge_rounds: int = 0  # regroup.py: generated proposals retrieval gives one class, joined and asked again
-    merge_scope: str = "touching"  # regroup.py: 'touching' (joined where they touch) | 'class' (all of a class)
-    merge_smoothing: float = 0.0   # regroup.py: weight of the touching neighbours' scores in the class that joins
+    merge_rounds: int = _WORKER["merge_rounds"].default  # regroup.py: generated proposals retrieval gives one class, joined and asked again
+    merge_scope: str = _WORKER["merge_scope"].default  # regroup.py: 'touching' (joined where they touch) | 'class' (all of a class)
+    merge_smoothing: float = _WORKER["merge_smoothing"].default  # regroup.py: weight of the touching neighbours' scores in the class that joins
 
     @classmethod
     def from_settings(cls, settings) -> "SegmentParams":

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
-import time
 
 import pytest
 
@@ -46,9 +45,9 @@ def _artifact(home, version, name):
     from urllib.parse import urlparse
 
     from knnclip_core.config import load_settings
-    from registry.store import open_registry
+    from registry.store import open_registry, snapshot_uri
 
-    source = open_registry(load_settings(home=str(home))).model_version(version).source
+    source = snapshot_uri(open_registry(load_settings(home=str(home))).model_version(version))
     return Path(urlparse(source).path) / name
 
 
