@@ -77,7 +77,7 @@ def continual_rows(results: list[tuple[str, dict]]) -> list[str]:
                   f"**{r['baseline_max_forgetting']}** (own), {r.get('baseline_max_forgetting_union_vocab')} (union)",
                   "- joint head (all tasks at once: the upper bound), own vocabulary mIoU: " + ", ".join(
                       f"{t} {100 * f['miou']:.1f}" for t, f in r["baseline"]["joint_head"]["own"].items()),
-                  *([f"- max forgetting per baseline (own vocabulary, points): " + ", ".join(
+                  *(["- max forgetting per baseline (own vocabulary, points): " + ", ".join(
                       f"{BASELINE_LABELS.get(n, n)} {v}" for n, v in r["baseline_max_forgetting_per_baseline"].items())]
                     if "baseline_max_forgetting_per_baseline" in r else []),
                   "- adding a task: " + "; ".join(

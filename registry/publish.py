@@ -64,8 +64,10 @@ def save_pyfunc(model_dir: Path, snapshot_dir: Path, settings: Settings) -> Path
 
     w = settings.worker
     config = {"k": w.k, "temperature": w.temperature, "confidence": w.confidence, "fusion_lambda": w.fusion_lambda,
-              "confidence_threshold": w.confidence_threshold, "proposals": w.proposals,
-              "proposal_options": dict(w.proposal_options or {})}
+              "confidence_threshold": w.confidence_threshold, "fallback_threshold": w.fallback_threshold,
+              "proposals": w.proposals, "proposal_options": dict(w.proposal_options or {}),
+              "merge_rounds": w.merge_rounds, "merge_scope": w.merge_scope, "merge_smoothing": w.merge_smoothing,
+              "panoptic": dict(w.panoptic or {})}
     signature = ModelSignature(inputs=Schema([ColSpec("binary", "image")]),
                                outputs=Schema([ColSpec("string", "classes"), ColSpec("string", "segments"),
                                                ColSpec("binary", "label_map_png")]))

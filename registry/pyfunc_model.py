@@ -28,13 +28,17 @@ class KnnclipSegmenter(PythonModel):
     def load_context(self, context) -> None:
         from knnclip_core.index import load_snapshot
         from knnclip_core.segment import SegmentParams
+        from knnclip_core.segment.panoptic import PanopticParams
         from knnclip_core.segment.release import EmbedderCache, segmenter_for_snapshot
 
         config = dict(context.model_config or {})
         snapshot = load_snapshot(context.artifacts["snapshot"])  # verified against its manifest
         fields = {k: config[k] for k in ("k", "temperature", "confidence", "fusion_lambda", "confidence_threshold",
-                                         "proposals") if k in config}
-        params = SegmentParams(**fields, proposal_options=dict(config.get("proposal_options") or {}))
+                                         "fallback_threshold", "proposals", "merge_rounds", "merge_scope",
+                                         "merge_smoothing") if k in config}  # a release before a knob: its default
+        if "proposal_options" in config:
+            fields["proposal_options"] = dict(config["proposal_options"] or {})
+        params = SegmentParams(**fields, panoptic=PanopticParams(**dict(config.get("panoptic") or {})))
         self.segmenter = segmenter_for_snapshot(snapshot, params, EmbedderCache(device="cpu"))
 
     def predict(self, context, model_input, params=None):

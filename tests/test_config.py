@@ -37,7 +37,8 @@ def test_cli_config_and_home_flags(tmp_path):
     assert info["versions"]["torch"].startswith("2.14.1") and (tmp_path / "ws").is_dir()
 
 
-KNOBS = ("k", "temperature", "confidence", "fusion_lambda", "confidence_threshold", "proposals")
+KNOBS = ("k", "temperature", "confidence", "fusion_lambda", "confidence_threshold", "fallback_threshold", "proposals",
+         "proposal_options", "merge_rounds", "merge_scope", "merge_smoothing", "panoptic")
 
 
 def test_inference_knobs_have_one_default(monkeypatch):
@@ -49,9 +50,9 @@ def test_inference_knobs_have_one_default(monkeypatch):
 
     monkeypatch.delenv("KNNCLIP_CONFIG", raising=False)
     assert not set(KNOBS) & set(read_yaml(DEFAULT_CONFIG_FILE)["worker"])
-    fields = {f.name: f.default for f in dataclasses.fields(SegmentParams)}
-    settings = load_settings()
+    params, defaults, settings = SegmentParams(), WorkerConfig(), load_settings()
     for knob in KNOBS:
-        assert fields[knob] == WorkerConfig.model_fields[knob].default == getattr(settings.worker, knob), knob
+        if knob != "panoptic":  # a dict in the settings, PanopticParams in SegmentParams (compared below)
+            assert getattr(params, knob) == getattr(defaults, knob) == getattr(settings.worker, knob), knob
     assert SegmentParams() == dataclasses.replace(SegmentParams.from_settings(settings),
                                                   base_model=SegmentParams().base_model)

@@ -20,7 +20,6 @@ from pycocotools import mask as mask_utils
 
 from knnclip_core.labelling.capture import CaptureParams, CaptureStore
 from knnclip_core.labelling.importer import import_corrections
-from knnclip_core.labelling.tasks import tasks_from_store
 
 CAR, VOID = 8, 11
 SDK_VERSION = "2.1.2"

@@ -86,9 +86,10 @@ def block_memory(classic):
 
 
 def test_split_car_from_generated_proposals_is_one_instance(classic, block_memory):
-    """A 2 x 2 grid cuts the red car in two cells: one car, not two; caller masks stay instances."""
+    """A 2 x 2 grid cuts the red car in two cells: one car, not two; caller masks stay instances.
+    (merge_rounds 0: the cells reach the panoptic step unjoined, so this checks its own merge.)"""
     seg_ = Segmenter(classic, block_memory, SegmentParams(k=2, confidence_threshold=0.0, proposals="grid",
-                                                          proposal_options={"rows": 2, "cols": 2}),
+                                                          proposal_options={"rows": 2, "cols": 2}, merge_rounds=0),
                      thing_classes=["red car"])
     res = seg_.segment(blocks_image())
     assert [s.label for s in res.segments] == [0, 1, 0, 2]

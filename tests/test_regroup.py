@@ -83,7 +83,8 @@ def test_fragments_retrieval_agrees_on_are_one_segment_asked_again(classic):
     left[:, :16] = True
     mem = FlatMemory(classic.embed_masks(img, [left, ~left]), [0, 1], ["red", "blue"])
     mem.embedder_id = classic.id
-    params = SegmentParams(k=1, confidence_threshold=0.0, proposals="grid", proposal_options={"rows": 1, "cols": 4})
+    params = SegmentParams(k=1, confidence_threshold=0.0, proposals="grid", proposal_options={"rows": 1, "cols": 4},
+                          merge_rounds=0)
     res = Segmenter(classic, mem, params).segment(img)
     assert len(res.segments) == 4  # no rounds: the fragments as they came
     params.merge_rounds = 2

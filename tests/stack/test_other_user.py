@@ -13,7 +13,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 from deploy.dask_cluster import security
 from deploy.stack import ENV_FILE, SECRET_VARS, STATE_FILE
