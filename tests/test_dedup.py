@@ -122,7 +122,7 @@ def test_streamed_search_from_lancedb_matches_in_memory_and_oracle(workspace, tm
     xb, labels = clustered_vectors(900, 16, 6, seed=3)
     write_memory(workspace.memory_uri, EID, xb, labels)
     table = MemoryTable.open(workspace.memory_uri, EID, 16).table
-    src = spill_lance(table, tmp_path / "vectors.f32", batch_rows=128)
+    src = spill_lance(table, tmp_path / "vectors.f32", batch_rows=128, window_rows=64)
     assert (src.n, src.d) == (900, 16)
     order = np.argsort(table.search().select(["id"]).limit(None).to_arrow().column("id").to_pylist())
     np.testing.assert_allclose(src.take(np.arange(900))[order], xb / np.linalg.norm(xb, axis=1, keepdims=True), atol=1e-6)

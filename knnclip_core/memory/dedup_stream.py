@@ -7,9 +7,9 @@ lists and the rows probing them) are read at once, at most `max_rows` of them, s
 memory is set by `max_rows`, not by the memory size.
 
 - `ArraySource`: an in-memory (n, D) array (`dedup.ivf_pairs` uses this).
-- `FileSource`: a float32 file of (n, D) rows, read through a short-lived memory map per
-  group (so mapped pages are let go after each); `spill_lance` writes one from a LanceDB
-  table's vector column in batches.
+- `FileSource`: a float32 file of (n, D) rows, read through short-lived memory maps of one
+  window of the file at a time (so at most a window is resident besides the rows read);
+  `spill_lance` writes one from a LanceDB table's vector column in batches.
 """
 from __future__ import annotations
 
@@ -41,27 +41,32 @@ class ArraySource:
 class FileSource:
     """Vectors in a raw float32 file of `n` rows of `d` (L2-normalised)."""
 
-    def __init__(self, path: str | Path, n: int, d: int):
-        self.path, self.n, self.d = Path(path), int(n), int(d)
+    def __init__(self, path: str | Path, n: int, d: int, window_rows: int = 1 << 17):
+        self.path, self.n, self.d, self.window_rows = Path(path), int(n), int(d), int(window_rows)
         assert self.path.stat().st_size == self.n * self.d * 4, (self.path, self.n, self.d)
-
-    def _map(self) -> np.memmap:
-        return np.memmap(self.path, np.float32, "r", shape=(self.n, self.d))
 
     def batches(self, rows: int) -> Iterator[np.ndarray]:
         for i in range(0, self.n, rows):
-            mm = self._map()
-            yield np.array(mm[i:i + rows])
-            del mm
+            yield self.take(np.arange(i, min(i + rows, self.n)))
 
     def take(self, idx: np.ndarray) -> np.ndarray:
-        mm = self._map()
-        out = mm[idx]  # a copy; the map goes with `mm`
-        del mm
+        """Rows `idx` (sorted), read through one mapped window of the file at a time, so that
+        no more than `window_rows` rows of the file are mapped (and resident) at once."""
+        window_rows = self.window_rows
+        out = np.empty((len(idx), self.d), np.float32)
+        bounds = np.searchsorted(idx, np.arange(0, self.n + window_rows, window_rows))
+        for w, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
+            if a == b:
+                continue
+            start = w * window_rows
+            rows = min(window_rows, self.n - start)
+            mm = np.memmap(self.path, np.float32, "r", offset=start * self.d * 4, shape=(rows, self.d))
+            out[a:b] = mm[idx[a:b] - start]
+            del mm
         return out
 
 
-def spill_lance(table, path: str | Path, batch_rows: int = 65536) -> FileSource:
+def spill_lance(table, path: str | Path, batch_rows: int = 65536, window_rows: int = 1 << 17) -> FileSource:
     """Stream a LanceDB table's `vector` column, L2-normalised, into a float32 file at
     `path`, in batches of `batch_rows` (table scan order); returns its FileSource."""
     n, d = 0, None
@@ -73,7 +78,7 @@ def spill_lance(table, path: str | Path, batch_rows: int = 65536) -> FileSource:
             x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
             f.write(np.ascontiguousarray(x).tobytes())
             n += len(x)
-    return FileSource(path, n, d or 0)
+    return FileSource(path, n, d or 0, window_rows)
 
 
 def default_nlist(n: int) -> int:
@@ -93,6 +98,9 @@ def ivf_pairs_source(src, threshold: float, nlist: int | None = None, nprobe: in
     if nlist <= 1:
         return None
     nprobe = min(nprobe, nlist)
+    import time
+
+    t0 = time.perf_counter()
     rng = np.random.default_rng(seed)
     sample = np.sort(rng.choice(n, size=min(n, 16 * nlist), replace=False))
     km = faiss.Kmeans(d, nlist, niter=5, seed=seed, spherical=True, max_points_per_centroid=16, verbose=False)
@@ -102,6 +110,7 @@ def ivf_pairs_source(src, threshold: float, nlist: int | None = None, nprobe: in
     for x in src.batches(batch_rows):
         probes[start:start + len(x)] = km.index.search(np.ascontiguousarray(x), nprobe)[1]
         start += len(x)
+    t1 = time.perf_counter()
     own = probes[:, 0]
     members_order = np.argsort(own, kind="stable")
     member_lims = np.searchsorted(own[members_order], np.arange(nlist + 1))
@@ -133,6 +142,8 @@ def ivf_pairs_source(src, threshold: float, nlist: int | None = None, nprobe: in
                 ii.append(qa[keep]), jj.append(mb[keep]), ss.append(S[r[keep], c[keep]])
         del xg
         lst = end
+    logger.info("dedup ivf: %d rows, %d lists: k-means and probes %.1f s, comparisons %.1f s",
+                n, nlist, t1 - t0, time.perf_counter() - t1)
     if not ii:
         return np.zeros(0, np.float32), np.zeros((0, 2), np.int64)
     return _canonical(np.concatenate(ii), np.concatenate(jj), np.concatenate(ss), n)
