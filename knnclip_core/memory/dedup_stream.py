@@ -87,7 +87,7 @@ def default_nlist(n: int) -> int:
 
 
 def ivf_pairs_source(src, threshold: float, nlist: int | None = None, nprobe: int = 4, seed: int = 0,
-                     max_rows: int = 1 << 21, block: int = 8192, batch_rows: int = 65536):
+                     max_rows: int = 1 << 20, block: int = 8192, batch_rows: int = 65536):
     """Pairs with inner product >= threshold among the source's rows, through an IVF
     partition (see module doc). Returns (S, P) as `dedup.exact_pairs`; None when the
     source has too few rows for lists (the caller searches exactly)."""
