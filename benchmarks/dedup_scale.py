@@ -73,6 +73,14 @@ def synthetic(n: int, d: int = 512, clusters: int = 1000, classes: int = 50, dup
 
 
 def peak_rss_mb() -> float:
+    """This process's peak resident set (VmHWM: reset at exec, unlike ru_maxrss, which a
+    child started by subprocess inherits from its parent)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
