@@ -9,9 +9,15 @@ near-duplicate (cosine ~0.98-0.999 to its source; some chains of 3), and a fract
 At 100k (`--n`): both searches find all pairs with cosine >= threshold over the whole set
 (across classes too: conflicts need the global search); `agreement` = recall of the exact
 pairs, `speedup` = exact seconds / ours. At 1M: wall time and peak RSS of our search
-(plus grouping). `--json`: the last stdout line is one JSON object.
+(plus grouping). `--stream 1000000,2000000,4000000`: for each size, synthetic vectors
+(in chunks of 250k, each with its own clusters and planted duplicates) are written to a
+LanceDB table, and a fresh process streams them back out to disk and searches them in
+groups of lists (knnclip_core.memory.dedup_stream): seconds per phase, pairs found, and
+that process's peak RSS (the growth over the sizes is what extrapolates to 10M).
+`--json`: the last stdout line is one JSON object.
 
     python benchmarks/dedup_scale.py --json --skip-1m
+    python benchmarks/dedup_scale.py --json --stream 1000000,2000000
 """
 from __future__ import annotations
 
@@ -67,6 +73,14 @@ def synthetic(n: int, d: int = 512, clusters: int = 1000, classes: int = 50, dup
 
 
 def peak_rss_mb() -> float:
+    """This process's peak resident set (VmHWM: reset at exec, unlike ru_maxrss, which a
+    child started by subprocess inherits from its parent)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
@@ -105,6 +119,69 @@ def run(n: int, threshold: float, nprobe: int, exact: bool, seed: int, classes: 
     return out
 
 
+CHUNK = 250_000
+
+
+def write_lance(db_dir: Path, n: int, d: int, seed: int, classes: int, clusters: int) -> int:
+    """n synthetic rows (vector, label) into table `vectors` of a LanceDB at db_dir, chunk by
+    chunk (bounded memory); returns the planted-duplicate count (5% of each chunk)."""
+    import lancedb
+    import pyarrow as pa
+
+    db = lancedb.connect(str(db_dir))
+    table, planted = None, 0
+    for k, i0 in enumerate(range(0, n, CHUNK)):
+        m = min(CHUNK, n - i0)
+        xb, labels = synthetic(m, d=d, classes=classes, clusters=max(1, clusters * m // 1_000_000), seed=seed + k)
+        planted += int(m * 0.05)
+        vec = pa.FixedSizeListArray.from_arrays(pa.array(xb.ravel(), pa.float32()), d)
+        batch = pa.table({"vector": vec, "label": pa.array(labels)})
+        table = db.create_table("vectors", batch) if table is None else table
+        if k:
+            table.add(batch)
+        del xb, vec, batch
+    return planted
+
+
+def stream_child(db_dir: str, threshold: float, nprobe: int, seed: int) -> int:
+    """In a fresh process: spill the table to disk, search it; print one JSON line."""
+    import lancedb
+
+    from knnclip_core.memory.dedup_stream import ivf_pairs_source, spill_lance
+
+    table = lancedb.connect(db_dir).open_table("vectors")
+    t = time.perf_counter()
+    src = spill_lance(table, Path(db_dir) / "vectors.f32")
+    spill_s = time.perf_counter() - t
+    t = time.perf_counter()
+    S, P = ivf_pairs_source(src, threshold, nprobe=nprobe, seed=seed)
+    search_s = time.perf_counter() - t
+    print(json.dumps({"n": src.n, "d": src.d, "spill_seconds": round(spill_s, 2), "search_seconds": round(search_s, 2),
+                      "seconds": round(spill_s + search_s, 2), "pairs": int(len(P)), "peak_rss_mb": round(peak_rss_mb(), 1)}))
+    return 0
+
+
+def run_streamed(n: int, args) -> dict:
+    import os
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="dedup_stream_") as tmp:
+        t = time.perf_counter()
+        planted = write_lance(Path(tmp), n, args.d, args.seed, args.classes, args.clusters)
+        write_s = time.perf_counter() - t
+        load = os.getloadavg()
+        proc = subprocess.run([sys.executable, __file__, "--stream-child", tmp, "--threshold", str(args.threshold),
+                               "--nprobe", str(args.nprobe), "--seed", str(args.seed)],
+                              capture_output=True, text=True, check=True)
+        out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out.update({"write_table_seconds": round(write_s, 1), "planted_duplicates": planted,
+                "load_average": [round(x, 2) for x in load + os.getloadavg()]})
+    print(f"streamed n={n}: {out['seconds']} s (spill {out['spill_seconds']}, search {out['search_seconds']}), "
+          f"{out['pairs']} pairs ({planted} planted), peak RSS {out['peak_rss_mb']} MB", file=sys.stderr)
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=100_000, help="vectors for the side-by-side comparison")
@@ -115,20 +192,34 @@ def main() -> int:
     ap.add_argument("--clusters", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip-1m", action="store_true", help="skip the scale run")
+    ap.add_argument("--d", type=int, default=512, help="dimension of the streamed runs' vectors")
+    ap.add_argument("--stream", default="", help="comma-separated sizes for streamed runs from LanceDB")
+    ap.add_argument("--skip-small", action="store_true", help="skip the side-by-side run against exact search")
+    ap.add_argument("--stream-child", help=argparse.SUPPRESS)
     ap.add_argument("--json", action="store_true", help="last stdout line: one JSON object")
     args = ap.parse_args()
-    small = run(args.n, args.threshold, args.nprobe, True, args.seed, args.classes, args.clusters)
-    print(f"n={args.n}: ours {small['ours_seconds']} s, exact {small['exact_seconds']} s, "
-          f"speedup {small['speedup']}x, agreement {small['agreement']:.4f}", file=sys.stderr)
-    result = {"speedup": small["speedup"], "agreement": small["agreement"], "small": small,
-              "seconds_1m": None, "peak_rss_mb_1m": None}
+    if args.stream_child:
+        return stream_child(args.stream_child, args.threshold, args.nprobe, args.seed)
+    result = {"speedup": None, "agreement": None, "seconds_1m": None, "peak_rss_mb_1m": None}
+    if not args.skip_small:
+        result.update(side_by_side(args))
     if not args.skip_1m:
         large = run(args.n_large, args.threshold, args.nprobe, False, args.seed, args.classes, args.clusters)
         result.update({"large": large, "seconds_1m": round(large["ours_seconds"] + large["group_seconds"], 2),
                        "peak_rss_mb_1m": large["peak_rss_mb"]})
         print(f"n={args.n_large}: {result['seconds_1m']} s, peak RSS {large['peak_rss_mb']} MB", file=sys.stderr)
+    if args.stream:
+        result["streamed"] = [run_streamed(int(n), args) for n in args.stream.split(",")]
     print(json.dumps(result) if args.json else json.dumps(result, indent=2))
     return 0
+
+
+def side_by_side(args) -> dict:
+    """Ours against exact search at args.n, side by side."""
+    small = run(args.n, args.threshold, args.nprobe, True, args.seed, args.classes, args.clusters)
+    print(f"n={args.n}: ours {small['ours_seconds']} s, exact {small['exact_seconds']} s, "
+          f"speedup {small['speedup']}x, agreement {small['agreement']:.4f}", file=sys.stderr)
+    return {"speedup": small["speedup"], "agreement": small["agreement"], "small": small}
 
 
 if __name__ == "__main__":

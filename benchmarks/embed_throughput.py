@@ -35,6 +35,7 @@ ADE20K = ROOT.parent / "shared" / "data" / "ade20k" / "ADEChallengeData2016"
 
 SOURCES = {  # name -> (images, annotations, image glob, label to leave out)
     "camvid": (CAMVID / "val", CAMVID / "valannot", "*.png", 11),
+    "camvid-train": (CAMVID / "train", CAMVID / "trainannot", "*.png", 11),
     "ade20k": (ADE20K / "images" / "validation", ADE20K / "annotations" / "validation", "*.jpg", 0),
 }
 
@@ -168,6 +169,8 @@ def main(argv=None) -> int:
     from knnclip_core.embedders.loader import auto_workers
 
     emb = get_embedder(args.backbone, device=args.device)
+    if emb.prep.features_on_host:  # classic: no model forward; against its own features and today's path
+        return host_features_main(emb, args)
     with tempfile.TemporaryDirectory() as tmp:
         items, source = work_items(args.images, Path(tmp), args.source)
         bares, rates, plains = [], [], []
@@ -196,6 +199,27 @@ def main(argv=None) -> int:
           f"{sps:.1f} seg/s ({seg_per_image:.1f} seg/img, {result['forwards_per_image']} forwards/img); "
           f"ratio {ips / bare:.3f}"
           + ("" if plain is None else f"; plain open_clip loop (whole images) {plain:.1f} img/s"))
+    if args.json:
+        print(json.dumps(result, sort_keys=True))
+    return 0
+
+
+def host_features_main(emb, args) -> int:
+    """classic-v1/v2: benchmarks/classic_throughput.py's figures, printed as the others."""
+    from benchmarks.classic_throughput import measure
+
+    with tempfile.TemporaryDirectory() as tmp:
+        items, source = work_items(args.images, Path(tmp), args.source)
+        result = measure(emb, items, args.batch_size, args.num_workers, args.rounds)
+    result.update({"device": emb.device, "backbone": args.backbone, "embedder_id": emb.id, "source": source,
+                   "batch_size": args.batch_size, "images": len(items), "repeats": 1,
+                   "plain_loop_images_per_s": None, "ratio_vs_plain_loop": None})
+    print(f"{args.backbone}: features alone {result['bare_images_per_s']:.2f} img/s; pipeline "
+          f"{result['segments_per_s']:.1f} seg/s ({result['job_segments_per_s']:.1f} with start-up "
+          f"{result['pipeline_startup_s']:.1f} s, {result['num_workers']} workers) against today's path "
+          f"{result['today_segments_per_s']:.1f} seg/s: x{result['speedup_vs_today']} (target 4); max abs "
+          f"difference vs today {result['max_abs_diff_vs_today']:.2e}, vs float64 {result['max_abs_diff_vs_float64']:.2e} "
+          f"(today vs float64 {result['today_max_abs_diff_vs_float64']:.2e}); load {result['load_average']}")
     if args.json:
         print(json.dumps(result, sort_keys=True))
     return 0

@@ -37,7 +37,8 @@ from knnclip_core.segment.segmenter import SegmentParams  # noqa: E402
 CAMVID_VAL = REPO.parent / "shared" / "data" / "camvid" / "val"
 
 
-def publish_random_memory(out: Path, embedder, n: int, classes: int, factory: str | None, seed: int = 0) -> dict:
+def publish_random_memory(out: Path, embedder, n: int, classes: int, factory: str | None, seed: int = 0,
+                          byte_budget: int | None = None) -> dict:
     """Write a snapshot of n random unit vectors over `classes` classes, as publishing does.
     Returns its manifest."""
     rng = np.random.default_rng(seed)
@@ -45,7 +46,7 @@ def publish_random_memory(out: Path, embedder, n: int, classes: int, factory: st
     xb /= np.linalg.norm(xb, axis=1, keepdims=True)
     labels = [f"class {i}" for i in rng.integers(0, classes, n)]
     return build_snapshot(out, xb, [f"row-{i}" for i in range(n)], labels, embedder.id,
-                          lineage={"backbone": embedder.name}, factory=factory, seed=seed)
+                          lineage={"backbone": embedder.name}, factory=factory, seed=seed, byte_budget=byte_budget)
 
 
 def load_image(seed: int = 0) -> tuple[np.ndarray, str]:
@@ -92,6 +93,8 @@ def main(argv=None) -> int:
     ap.add_argument("--classes", type=int, default=64, help="classes (text encoding of these is a one-off setup cost)")
     ap.add_argument("--index", default=None,
                     help="FAISS factory string of the memory index (default: what publishing picks)")
+    ap.add_argument("--budget-mb", type=float, default=None,
+                    help="byte budget of the published index in MB, as `curate.budget_mb` (default: none)")
     ap.add_argument("--proposals", default="slic")
     ap.add_argument("--base-model", default="clip", help="base model kind (clip: P_base from the same CLIP; none)")
     ap.add_argument("--k", type=int, default=10)
@@ -106,7 +109,9 @@ def main(argv=None) -> int:
     log(f"embedder {emb.id} on {emb.device} loaded in {time.perf_counter() - t0:.1f} s")
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        manifest = publish_random_memory(Path(tmp) / "release", emb, args.memory, args.classes, args.index)
+        budget = int(args.budget_mb * 1_000_000) if args.budget_mb else None
+        manifest = publish_random_memory(Path(tmp) / "release", emb, args.memory, args.classes, args.index,
+                                         byte_budget=budget)
         build_s = time.perf_counter() - t0
         log(f"snapshot {manifest['factory']} over {args.memory} vectors built in {build_s:.1f} s "
             f"(recall@10 {manifest['recall_at_10']}, search params {manifest['search_params']})")
@@ -114,7 +119,8 @@ def main(argv=None) -> int:
         params = SegmentParams(k=args.k, proposals=args.proposals, base_model=BaseModelSpec(kind=args.base_model))
         release = LocalSnapshotSource(Path(tmp) / "release", params, embedders, backbone=args.backbone)(None)
         load_s = time.perf_counter() - t0  # verify + load + text embeddings of the vocabulary
-        log(f"release loaded and warmed up in {load_s:.1f} s")
+        load_parts = load_breakdown(Path(tmp) / "release", params, embedders, args.backbone)
+        log(f"release loaded and warmed up in {load_s:.1f} s ({load_parts})")
         seg = release.segmenter
         image, source = load_image()
         seg.segment(image)  # warm-up
@@ -137,7 +143,8 @@ def main(argv=None) -> int:
         "image_hw": list(image.shape[:2]), "memory_vectors": args.memory, "memory_classes": args.classes,
         "index": manifest["factory"], "index_chosen_by": manifest["build"]["chosen_by"],
         "search_params": manifest["search_params"], "recall_at_10": manifest["recall_at_10"],
-        "index_build_s": round(build_s, 2), "release_load_s": round(load_s, 2), "k": args.k,
+        "index_build_s": round(build_s, 2), "release_load_s": round(load_s, 2), "release_load_parts_s": load_parts,
+        "byte_budget": manifest["build"]["byte_budget"], "index_bytes": manifest["bytes"]["index"], "k": args.k,
         "proposals": args.proposals, "proposals_per_image": statistics.median(n_props), "runs": args.runs,
         "forwards_per_image": counter.images / args.runs, "forward_calls_per_image": counter.calls / args.runs,
         **{f"{k}_s": round(v, 5) for k, v in med.items()},
@@ -155,6 +162,23 @@ def main(argv=None) -> int:
     else:
         print(json.dumps(result))
     return 0
+
+
+def load_breakdown(path: Path, params, embedders, backbone: str) -> dict:
+    """Seconds of the parts of a release load, each timed again on its own: checksums of
+    every file alone, `load_snapshot` (checksums + faiss read + labels), and building the
+    segmenter (text embeddings of the vocabulary, warm-up)."""
+    from knnclip_core.index import load_snapshot, verify_snapshot
+    from knnclip_core.segment.release import segmenter_for_snapshot
+
+    t0 = time.perf_counter()
+    verify_snapshot(path)
+    t1 = time.perf_counter()
+    snap = load_snapshot(path)
+    t2 = time.perf_counter()
+    segmenter_for_snapshot(snap, params, embedders, backbone)
+    t3 = time.perf_counter()
+    return {"verify": round(t1 - t0, 3), "load_snapshot": round(t2 - t1, 3), "segmenter": round(t3 - t2, 3)}
 
 
 def device_name(device: str) -> str:

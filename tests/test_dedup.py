@@ -111,3 +111,23 @@ def test_forget_rules_applied_before_dedup(workspace):
     ds = rows.column("dataset").to_pylist()
     assert [s == "forgotten" for s in plan.states] == [d == "a" for d in ds]
     assert all(r == "forget_rule:7(dataset=a)" for r, d in zip(plan.reasons, ds) if d == "a")
+
+
+def test_streamed_search_from_lancedb_matches_in_memory_and_oracle(workspace, tmp_path):
+    """Vectors streamed out of a LanceDB memory table to disk, compared in small groups of
+    lists (max_rows forces many reads): the pairs of the in-memory search, all real."""
+    from knnclip_core.memory.dedup_stream import ArraySource, ivf_pairs_source, spill_lance
+
+    xb, labels = clustered_vectors(900, 16, 6, seed=3)
+    write_memory(workspace.memory_uri, EID, xb, labels)
+    table = MemoryTable.open(workspace.memory_uri, EID, 16).table
+    src = spill_lance(table, tmp_path / "vectors.f32", batch_rows=128, window_rows=64)
+    assert (src.n, src.d) == (900, 16)
+    order = np.argsort(table.search().select(["id"]).limit(None).to_arrow().column("id").to_pylist())
+    np.testing.assert_allclose(src.take(np.arange(900))[order], xb / np.linalg.norm(xb, axis=1, keepdims=True), atol=1e-6)
+    want = oracle_pairs(src.take(np.arange(900)), 0.98)
+    S, P = ivf_pairs_source(src, 0.98, nlist=12, nprobe=3, seed=0, max_rows=150, batch_rows=100)
+    S_mem, P_mem = ivf_pairs_source(ArraySource(src.take(np.arange(900))), 0.98, nlist=12, nprobe=3, seed=0)
+    assert as_set(P) == as_set(P_mem)
+    np.testing.assert_array_equal(S, S_mem)
+    assert as_set(P) <= want and len(as_set(P)) / len(want) >= 0.99 and len(want) > 50

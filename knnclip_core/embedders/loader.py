@@ -7,6 +7,7 @@ in batch order; `vectors` is (n_masks, D) float32 or None when the image failed.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -85,16 +86,32 @@ def size_batches(embedder: Embedder, items: Sequence[WorkItem], batch_size: int)
     return [idx[j:j + batch_size] for idx in by_key.values() for j in range(0, len(idx), batch_size)]
 
 
-def auto_workers(device: str) -> int:
+def auto_workers(device: str, host_features: bool = False) -> int:
     """DataLoader workers worth starting: on CUDA up to 4 (decoding overlaps the GPU); on
     the CPU only the cores the model's threads leave idle, since a worker decoding on a
-    core the model uses slows the model down by as much as it saves."""
+    core the model uses slows the model down by as much as it saves. With `host_features`
+    (the preparer computes the features itself, e.g. classic) the main process only
+    finalises small pooled means, so every core (4 at most) prepares."""
     import torch
 
     cores = os.cpu_count() or 1
+    if host_features:
+        return min(4, cores) if cores > 1 else 0
     if device.startswith("cuda"):
         return min(4, max(1, cores - 1))
     return max(0, min(4, cores - torch.get_num_threads()))
+
+
+_BLAS_LIMIT = []  # keeps the worker's threadpool limit alive
+
+
+def _one_blas_thread(_worker_id: int = 0) -> None:
+    """DataLoader worker start: one BLAS thread. Preparation runs one process per core, and
+    OpenBLAS threads spinning against each other (and a loaded machine) made the per-image
+    mask pooling three times slower than single-threaded."""
+    from threadpoolctl import threadpool_limits
+
+    _BLAS_LIMIT.append(threadpool_limits(1, user_api="blas"))
 
 
 class _Raised:
@@ -142,8 +159,9 @@ def iter_embeddings(embedder: Embedder, items: Sequence[WorkItem], batch_size: i
     from torch.utils.data import DataLoader
 
     batches = size_batches(embedder, items, batch_size)
+    host = embedder.prep.features_on_host
     if num_workers is None:
-        num_workers = auto_workers(embedder.device)
+        num_workers = auto_workers(embedder.device, host)
     num_workers = min(num_workers, len(batches))  # a worker per batch at most: start-up is not free
     if num_workers > 0 and multiprocessing.current_process().daemon:
         logger.info("decoding in process: a daemonic process (e.g. a Dask worker) cannot start DataLoader workers")
@@ -152,8 +170,14 @@ def iter_embeddings(embedder: Embedder, items: Sequence[WorkItem], batch_size: i
     # that holds a CUDA context or LanceDB's runtime is unsafe.
     loader = DataLoader(_Prepared(embedder.prep, items), batch_sampler=batches, num_workers=num_workers,
                         collate_fn=_collate, pin_memory=embedder.device.startswith("cuda"),
-                        multiprocessing_context="forkserver" if num_workers > 0 else None)
+                        multiprocessing_context="forkserver" if num_workers > 0 else None,
+                        worker_init_fn=_one_blas_thread if num_workers > 0 else None)
     bar = progress_for(progress, sum(len(it.masks_rle) for it in items), "embed", "segments", rate_unit="seg")
+    limit = contextlib.nullcontext()
+    if host and num_workers == 0:  # pooling in the prefetch thread: one BLAS thread (see _one_blas_thread)
+        from threadpoolctl import threadpool_limits
+
+        limit = threadpool_limits(1, user_api="blas")
     try:
         for batch in (loader if num_workers > 0 else prefetch(loader)):
             for index, error in batch["failed"]:
@@ -169,6 +193,7 @@ def iter_embeddings(embedder: Embedder, items: Sequence[WorkItem], batch_size: i
             for index, v in done:
                 yield items[index], v, None
     finally:
+        limit.__exit__(None, None, None)
         bar.close()
         del loader
         if embedder.device.startswith("cuda"):

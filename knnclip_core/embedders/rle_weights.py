@@ -57,6 +57,38 @@ def _row_cumulative(height: int, gh: int) -> np.ndarray:
     return cum
 
 
+def _runs(counts: Counts, i: int, height: int, width: int) -> np.ndarray:
+    """Mask i's run lengths; ValueError when they do not cover the image exactly."""
+    runs = parse_counts(counts)
+    if runs.sum() != height * width or (runs < 0).any():
+        raise ValueError(f"mask {i}: RLE runs cover {int(runs.sum())} pixels, the image has {height * width}")
+    return runs
+
+
+def _pieces(counts: Counts, i: int, height: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mask i's runs of 1s cut at column boundaries: (column, top row, bottom row) arrays
+    (rows top..bottom-1 of that column). ValueError when the runs do not cover the image."""
+    runs = _runs(counts, i, height, width)
+    edges = np.concatenate(([0], np.cumsum(runs)))
+    start, end = edges[1:-1:2], edges[2::2]  # runs of 1s: odd positions
+    keep = end > start
+    start, end = start[keep], end[keep]
+    first, last = start // height, (end - 1) // height
+    pieces = last - first + 1
+    col = np.repeat(first, pieces) + (np.arange(pieces.sum()) - np.repeat(np.cumsum(pieces) - pieces, pieces))
+    top = np.clip(np.repeat(start, pieces) - col * height, 0, height)
+    bottom = np.clip(np.repeat(end, pieces) - col * height, 0, height)
+    return col, top, bottom
+
+
+def _decode_into(out: np.ndarray, counts: Counts, i: int) -> None:
+    """Mask i decoded into `out` (height, width) float32: 1.0 inside, 0.0 outside."""
+    height, width = out.shape
+    runs = _runs(counts, i, height, width)
+    ones = (np.arange(runs.size) % 2).astype(np.float32)  # runs alternate 0s and 1s, 0s first
+    out[:] = np.repeat(ones, runs).reshape(width, height).T  # column-major pixel order
+
+
 def rle_area_weights(rles: Sequence[Counts], height: int, width: int, grid_hw: tuple[int, int]) -> np.ndarray:
     """Area weights of every mask on the (gh, gw) grid, from its RLE counts.
 
@@ -67,24 +99,22 @@ def rle_area_weights(rles: Sequence[Counts], height: int, width: int, grid_hw: t
     out = np.zeros((len(rles), gh, gw), np.float32)
     if not len(rles):
         return out.reshape(0, gh * gw)
+    if (gh, gw) == (height, width):  # the grid is the image: the weights are the masks
+        for i, counts in enumerate(rles):
+            _decode_into(out[i], counts, i)
+        return out.reshape(len(rles), gh * gw)
+    return rle_area_weights_by_runs(rles, height, width, grid_hw)
+
+
+def rle_area_weights_by_runs(rles: Sequence[Counts], height: int, width: int, grid_hw: tuple[int, int]) -> np.ndarray:
+    """`rle_area_weights` for any grid through the column pieces of the runs (one product per
+    mask); the only path before masks on their own grid were decoded directly."""
+    gh, gw = grid_hw
+    out = np.zeros((len(rles), gh, gw), np.float32)
     cum = _row_cumulative(height, gh)
     col_weights = area_matrix(width, gw).T  # (width, gw)
     for i, counts in enumerate(rles):
-        runs = parse_counts(counts)
-        if runs.sum() != height * width or (runs < 0).any():
-            raise ValueError(f"mask {i}: RLE runs cover {int(runs.sum())} pixels, the image has {height * width}")
-        edges = np.concatenate(([0], np.cumsum(runs)))
-        start, end = edges[1:-1:2], edges[2::2]  # runs of 1s: odd positions
-        keep = end > start
-        start, end = start[keep], end[keep]
-        if start.size == 0:
-            continue
-        # cut each run at column boundaries: pieces (column, rows top..bottom)
-        first, last = start // height, (end - 1) // height
-        pieces = last - first + 1
-        col = np.repeat(first, pieces) + (np.arange(pieces.sum()) - np.repeat(np.cumsum(pieces) - pieces, pieces))
-        top = np.clip(np.repeat(start, pieces) - col * height, 0, height)
-        bottom = np.clip(np.repeat(end, pieces) - col * height, 0, height)
-        rows = cum[bottom] - cum[top]  # (pieces, gh)
-        out[i] = rows.T @ col_weights[col]  # (gh, gw)
+        col, top, bottom = _pieces(counts, i, height, width)
+        if col.size:
+            out[i] = (cum[bottom] - cum[top]).T @ col_weights[col]  # (gh, pieces) @ (pieces, gw)
     return out.reshape(len(rles), gh * gw)

@@ -33,6 +33,9 @@ PROMPT_TEMPLATES = (
 )
 
 
+TEXT_BATCH = 256  # prompts per text-tower forward
+
+
 def text_cache_key(embedder_id: str, class_names: list[str], templates=PROMPT_TEMPLATES) -> str:
     """sha256 hex over the embedder id, the templates and the ordered vocabulary."""
     blob = json.dumps([embedder_id, list(templates), list(class_names)], ensure_ascii=False)
@@ -64,12 +67,19 @@ class TextEncoderMixin:
             out = np.load(path)
         else:
             rows = []
+            per_class = [[n.replace("_", " ").strip() for n in synonyms(name)] for name in class_names]
+            texts = [t.format(n) for names in per_class for n in names for t in self.templates]
             with torch.inference_mode(), self.autocast():
-                for name in class_names:
-                    names = [n.replace("_", " ").strip() for n in synonyms(name)]
-                    texts = [t.format(n) for n in names for t in self.templates]
-                    emb = torch.nn.functional.normalize(self._encode_text_tokens(texts).float(), dim=-1)
-                    per_name = emb.reshape(len(names), len(self.templates), -1).mean(dim=1)
+                # every prompt of the vocabulary in a few large batches (one per class was
+                # most of a release load on the CPU), then split back per class
+                emb = torch.cat([self._encode_text_tokens(texts[i:i + TEXT_BATCH]).float()
+                                 for i in range(0, len(texts), TEXT_BATCH)]) if texts else None
+                start = 0
+                for names in per_class:
+                    count = len(names) * len(self.templates)
+                    part = torch.nn.functional.normalize(emb[start:start + count], dim=-1)
+                    start += count
+                    per_name = part.reshape(len(names), len(self.templates), -1).mean(dim=1)
                     rows.append(torch.nn.functional.normalize(per_name, dim=-1).mean(dim=0).cpu().numpy())
             out = l2_normalize(np.stack(rows)) if rows else np.zeros((0, self.dim), np.float32)
             if path is not None:

@@ -67,44 +67,13 @@ def ivf_pairs(xb: np.ndarray, threshold: float, nlist: int | None = None, nprobe
 
     xb: (n, D) float32, L2-normalised; nlist: k-means lists (default ~ 2 sqrt(n), at most
     4096); nprobe: lists each vector is compared with. Deterministic for a given `seed`.
-    Returns (S, P) as described in the module docstring.
+    Returns (S, P) as described in the module docstring. The search itself is
+    `dedup_stream.ivf_pairs_source`, which also runs over vectors on disk.
     """
-    assert xb.ndim == 2 and xb.dtype == np.float32, (xb.shape, xb.dtype)
-    n, d = xb.shape
-    if nlist is None:
-        nlist = int(min(4096, max(8, 2 * np.sqrt(n))))
-    nlist = min(nlist, max(1, n // 16))
-    nprobe = min(nprobe, nlist)
-    if nlist <= 1:
-        return exact_pairs(xb, threshold)
-    # A coarse partition is enough: every vector probes several lists, and pairs are close.
-    km = faiss.Kmeans(d, nlist, niter=5, seed=seed, spherical=True, max_points_per_centroid=16, verbose=False)
-    km.train(xb)
-    _, probes = km.index.search(xb, nprobe)  # (n, nprobe): lists each vector probes; column 0 = its own list
-    own = probes[:, 0]
-    members_order = np.argsort(own, kind="stable")
-    member_lims = np.searchsorted(own[members_order], np.arange(nlist + 1))
-    flat = probes.ravel()
-    probe_order = np.argsort(flat, kind="stable")
-    probe_lims = np.searchsorted(flat[probe_order], np.arange(nlist + 1))
-    probe_rows = probe_order // nprobe
-    ii, jj, ss = [], [], []
-    for lst in range(nlist):
-        members = members_order[member_lims[lst]:member_lims[lst + 1]]
-        queries = probe_rows[probe_lims[lst]:probe_lims[lst + 1]]
-        if len(members) == 0 or len(queries) == 0:
-            continue
-        xm = xb[members]
-        for q0 in range(0, len(queries), block):
-            qi = queries[q0:q0 + block]
-            S = xb[qi] @ xm.T
-            r, c = np.nonzero(S >= threshold)
-            qa, mb = qi[r], members[c]
-            keep = qa != mb
-            ii.append(qa[keep]), jj.append(mb[keep]), ss.append(S[r[keep], c[keep]])
-    if not ii:
-        return np.zeros(0, np.float32), np.zeros((0, 2), np.int64)
-    return _canonical(np.concatenate(ii), np.concatenate(jj), np.concatenate(ss), n)
+    from .dedup_stream import ArraySource, ivf_pairs_source
+
+    out = ivf_pairs_source(ArraySource(xb), threshold, nlist=nlist, nprobe=nprobe, seed=seed, block=block)
+    return exact_pairs(xb, threshold) if out is None else out
 
 
 def near_duplicate_pairs(xb: np.ndarray, threshold: float, method: str = "auto", nprobe: int = 4,
