@@ -10,7 +10,8 @@ snapshot (`index.build_snapshot`: the index publishing picks for that many vecto
 worker loads a release (`LocalSnapshotSource`: verified manifest, `load_snapshot`, the
 segmenter the worker builds, with `--base-model` giving P_base). The image is the first CamVid val image when ../shared/data is
 present, else a synthetic one. Forwards are counted by a hook on the embedder
-(`forwards_per_image`); CUDA timings are synchronised. Target: overhead_ratio =
+(`forwards_per_image`: above 1 when regrouping rounds embed joined proposals again,
+`--merge-rounds 0` for one); CUDA timings are synchronised. Target: overhead_ratio =
 (retrieval + fusion) / forward <= 0.5. Last stdout line with --json: one JSON object.
 """
 from __future__ import annotations
@@ -98,6 +99,8 @@ def main(argv=None) -> int:
     ap.add_argument("--proposals", default="slic")
     ap.add_argument("--base-model", default="clip", help="base model kind (clip: P_base from the same CLIP; none)")
     ap.add_argument("--k", type=int, default=10)
+    ap.add_argument("--merge-rounds", type=int, default=None,
+                    help="regrouping rounds (default: the worker's, each may embed the joined proposals again)")
     ap.add_argument("--runs", type=int, default=5, help="timed runs (after one warm-up)")
     ap.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
     ap.add_argument("--json", action="store_true")
@@ -117,6 +120,8 @@ def main(argv=None) -> int:
             f"(recall@10 {manifest['recall_at_10']}, search params {manifest['search_params']})")
         t0 = time.perf_counter()
         params = SegmentParams(k=args.k, proposals=args.proposals, base_model=BaseModelSpec(kind=args.base_model))
+        if args.merge_rounds is not None:
+            params.merge_rounds = args.merge_rounds
         release = LocalSnapshotSource(Path(tmp) / "release", params, embedders, backbone=args.backbone)(None)
         load_s = time.perf_counter() - t0  # verify + load + text embeddings of the vocabulary
         load_parts = load_breakdown(Path(tmp) / "release", params, embedders, args.backbone)
@@ -145,7 +150,7 @@ def main(argv=None) -> int:
         "search_params": manifest["search_params"], "recall_at_10": manifest["recall_at_10"],
         "index_build_s": round(build_s, 2), "release_load_s": round(load_s, 2), "release_load_parts_s": load_parts,
         "byte_budget": manifest["build"]["byte_budget"], "index_bytes": manifest["bytes"]["index"], "k": args.k,
-        "proposals": args.proposals, "proposals_per_image": statistics.median(n_props), "runs": args.runs,
+        "proposals": args.proposals, "merge_rounds": params.merge_rounds, "proposals_per_image": statistics.median(n_props), "runs": args.runs,
         "forwards_per_image": counter.images / args.runs, "forward_calls_per_image": counter.calls / args.runs,
         **{f"{k}_s": round(v, 5) for k, v in med.items()},
         "total_s": round(sum(med.values()), 5),

@@ -120,7 +120,7 @@ class CaptureConfig(_Section):
     dir: Optional[str] = Field(None, description="Folder of the capture store (None: <workspace>/captures).")
     quota_mb: float = Field(500.0, gt=0.0, description="Disk the captures may use; the oldest are dropped first to stay under it.")
     sample_rate: float = Field(1.0, ge=0.0, le=1.0, description="Share of the answers with doubtful segments that are recorded (0..1).")
-    confidence_below: Optional[float] = Field(None, ge=-1.0, le=1.0, description="A segment whose retrieval confidence is below this is captured (None: worker.confidence_threshold, else the T in force for the answer: the release's calibrated T); `unknown` and base-model/memory disagreements always are.")
+    confidence_below: Optional[float] = Field(None, description="A segment whose retrieval confidence is below this is captured (above the largest confidence, 1: every segment) (None: worker.confidence_threshold, else the T in force for the answer: the release's calibrated T); `unknown` and base-model/memory disagreements always are.")
 
 
 def token_problem(token: Optional[str]) -> Optional[str]:

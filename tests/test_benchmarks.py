@@ -39,7 +39,7 @@ def test_worker_latency_uses_the_published_index():
     from knnclip_core.index.choice import choose_index
 
     out = run_json("worker_latency.py", "--backbone", "tiny-vit-random", "--memory", "3000", "--classes", "8",
-                   "--runs", "1", "--proposals", "grid")
+                   "--runs", "1", "--proposals", "grid", "--merge-rounds", "0")
     assert out["index"] == choose_index(3000, get_embedder("tiny-vit-random").dim).factory  # what publishing picks, not a hard-coded one
     assert out["index_chosen_by"] == "flat" and out["recall_at_10"] == 1.0
     assert out["forwards_per_image"] == 1.0

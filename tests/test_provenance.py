@@ -122,7 +122,9 @@ def test_unknown_pooling_is_refused_naming_the_backbone(tmp_path, monkeypatch):
 
 def test_broken_backbones_file_is_an_error_not_the_fallback_threshold(tmp_path, monkeypatch, settings):
     backbones_file(tmp_path, monkeypatch, "classic:\n  family: classic\n   architecture: [oops\n")
-    with pytest.raises(ValueError, match="backbones.yaml is not valid YAML"):
+    from knnclip_core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"backbones.yaml line 3: mapping values are not allowed"):
         default_dedup_threshold(settings, "classic")
     backbones_file(tmp_path, monkeypatch, CLASSIC.format(name="classic", side=64) + "  dedup_threshold: 0.9\n")
     assert default_dedup_threshold(settings, "classic") == 0.9

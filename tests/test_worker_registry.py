@@ -160,6 +160,7 @@ def test_memory_backbone_and_base_model_apart_end_to_end(settings, tmp_path, cap
     settings.worker.base_model.kind = "clip"
     settings.worker.base_model.backbone = "tiny-vit-random"
     settings.worker.proposals = "grid"
+    settings.worker.merge_rounds = 0  # the 16 cells as they came (regrouping is tested in test_regroup.py)
     base_id = f"clip|{vit.id}"
     source = RegistryReleaseSource("models:/knnclip-memory@production", settings, embedders=embedders)
     app = create_app(source, settings, start_watcher=False)

@@ -164,10 +164,25 @@ def sentence(stderr: str) -> Optional[str]:
     return lines[0] if len(lines) == 1 else None
 
 
+# MLflow's columns that hold artifact paths inside the workspace
+MLFLOW_PATH_COLUMNS = (("experiments", "artifact_location"), ("runs", "artifact_uri"),
+                       ("model_versions", "source"), ("model_versions", "storage_location"))
+
+
 def copy_workspace(src: Path, dst: Path) -> Path:
-    """A copy of the workspace `src` at `dst` (replacing it)."""
+    """A copy of the workspace `src` at `dst` (replacing it), relocated: its MLflow store names
+    the copy's artifacts, as a workspace built at `dst` would (a plain `cp -a` copy is refused
+    by the registry, rightly: it would write into the original's artifacts)."""
+    import sqlite3
+
     shutil.rmtree(dst, ignore_errors=True)
     shutil.copytree(src, dst, symlinks=True)
+    db = dst / "mlflow" / "mlflow.db"
+    if db.is_file():
+        old, new = f"{Path(src).resolve()}/", f"{Path(dst).resolve()}/"
+        with sqlite3.connect(db) as conn:
+            for table, column in MLFLOW_PATH_COLUMNS:
+                conn.execute(f"UPDATE {table} SET {column} = replace({column}, ?, ?)", (old, new))
     return dst
 
 

@@ -89,7 +89,9 @@ def _tamper(ctx, snapshot: Path, kind: str, rng: random.Random, workdir: Path) -
     shutil.rmtree(copy)
     if kind == "embedder":
         return version
-    store = Path(urlparse(ctx.model_version(version).source).path)
+    from registry.store import snapshot_uri
+
+    store = Path(urlparse(snapshot_uri(ctx.model_version(version))).path)  # the snapshot inside the pyfunc model
     files = sorted(p for p in store.iterdir() if p.name != "manifest.json")
     victim = rng.choice(files)
     if kind == "changed":

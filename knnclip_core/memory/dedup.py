@@ -23,20 +23,11 @@ import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from .dedup_stream import ArraySource, canonical_pairs, ivf_pairs_source
+
 logger = logging.getLogger(__name__)
 
 EXACT_BELOW = 20_000  # `near_duplicate_pairs` searches exactly up to this many vectors
-
-
-def _canonical(ii: np.ndarray, jj: np.ndarray, ss: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Unique (i < j) pairs sorted by (i, j), with their similarities."""
-    a, b = np.minimum(ii, jj).astype(np.int64), np.maximum(ii, jj).astype(np.int64)
-    keep = a != b
-    key = a[keep] * n + b[keep]
-    key, first = np.unique(key, return_index=True)
-    S = ss[keep][first].astype(np.float32)
-    P = np.stack([key // n, key % n], axis=1) if len(key) else np.zeros((0, 2), np.int64)
-    return S, P
 
 
 def exact_pairs(xb: np.ndarray, threshold: float, block: int = 4096) -> tuple[np.ndarray, np.ndarray]:
@@ -58,7 +49,7 @@ def exact_pairs(xb: np.ndarray, threshold: float, block: int = 4096) -> tuple[np
         I = I.astype(np.int64)
         keep = (I > q) & (D >= threshold)
         ii.append(q[keep]), jj.append(I[keep]), ss.append(D[keep])
-    return _canonical(np.concatenate(ii), np.concatenate(jj), np.concatenate(ss), n)
+    return canonical_pairs(np.concatenate(ii), np.concatenate(jj), np.concatenate(ss), n)
 
 
 def ivf_pairs(xb: np.ndarray, threshold: float, nlist: int | None = None, nprobe: int = 4,
@@ -70,7 +61,6 @@ def ivf_pairs(xb: np.ndarray, threshold: float, nlist: int | None = None, nprobe
     Returns (S, P) as described in the module docstring. The search itself is
     `dedup_stream.ivf_pairs_source`, which also runs over vectors on disk.
     """
-    from .dedup_stream import ArraySource, ivf_pairs_source
 
     out = ivf_pairs_source(ArraySource(xb), threshold, nlist=nlist, nprobe=nprobe, seed=seed, block=block)
     return exact_pairs(xb, threshold) if out is None else out

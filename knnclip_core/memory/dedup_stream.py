@@ -86,13 +86,22 @@ def default_nlist(n: int) -> int:
     return min(int(min(4096, max(8, 2 * np.sqrt(n)))), max(1, n // 16))
 
 
+def canonical_pairs(ii: np.ndarray, jj: np.ndarray, ss: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Unique (i < j) pairs sorted by (i, j), with their similarities."""
+    a, b = np.minimum(ii, jj).astype(np.int64), np.maximum(ii, jj).astype(np.int64)
+    keep = a != b
+    key = a[keep] * n + b[keep]
+    key, first = np.unique(key, return_index=True)
+    S = ss[keep][first].astype(np.float32)
+    P = np.stack([key // n, key % n], axis=1) if len(key) else np.zeros((0, 2), np.int64)
+    return S, P
+
+
 def ivf_pairs_source(src, threshold: float, nlist: int | None = None, nprobe: int = 4, seed: int = 0,
                      max_rows: int = 1 << 20, block: int = 8192, batch_rows: int = 65536):
     """Pairs with inner product >= threshold among the source's rows, through an IVF
     partition (see module doc). Returns (S, P) as `dedup.exact_pairs`; None when the
     source has too few rows for lists (the caller searches exactly)."""
-    from .dedup import _canonical
-
     n, d = src.n, src.d
     nlist = default_nlist(n) if nlist is None else min(nlist, max(1, n // 16))
     if nlist <= 1:
@@ -146,4 +155,4 @@ def ivf_pairs_source(src, threshold: float, nlist: int | None = None, nprobe: in
                 n, nlist, t1 - t0, time.perf_counter() - t1)
     if not ii:
         return np.zeros(0, np.float32), np.zeros((0, 2), np.int64)
-    return _canonical(np.concatenate(ii), np.concatenate(jj), np.concatenate(ss), n)
+    return canonical_pairs(np.concatenate(ii), np.concatenate(jj), np.concatenate(ss), n)

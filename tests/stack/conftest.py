@@ -95,9 +95,18 @@ def topology(stack_root, pg_server, s3_server, mlflow_server):
     """The rest of the topology on the session's stores: Prefect server + work-pool worker, Dask scheduler with
     two workers, two serve replicas following `production` (poll every 2 s). Yields deploy.stack.Stack."""
     from deploy.stack import StackOptions, up
+    from knnclip_core.sample_data import write_sample_dataset
 
-    stack = _start("the topology", up, stack_root / "topology", StackOptions(poll_seconds=2.0),
-                   pg=pg_server, s3=s3_server, mlflow=mlflow_server)
+    # Promotion to production needs a gate evaluation: the flow runs of the Prefect worker get one
+    # from the environment `up` starts it in (set for the start only, not for this test process).
+    holdout = write_sample_dataset(stack_root / "data" / "holdout", images=4, classes=3, seed=5)
+    gate_var = "KNNCLIP_PUBLISH__GATE_EVAL_PATH"
+    os.environ[gate_var] = str(holdout)
+    try:
+        stack = _start("the topology", up, stack_root / "topology", StackOptions(poll_seconds=2.0),
+                       pg=pg_server, s3=s3_server, mlflow=mlflow_server)
+    finally:
+        os.environ.pop(gate_var, None)
     yield stack
     for name, svc in reversed(list(stack.services.items())):
         if svc.kind not in ("postgres", "s3", "mlflow"):  # the session fixtures stop those

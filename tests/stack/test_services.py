@@ -58,13 +58,13 @@ def test_postgres_with_a_password_refuses_clients_without_it(stack_root, pg_serv
     import psycopg
 
     from deploy import start_postgres
-    from deploy.stack import _redact
+    from knnclip_core.redact import redact_text
 
     monkeypatch.setenv("KNNCLIP_PG_PASSWORD", "s3cret-pw")
     pg = start_postgres(stack_root / "with-password", databases=("catalog",), durable=False)
     try:
         url = pg.db_url("catalog", driver="")
-        assert ":s3cret-pw@" in url and "s3cret-pw" not in _redact(url)
+        assert ":s3cret-pw@" in url and "s3cret-pw" not in redact_text(url)
         with psycopg.connect(url, connect_timeout=5) as conn:
             assert conn.execute("SELECT 1").fetchone() == (1,)
         with pytest.raises(psycopg.OperationalError, match="password"):
