@@ -11,6 +11,7 @@ from prefect import get_run_logger
 from prefect.exceptions import MissingContextError
 
 from knnclip_core.redact import redact_text
+from knnclip_core.sentence_log import SentenceFormatter
 
 RUN_LOGGERS = ("prefect.flow_runs", "prefect.task_runs")
 
@@ -31,7 +32,7 @@ def _route_run_logs() -> None:
         if not any(isinstance(h, _ConsoleHandler) for h in base.handlers):
             console = _ConsoleHandler(sys.stderr)
             console.setLevel(logging.WARNING)
-            console.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+            console.setFormatter(SentenceFormatter())
             base.addHandler(console)
         base.propagate = False
 

@@ -18,6 +18,7 @@ from knnclip_core.config import Settings
 from knnclip_core.errors import KnnclipError
 from knnclip_core.redact import redacting
 from knnclip_core.workspace import Workspace
+from registry.errors import registry_sentences
 
 from flows.reports import curate_line, embed_line, ingest_line, publish_line, redact_uri
 from flows.runlog import progress_sink, stage
@@ -145,6 +146,7 @@ def curate_task(settings: dict, backbone: Optional[str], options: dict) -> dict:
 
 @task(name="publish", **IO_RETRIES)
 @redacting
+@registry_sentences
 def publish_task(settings: dict, backbone: Optional[str], alias: Optional[str], index: Optional[str]) -> dict:
     """Publish the kept memory as a release (returns the existing one when unchanged), with
     where its MLflow run lives ('tracking_uri', 'experiment_id') for the run summary."""
@@ -162,6 +164,7 @@ def publish_task(settings: dict, backbone: Optional[str], alias: Optional[str], 
 
 @task(name="diff", **IO_RETRIES)
 @redacting
+@registry_sentences
 def diff_task(settings: dict, a: int, b: int) -> dict:
     from registry.releases import diff_releases
     from registry.store import open_registry
@@ -171,6 +174,7 @@ def diff_task(settings: dict, a: int, b: int) -> dict:
 
 @task(name="promote", **IO_RETRIES)
 @redacting
+@registry_sentences
 def promote_task(settings: dict, version: int, alias: str, force: bool = False) -> dict:
     from registry.releases import promote
     from registry.store import open_registry

@@ -2,27 +2,16 @@
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 
 from knnclip_core.classnames import display_name
 from knnclip_core.cli.common import add_json_flag, emit, workspace_from_args
-from knnclip_core.errors import KnnclipError
-from knnclip_core.redact import redact_text
+
+from .errors import registry_sentences
 
 
-def _one_sentence(func):
-    """Registry errors (MLflow's) become one clear sentence and exit 2, not a traceback."""
-    @functools.wraps(func)
-    def run(args: argparse.Namespace) -> int:
-        from mlflow.exceptions import MlflowException
-
-        try:
-            return func(args)
-        except MlflowException as exc:
-            first = (str(getattr(exc, "message", exc)).strip().splitlines() or ["unknown error"])[0]
-            raise KnnclipError(f"the model registry refused the request: {redact_text(first)[:300]}") from None
-    return run
+# Registry errors (MLflow's) become one clear sentence and exit 2, not a traceback.
+_one_sentence = registry_sentences
 
 
 def register(sub) -> None:

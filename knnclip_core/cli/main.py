@@ -12,6 +12,7 @@ from importlib.metadata import entry_points
 
 from ..errors import KnnclipError
 from ..redact import install_log_redaction, redact_text
+from ..sentence_log import LOG_FORMAT, SentenceFormatter
 from ..store_errors import explain
 
 CORE_COMMAND_MODULES = [
@@ -49,8 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     sys.excepthook = _redacting_excepthook
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format=LOG_FORMAT)
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(SentenceFormatter())
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
