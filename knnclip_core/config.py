@@ -100,7 +100,7 @@ class WorkerConfig(_Section):
     fusion_lambda: float = Field(0.5, ge=0.0, le=1.0, description="Weight of P_ret in P = lambda * P_ret + (1 - lambda) * P_base.")
     confidence_threshold: Optional[float] = Field(None, ge=-1.0, le=1.0, description="Operator override of the retrieval confidence T at or above which fusion applies (below it: P_base, or unknown without a base model). None: the T the release was calibrated with at publish (publish.calibration), else fallback_threshold.")
     fallback_threshold: float = Field(0.6, ge=-1.0, le=1.0, description="T for a release published before calibration (or not calibrated, or calibrated for another k / temperature / confidence); measured for `classic` (benchmarks/open_set.py).")
-    proposals: str = Field("slic", description="Mask proposal generator: slic | grid | masks | sam.")
+    proposals: str = Field("slic", description="Mask proposal generator: slic | grid | masks | sam | mask2former.")
     poll_seconds: float = Field(10.0, gt=0.0, description="How often the service checks the alias for a new release.")
     max_upload_mb: float = Field(20.0, gt=0.0, description="Largest accepted upload.")
     max_pixels: int = Field(40_000_000, gt=0, description="Largest accepted image, in pixels.")

@@ -190,7 +190,7 @@ def register(sub) -> None:
     p.add_argument("--release", default=DEFAULT_RELEASE, help="alias, version, or models:/name@alias (default production)")
     p.add_argument("--out", default="segment-out", help="output folder (default ./segment-out)")
     p.add_argument("--classes", nargs="+", metavar="EXTRA", help="extra class names (needs an open-vocabulary base model, worker.base_model)")
-    p.add_argument("--proposals", help="proposal generator: slic | grid | sam (default from settings)")
+    p.add_argument("--proposals", help="proposal generator: slic | grid | sam | mask2former (default from settings)")
     p.add_argument("--capture", action="store_true",
                    help="record doubtful segments for labelling (as capture.enabled does; see `knnclip label`)")
     add_json_flag(p)

@@ -10,6 +10,8 @@ RGB uint8 array (H, W, 3) and every returned mask is a bool (H, W) array.
 - `masks`: the masks the caller supplies (ground truth, another segmenter).
 - `sam`: Segment Anything automatic masks, only when `segment_anything` is installed
   and a local checkpoint is given (`checkpoint=` or $KNNCLIP_SAM_CHECKPOINT).
+- `mask2former`: a Mask2Former checkpoint from a local folder through `transformers`
+  (`checkpoint=` or $KNNCLIP_MASK2FORMER_DIR; segment/mask2former.py).
 """
 from __future__ import annotations
 
@@ -231,3 +233,6 @@ def propose(name: str, image: np.ndarray, masks: Optional[Sequence[np.ndarray]] 
     except KeyError as exc:
         raise KnnclipError(str(exc.args[0]) + ".") from None
     return fn(image, masks=masks, **params)
+
+
+from . import mask2former  # noqa: E402,F401  (registers 'mask2former'; imports transformers only when used)
