@@ -64,7 +64,7 @@ def test_folder_from_the_environment_and_through_the_segmenter(tiny_dir, monkeyp
         assert any(np.array_equal(m, s.mask) for m in expected) and s.label in (0, 1)
 
 
-def test_missing_or_wrong_folder_is_one_sentence(tmp_path, monkeypatch):
+def test_missing_or_wrong_folder_is_one_sentence(tiny_dir, tmp_path, monkeypatch):
     monkeypatch.delenv("KNNCLIP_MASK2FORMER_DIR", raising=False)
     missing = tmp_path / "nowhere"
     with pytest.raises(KnnclipError) as exc:
@@ -79,3 +79,8 @@ def test_missing_or_wrong_folder_is_one_sentence(tmp_path, monkeypatch):
     (other / "config.json").write_text(json.dumps({"model_type": "bert"}))
     with pytest.raises(KnnclipError, match=f"{other} is not a Mask2Former checkpoint"):
         propose("mask2former", _image(32, 32), checkpoint=str(other))
+    weightless = tmp_path / "weightless"
+    weightless.mkdir()
+    (weightless / "config.json").write_text((tiny_dir / "config.json").read_text())
+    with pytest.raises(KnnclipError, match=f"checkpoint in {weightless} could not be loaded"):
+        propose("mask2former", _image(32, 32), checkpoint=str(weightless))

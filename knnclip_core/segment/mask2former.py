@@ -60,7 +60,9 @@ def _load(folder: str):
     try:
         model = Mask2FormerForUniversalSegmentation.from_pretrained(folder, local_files_only=True)
     except (OSError, ValueError) as exc:
-        raise KnnclipError(f"the Mask2Former checkpoint in {folder} could not be loaded ({exc}).".replace("\n", " ")) from None
+        why = " ".join(str(exc).split()).rstrip(".")
+        raise KnnclipError(f"the Mask2Former checkpoint in {folder} could not be loaded ({why}): write it again "
+                           "with save_pretrained.") from None
     mean, std = IMAGENET_MEAN, IMAGENET_STD
     pre = Path(folder) / "preprocessor_config.json"
     if pre.is_file():
