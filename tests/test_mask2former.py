@@ -7,7 +7,6 @@ import pytest
 from knnclip_core.errors import KnnclipError
 from knnclip_core.segment import PROPOSALS, FlatMemory, Segmenter, SegmentParams, propose
 
-transformers = pytest.importorskip("transformers")
 NUM_QUERIES = 8
 
 
