@@ -84,11 +84,13 @@ ENV.globals.update(nav=NAV)
 
 def render(name: str, **context: Any) -> Markup:
     """Template `name` rendered with `context` (autoescaped; the result is Markup for other templates)."""
+    # Markup: the output of a template of ENV, every value in it escaped (or itself such a Markup)
     return Markup(ENV.get_template(name).render(**context))
 
 
 def page(title: str, active: str, body: Markup, home: str = "") -> str:
     """A full HTML document: nav bar (with `active` highlighted), the title and `body` (Markup of a template)."""
+    # body: Markup of a page template (autoescaped), written into page.html as is
     return str(render("page.html", title=title, active=active, body=body, home=home))
 
 

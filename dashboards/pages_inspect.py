@@ -21,5 +21,6 @@ def inspect_html(inspection: dict) -> Markup:
     chart = None
     if proj and proj.get("points"):
         colours = [colour_hex(c) for c in palette(len(proj["classes"]))[:-1]]
+        # Markup of svg.html (autoescaped), written into inspect.html as is
         chart = scatter(proj["points"], proj["classes"], colours)
     return render("inspect.html", error=inspection.get("error"), kinds=kinds, proj=proj, chart=chart)

@@ -44,6 +44,7 @@ def _class_table(per_class: dict, view: dict | None = None) -> Markup:
     page_no = min(max(1, int(view.get("page", 1))), pages)
     shown = names[(page_no - 1) * per_page: page_no * per_page]
     biggest = max((per_class[c].get("rows", 0) for c in per_class), default=1)
+    # inline_bar: Markup of svg.html (autoescaped), written into the table as is
     rows = [(name, inline_bar(per_class[name], biggest), per_class[name]) for name in shown]
     what = f"{len(names)} of {len(per_class)} classes" if len(names) != len(per_class) else f"{len(per_class)} classes"
     links = [(label, urlencode({"q": query, "page": target}))
@@ -65,6 +66,7 @@ def memory_card(m: dict, view: dict | None = None, inspection: dict | None = Non
     if m.get("error"):
         return render("memory_card.html", m=m, runs=runs)
     per_class = m.get("per_class") or {}
+    # state_bar, classes, extra: Markup of autoescaped templates (svg.html, class_table.html, inspect.html)
     return render("memory_card.html", m=m, runs=runs, counts=m.get("counts", {}), state_bar=state_bar(m.get("counts", {})),
                   classes=_class_table(per_class, view or {}) if per_class else None,
                   extra=inspect_html(inspection) if inspection else None)
@@ -76,6 +78,7 @@ def _reasons(reasons: dict) -> str:
 
 def memory_page(data: dict, view: dict | None = None, inspections: dict | None = None) -> str:
     """The whole memory composition page; `inspections` maps embedder id -> memory_data.inspect_memory."""
+    # cards: Markup of memory_card.html (autoescaped)
     cards = [memory_card(m, view, (inspections or {}).get(m["embedder_id"])) for m in data["memories"]]
     catalog = data.get("catalog")
     batches = [{**b, "reasons_text": _reasons(b["quarantine_reasons"])} for b in (catalog or {}).get("batches", [])]

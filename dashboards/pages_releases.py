@@ -37,6 +37,7 @@ def releases_page(data: dict, message: Optional[tuple[str, str]] = None) -> str:
     context: dict = {}
     if releases:
         history = data.get("quality_history") or {}
+        # vectors_chart, quality_chart: Markup of svg.html (autoescaped), written into releases.html as is
         context = dict(
             tiles=[("versions", len(releases)), *((f"{a}", f"v{v}") for a, v in aliases.items()),
                    ("latest vectors", releases[0].get("vectors") or 0)],

@@ -26,6 +26,7 @@ def try_page(aliases: Sequence[str], chosen: str, held: dict, result: Optional[d
              error: Optional[str] = None, filename: str = "", versions: Sequence[int] = ()) -> str:
     """The whole page: an empty-state notice when no alias holds a release, the form, the result."""
     missing = f"No release holds the alias {chosen!r} yet; choose another alias below."
+    # result: Markup of try_result.html (autoescaped), written into try.html as is
     body = render("try.html", aliases=aliases, chosen=chosen, held=held, versions=versions, error=error,
                   no_release=NO_RELEASE, missing=missing, result=result_html(result, filename) if result else None)
     return page("Try it", "/try", body)
