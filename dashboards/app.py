@@ -28,7 +28,7 @@ from knnclip_core.catalog.queries import quarantine_item
 
 from .auth import token_refusal
 from .data import catalog_summary, memory_overview
-from .html import notice, page
+from .html import error_page
 from .memory_data import inspect_memory
 from .pages_memory import memory_page
 from .pages_quarantine import quarantine_data, quarantine_page
@@ -91,7 +91,7 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
         said = redact_text(f"{type(exc).__name__}: {exc}")
         if request.url.path.startswith("/api/"):
             return JSONResponse({"detail": said}, status_code=500)
-        return HTMLResponse(page("Something went wrong", "", notice(said, "error")), status_code=500)
+        return HTMLResponse(error_page(said), status_code=500)
 
     @app.get("/healthz")
     def healthz() -> dict:
