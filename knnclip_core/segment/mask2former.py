@@ -20,7 +20,7 @@ from typing import Optional
 import numpy as np
 
 from ..errors import KnnclipError
-from .proposals import PROPOSALS, _check_image, _downscaled, upscale_labels
+from .image_size import check_image, downscaled, upscale_labels
 
 logger = logging.getLogger(__name__)
 
@@ -72,16 +72,15 @@ def _load(folder: str):
     return model.eval(), np.asarray(mean, np.float32), np.asarray(std, np.float32)
 
 
-@PROPOSALS.register("mask2former")
 def mask2former_proposals(image: np.ndarray, masks=None, checkpoint: Optional[str] = None, max_side: int = 512,
                           score_threshold: float = 0.0, min_area: int = 16, **_) -> list[np.ndarray]:
     """Mask2Former query masks as bool proposals of the image's size (see the module docstring);
     the network runs on the image downscaled to `max_side` and padded to a multiple of 32."""
     import torch
 
-    h, w = _check_image(image)
+    h, w = check_image(image)
     model, mean, std = _load(str(_folder(checkpoint)))
-    small = _downscaled(image, max_side)
+    small = downscaled(image, max_side)
     sh, sw = small.shape[:2]
     ph, pw = -(-sh // 32) * 32, -(-sw // 32) * 32
     x = np.zeros((ph, pw, 3), np.float32)

@@ -24,22 +24,20 @@ import numpy as np
 
 from ..errors import InputError, KnnclipError
 from ..plugins import Registry
+from .image_size import check_image, downscaled, upscale_labels  # noqa: F401 (upscale_labels: re-exported)
+from .mask2former import mask2former_proposals
 
 logger = logging.getLogger(__name__)
 
 ProposalFn = Callable[..., list]
 PROPOSALS: Registry[ProposalFn] = Registry("mask proposal generator")
-
-
-def _check_image(image: np.ndarray) -> tuple[int, int]:
-    assert image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8, "image must be HxWx3 uint8"
-    return image.shape[0], image.shape[1]
+PROPOSALS.add("mask2former", mask2former_proposals)  # imports transformers only when used
 
 
 @PROPOSALS.register("grid")
 def grid_proposals(image: np.ndarray, masks=None, rows: int = 4, cols: int = 4, **_) -> list[np.ndarray]:
     """Split the image into `rows` x `cols` rectangular cells; returns one bool mask per cell."""
-    h, w = _check_image(image)
+    h, w = check_image(image)
     assert rows >= 1 and cols >= 1
     ys = np.linspace(0, h, min(rows, h) + 1).astype(int)
     xs = np.linspace(0, w, min(cols, w) + 1).astype(int)
@@ -56,7 +54,7 @@ def grid_proposals(image: np.ndarray, masks=None, rows: int = 4, cols: int = 4, 
 def given_masks(image: np.ndarray, masks: Optional[Sequence[np.ndarray]] = None, **_) -> list[np.ndarray]:
     """Return the caller's masks (bool HxW each, same size as the image); raises InputError when
     none are given or a mask does not match the image."""
-    h, w = _check_image(image)
+    h, w = check_image(image)
     if not masks:
         raise InputError("the 'masks' proposal generator needs masks supplied by the caller.")
     out = []
@@ -146,28 +144,6 @@ def _roots(parent: np.ndarray) -> np.ndarray:
         parent[:] = nxt
 
 
-def _downscaled(image: np.ndarray, max_side: Optional[int]) -> np.ndarray:
-    """The image with its longer side at most `max_side` (area-averaged), or itself."""
-    h, w = image.shape[:2]
-    if not max_side or max(h, w) <= max_side:
-        return image
-    from PIL import Image
-
-    s = max_side / max(h, w)
-    size = (max(1, round(w * s)), max(1, round(h * s)))
-    return np.asarray(Image.fromarray(image).resize(size, Image.BOX))
-
-
-def upscale_labels(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Nearest-neighbour resize of an (h, w) label map to `shape` (H, W)."""
-    h, w = labels.shape
-    if (h, w) == tuple(shape):
-        return labels
-    rows = np.minimum((np.arange(shape[0]) + 0.5) * h / shape[0], h - 1).astype(np.int64)
-    cols = np.minimum((np.arange(shape[1]) + 0.5) * w / shape[1], w - 1).astype(np.int64)
-    return labels[rows[:, None], cols[None, :]]
-
-
 @PROPOSALS.register("slic")
 def slic_proposals(image: np.ndarray, masks=None, n_segments: int = 200, compactness: float = 10.0,
                    merge_threshold: float = 12.0, max_regions: int = 48, min_area: int = 16,
@@ -179,8 +155,8 @@ def slic_proposals(image: np.ndarray, masks=None, n_segments: int = 200, compact
     from skimage.color import rgb2lab
     from skimage.segmentation import slic
 
-    h, w = _check_image(image)
-    small = _downscaled(image, max_side)
+    h, w = check_image(image)
+    small = downscaled(image, max_side)
     labels = slic(small, n_segments=n_segments, compactness=compactness, start_label=0,
                   enforce_connectivity=True, channel_axis=-1)
     labels = np.unique(labels, return_inverse=True)[1].reshape(small.shape[:2])
@@ -196,7 +172,7 @@ def sam_proposals(image: np.ndarray, masks=None, checkpoint: Optional[str] = Non
                   model_type: str = "vit_b", min_area: int = 16, **_) -> list[np.ndarray]:
     """Segment Anything automatic masks from a local checkpoint (`checkpoint` or
     $KNNCLIP_SAM_CHECKPOINT); raises KnnclipError when the package or checkpoint is missing."""
-    _check_image(image)
+    check_image(image)
     checkpoint = checkpoint or os.environ.get("KNNCLIP_SAM_CHECKPOINT")
     try:
         import segment_anything  # type: ignore  # noqa: F401
@@ -234,5 +210,3 @@ def propose(name: str, image: np.ndarray, masks: Optional[Sequence[np.ndarray]] 
         raise KnnclipError(str(exc.args[0]) + ".") from None
     return fn(image, masks=masks, **params)
 
-
-from . import mask2former  # noqa: E402,F401  (registers 'mask2former'; imports transformers only when used)
