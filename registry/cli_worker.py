@@ -70,8 +70,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     IoU; recorded as an MLflow run linked to the version (registry.eval_runs) unless --no-record."""
     from knnclip_core.cli.ingest_cmd import reader_kwargs
     from knnclip_core.readers import open_reader
-    from knnclip_core.segment.eval_report import per_class_lines
-    from knnclip_core.segment.evaluate import evaluate_with_confusion, samples_from_reader
+    from knnclip_core.evaluation.eval_report import per_class_lines
+    from knnclip_core.evaluation.evaluate import evaluate_with_confusion, samples_from_reader
 
     from .worker_source import load_segmenter
 

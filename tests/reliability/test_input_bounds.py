@@ -53,7 +53,7 @@ TASKS = {
 
 @pytest.mark.parametrize("case", sorted(TASKS))
 def test_malformed_tasks_file_is_one_sentence(tmp_path, case):
-    from knnclip_core.segment.tasks import load_tasks
+    from knnclip_core.evaluation.task_sets import load_tasks
 
     body, needle = TASKS[case]
     path = tmp_path / f"{case}.yaml"
