@@ -18,7 +18,7 @@ from knnclip_core.classnames import display_name
 from knnclip_core.config import Settings
 from knnclip_core.errors import InputError, KnnclipError
 from knnclip_core.segment.render import UNKNOWN_NAME, overlay_image, palette, png_bytes, unknown_mask
-from knnclip_core.segment.upload_guard import UploadTooLarge, decode_upload
+from knnclip_core.serving.upload_guard import UploadTooLarge, decode_upload
 
 from knnclip_core.catalog.queries import segment_sources
 from knnclip_core.workspace import Workspace

@@ -115,9 +115,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Serve the release an alias points at over HTTP, following the alias (hot reload)."""
-    from knnclip_core.segment.http_server import serve
+    from knnclip_core.serving.http_server import serve
     from knnclip_core.segment.release import EmbedderCache, LocalSnapshotSource
-    from knnclip_core.segment.service import create_app
+    from knnclip_core.serving.service import create_app
 
     settings, _ = workspace_from_args(args)
     params = _params(settings, args)

@@ -1,6 +1,6 @@
 """MLflow-backed release source for the segmentation worker.
 
-`RegistryReleaseSource(ref, settings)` is the callable `knnclip_core.segment.service.create_app`
+`RegistryReleaseSource(ref, settings)` is the callable `knnclip_core.serving.service.create_app`
 polls: it resolves the alias (one cheap registry call), and when the alias points at another
 version it downloads, verifies and loads that version, with the memory backbone named by
 `worker.memory_backbone`, else the version's backbone tag (or found from the embedder id), and

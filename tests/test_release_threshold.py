@@ -38,7 +38,7 @@ def test_a_release_carries_its_threshold_and_the_worker_uses_it(released, capsys
     from fastapi.testclient import TestClient
 
     from knnclip_core.cli.main import main
-    from knnclip_core.segment.service import create_app
+    from knnclip_core.serving.service import create_app
     from knnclip_core.memory.published import load_kept
     from registry.releases import show_release
     from registry.store import open_registry

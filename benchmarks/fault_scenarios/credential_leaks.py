@@ -180,7 +180,7 @@ def worker_cases(t: Tally, workdir: Path, port: int, png: bytes) -> None:
     auth = {"Authorization": "Bearer worker-token-1"}
     with environment(env), captured_logs() as logs:
         from knnclip_core.config import load_settings
-        from knnclip_core.segment.service import create_app
+        from knnclip_core.serving.service import create_app
         from registry.worker_source import RegistryReleaseSource
 
         settings = load_settings()

@@ -96,7 +96,7 @@ def run(workdir: Path, cases: int = DEFAULT_CASES, seed: int = 0) -> dict:
     import os
 
     from knnclip_core.config import load_settings
-    from knnclip_core.segment.service import create_app
+    from knnclip_core.serving.service import create_app
     from registry.load import load_release
     from registry.publish import publish_snapshot
     from registry.releases import promote, rollback

@@ -131,7 +131,7 @@ def test_worker_closes_connections_whose_headers_are_slow():
     from fastapi import FastAPI
 
     from knnclip_core.net import free_port
-    from knnclip_core.segment.http_server import header_timeout_protocol
+    from knnclip_core.serving.http_server import header_timeout_protocol
 
     app = FastAPI()
     app.get("/healthz")(lambda: {"ok": True})
@@ -177,7 +177,7 @@ def test_worker_serve_uses_the_header_deadline():
 
 @pytest.mark.parametrize("token", ["", "  ", "t\u00f6ken", "tok en\n"])
 def test_worker_refuses_an_unusable_token_at_start(settings, token):
-    from knnclip_core.segment.service import create_app
+    from knnclip_core.serving.service import create_app
 
     settings.worker_token = token
     with pytest.raises(KnnclipError, match="worker token"):
