@@ -181,7 +181,7 @@ def worker_cases(t: Tally, workdir: Path, port: int, png: bytes) -> None:
     with environment(env), captured_logs() as logs:
         from knnclip_core.config import load_settings
         from knnclip_core.serving.service import create_app
-        from registry.worker_source import RegistryReleaseSource
+        from serving.worker_source import RegistryReleaseSource
 
         settings = load_settings()
         source = RegistryReleaseSource("models:/knnclip-memory@production", settings)

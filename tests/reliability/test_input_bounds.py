@@ -170,9 +170,9 @@ def test_worker_serve_uses_the_header_deadline():
     assert load_settings().worker.header_timeout_s == 10.0
     import inspect
 
-    from registry import cli_worker
+    from serving import cli
 
-    assert "serve(app, args.host, args.port, settings.worker.header_timeout_s" in inspect.getsource(cli_worker.cmd_serve)
+    assert "serve(app, args.host, args.port, settings.worker.header_timeout_s" in inspect.getsource(cli.cmd_serve)
 
 
 @pytest.mark.parametrize("token", ["", "  ", "t\u00f6ken", "tok en\n"])

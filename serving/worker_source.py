@@ -18,10 +18,10 @@ from knnclip_core.errors import KnnclipError
 from knnclip_core.segment.release import EmbedderCache, LoadedRelease, segmenter_for_snapshot
 from knnclip_core.segment.segmenter import SegmentParams
 
-from . import store
-from .aliases import check_aliases
-from .load import load_release, parse_ref, resolve_ref
-from .store import open_registry
+from registry import store
+from registry.aliases import check_aliases
+from registry.load import load_release, parse_ref, resolve_ref
+from registry.store import open_registry
 
 logger = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from typing import Callable, Optional, TextIO
 
 from knnclip_core.cli.common import add_json_flag, emit, workspace_from_args
 
-from .cli import _one_sentence
+from registry.errors import registry_sentences as _one_sentence
 
 logger = logging.getLogger(__name__)
 
@@ -96,8 +96,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
              f"{'n/a' if seg_acc is None else f'{seg_acc:.4f}'}" + (f", PQ {report['pq']:.4f}" if panoptic else "")]
     lines += per_class_lines(report, all_classes=args.all_classes)
     if not args.no_record:
-        from .eval_runs import record_eval
-        from .store import open_registry
+        from registry.eval_runs import record_eval
+        from registry.store import open_registry
 
         run_params = {"k": params.k, "T": params.temperature, "confidence_threshold": segmenter.threshold,
                       "threshold_source": segmenter.threshold_source,
