@@ -159,7 +159,7 @@ class Loop:
         return spent
 
     def evaluate(self, samples: list[dict], classes: list[str]) -> dict:
-        from knnclip_core.segment.evaluate import Sample, evaluate
+        from knnclip_core.evaluation.evaluate import Sample, evaluate
 
         seg, snap = self.segmenter()
         rep = evaluate(seg, [Sample(image=s["image"], segments=gt_segments(s, classes), name=s["name"])

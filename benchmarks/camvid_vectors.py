@@ -36,7 +36,7 @@ def sequence_of(stem: str) -> str:
 
 def _embed(embedder, root: Path, split: str, limit: Optional[int]):
     from knnclip_core.readers.semantic_png import SemanticPngReader
-    from knnclip_core.segment.evaluate import samples_from_reader
+    from knnclip_core.evaluation.evaluate import samples_from_reader
 
     reader = SemanticPngReader(root / split, root / f"{split}annot", root / "classes.txt", ignore=[VOID])
     xs, names, images = [], [], []

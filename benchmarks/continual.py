@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.continual_head import HeadBaseline, forgetting  # noqa: E402
 from knnclip_core.config import load_settings  # noqa: E402
-from knnclip_core.segment.tasks import ClassMap, EvalTask, LoadedTask, evaluate_tasks, load_task_samples  # noqa: E402
+from knnclip_core.evaluation.task_sets import ClassMap, EvalTask, LoadedTask, evaluate_tasks, load_task_samples  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 OUT = ROOT / "benchmarks" / "out"

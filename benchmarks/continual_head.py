@@ -12,7 +12,7 @@ from typing import Optional
 
 import numpy as np
 
-from knnclip_core.segment.evaluate import Confusion
+from knnclip_core.evaluation.evaluate import Confusion
 
 STEPS = 300          # full-batch Adam steps per training
 LEARNING_RATE = 0.05

@@ -1,6 +1,6 @@
 """Proposal generators on real data: how far are the product's own proposals from ground truth?
 
-Per dataset and generator, through the product's Segmenter and `segment.evaluate` (memory
+Per dataset and generator, through the product's Segmenter and `evaluation.evaluate` (memory
 backbone `--backbone`, default the embed settings'; no base model, the offline pairing; T the
 worker settings' unless --threshold):
 
@@ -63,7 +63,7 @@ def _spaced(items: list, limit: int | None) -> list:
 
 def _camvid(split: str):
     from knnclip_core.readers.semantic_png import SemanticPngReader
-    from knnclip_core.segment.evaluate import samples_from_reader
+    from knnclip_core.evaluation.evaluate import samples_from_reader
 
     root = DATA / "camvid"
     reader = SemanticPngReader(root / split, root / f"{split}annot", root / "classes.txt", ignore=[11])
@@ -72,7 +72,7 @@ def _camvid(split: str):
 
 def load(name: str, limit: int | None, memory_limit: int | None):
     """(memory samples, query samples, class names, thing class names) of a dataset split."""
-    from knnclip_core.segment.evaluate import samples_from_reader
+    from knnclip_core.evaluation.evaluate import samples_from_reader
 
     if name.startswith("camvid"):
         train, classes, things = _camvid("train")
@@ -147,7 +147,7 @@ class Recorder:
 
 def achievable(samples, masks_per_image, classes) -> float:
     """mIoU when every proposal takes the majority ground-truth label of its pixels."""
-    from knnclip_core.segment.evaluate import Confusion, gt_label_map
+    from knnclip_core.evaluation.evaluate import Confusion, gt_label_map
 
     index = {c: i for i, c in enumerate(classes)}
     conf = Confusion(len(classes))
@@ -178,7 +178,7 @@ def params_for(base, overrides: dict):
 
 def run_dataset(name: str, embedder, generators: dict, base, limit, memory_limit, cache, regions=None, two_memory=None) -> dict:
     from knnclip_core.segment import Segmenter
-    from knnclip_core.segment.evaluate import evaluate
+    from knnclip_core.evaluation.evaluate import evaluate
 
     mem_samples, queries, classes, things = load(name, limit, memory_limit)
     queries = [q for q in queries if any(n in classes for n, _ in q.segments)]

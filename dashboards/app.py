@@ -21,7 +21,7 @@ from knnclip_core.api_docs import serve_offline_docs
 from knnclip_core.config import Settings, load_settings
 from knnclip_core.errors import InputError, KnnclipError
 from knnclip_core.redact import install_log_redaction, redact_text
-from knnclip_core.segment.upload_guard import MULTIPART_SLACK, GuardLimits, UploadGuard, UploadTooLarge
+from knnclip_core.serving.upload_guard import MULTIPART_SLACK, GuardLimits, UploadGuard, UploadTooLarge
 from knnclip_core.workspace import Workspace
 
 from knnclip_core.catalog.queries import quarantine_item

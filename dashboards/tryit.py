@@ -1,7 +1,7 @@
 """The "try it" page's work: segment one uploaded image with the release an alias points at,
 and give back the overlay (as a data: URI) and the segment list.
 
-Releases are loaded through registry.worker_source.RegistryReleaseSource, one per alias, and
+Releases are loaded through serving.worker_source.RegistryReleaseSource, one per alias, and
 kept while the alias does not move (loading verifies every checksum, so it is not redone on
 each upload); embedders are shared between aliases.
 """
@@ -18,7 +18,7 @@ from knnclip_core.classnames import display_name
 from knnclip_core.config import Settings
 from knnclip_core.errors import InputError, KnnclipError
 from knnclip_core.segment.render import UNKNOWN_NAME, overlay_image, palette, png_bytes, unknown_mask
-from knnclip_core.segment.upload_guard import UploadTooLarge, decode_upload
+from knnclip_core.serving.upload_guard import UploadTooLarge, decode_upload
 
 from knnclip_core.catalog.queries import segment_sources
 from knnclip_core.workspace import Workspace
@@ -63,7 +63,7 @@ class TryService:
                                  f"and point the alias at it with `knnclip releases promote N --alias {alias}`.")
         from knnclip_core.segment.release import EmbedderCache
 
-        from registry.worker_source import RegistryReleaseSource
+        from serving.worker_source import RegistryReleaseSource
 
         if self._embedders is None:
             self._embedders = EmbedderCache("cpu" if self.settings.embed.device == "auto" else self.settings.embed.device,

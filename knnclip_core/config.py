@@ -77,7 +77,7 @@ class PublishConfig(_Section):
     gate_tolerance: float = Field(0.01, ge=0.0, description="Promotion refuses a drop in accuracy larger than this.")
     gate_eval_path: Optional[str] = Field(None, description="Dataset used by the promotion quality gate (None: the gate is skipped, and says so).")
     gate_eval_format: str = Field("auto", description="Reader format of gate_eval_path.")
-    gate_tasks: Optional[str] = Field(None, description="Tasks YAML (see knnclip_core.segment.tasks) the gate checks one by one: a release that drops any task's mIoU by more than gate_tolerance is refused; also the default of `releases compare`.")
+    gate_tasks: Optional[str] = Field(None, description="Tasks YAML (see knnclip_core.evaluation.task_sets) the gate checks one by one: a release that drops any task's mIoU by more than gate_tolerance is refused; also the default of `releases compare`.")
     calibration: CalibrationConfig = Field(default_factory=CalibrationConfig, description="How publish calibrates the release's confidence threshold T on a held-out split of its own rows, by image.")
 
 

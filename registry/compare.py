@@ -9,7 +9,7 @@ from typing import Optional, Sequence
 
 from knnclip_core.segment import SegmentParams
 from knnclip_core.segment.release import EmbedderCache, segmenter_for_snapshot
-from knnclip_core.segment.tasks import PROTOCOLS, ClassMap, LoadedTask, evaluate_tasks, load_task_samples, load_tasks
+from knnclip_core.evaluation.task_sets import PROTOCOLS, ClassMap, LoadedTask, evaluate_tasks, load_task_samples, load_tasks
 
 from .load import load_release
 from .store import RegistryContext

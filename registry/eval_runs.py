@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Optional
 
 from knnclip_core.redact import redact_obj, redact_text
-from knnclip_core.segment.eval_report import confusion_png, per_class_rows
+from knnclip_core.evaluation.eval_report import confusion_png, per_class_rows
 
 from .describe import refresh_quality
 from .eval_tags import EVAL_EXPERIMENT, TAG_LATEST_MIOU, TAG_LATEST_RUN  # noqa: F401 (re-exported)

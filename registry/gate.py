@@ -34,10 +34,10 @@ class GateRefusedError(KnnclipError):
 
 
 def load_eval_samples(path: str, fmt: str = "auto", max_pixels: Optional[int] = None) -> tuple[list, list[str], dict]:
-    """Ground-truth samples (knnclip_core.segment.Sample), class names and the reader's describe()
+    """Ground-truth samples (knnclip_core.evaluation.Sample), class names and the reader's describe()
     of a dataset, kept in memory since the gate evaluates two releases on them."""
     from knnclip_core.readers.detect import open_reader
-    from knnclip_core.segment.evaluate import samples_from_reader
+    from knnclip_core.evaluation.evaluate import samples_from_reader
 
     reader = open_reader(path, fmt)
     return list(samples_from_reader(reader, max_pixels)), [c.name for c in reader.classes], reader.describe()
@@ -55,9 +55,9 @@ def default_evaluator(settings: Settings) -> Optional[Evaluator]:
 
     def evaluate_snapshot(snapshot) -> dict:
         from knnclip_core.segment import SegmentParams
-        from knnclip_core.segment.evaluate import evaluate_with_confusion
+        from knnclip_core.evaluation.evaluate import evaluate_with_confusion
         from knnclip_core.segment.release import EmbedderCache, segmenter_for_snapshot
-        from knnclip_core.segment.tasks import load_task_samples, load_tasks
+        from knnclip_core.evaluation.task_sets import load_task_samples, load_tasks
 
         if "embedders" not in cache:
             cache["embedders"] = EmbedderCache(device=settings.embed.device, settings=settings)

@@ -4,7 +4,7 @@ from html.parser import HTMLParser
 
 from fastapi.testclient import TestClient
 
-from knnclip_core.segment.service import create_app
+from knnclip_core.serving.service import create_app
 
 TOKEN = {"Authorization": "Bearer s3cret"}
 

@@ -9,7 +9,7 @@ from knnclip_core.ingest import ingest_path
 from knnclip_core.memory.curate import curate
 from knnclip_core.memory.forget import forget
 from knnclip_core.sample_data import write_sample_dataset
-from knnclip_core.segment.tasks import ClassMap, load_tasks
+from knnclip_core.evaluation.task_sets import ClassMap, load_tasks
 from knnclip_core.workspace import Workspace
 from registry.compare import compare_releases, format_comparison, task_regressions
 from registry.gate import GateRefusedError

@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from knnclip_core.segment import Confusion, FlatMemory, PanopticQuality, Sample, Segmenter, SegmentParams, evaluate
+from knnclip_core.evaluation import Confusion, PanopticQuality, Sample, evaluate
+from knnclip_core.segment import FlatMemory, Segmenter, SegmentParams
 
 
 def test_confusion_hand_computed():

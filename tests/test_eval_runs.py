@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from knnclip_core.segment import Confusion
-from knnclip_core.segment.eval_report import confusion_png, confusion_view, per_class_lines, per_class_rows
+from knnclip_core.evaluation import Confusion
+from knnclip_core.evaluation.eval_report import confusion_png, confusion_view, per_class_lines, per_class_rows
 
 from test_worker_registry import COLOURS, published, write_evalset  # noqa: F401 - fixture
 

@@ -122,8 +122,8 @@ def snapshot_link(tmp_path):
 def test_serve_prints_its_banner_and_each_release_change(snapshot_link, settings):
     from knnclip_core.segment.release import LocalSnapshotSource
     from knnclip_core.segment.segmenter import SegmentParams
-    from knnclip_core.segment.watcher import ReleaseWatcher
-    from registry.cli_worker import announce_releases, serve_banner
+    from knnclip_core.serving.watcher import ReleaseWatcher
+    from serving.cli import announce_releases, serve_banner
     from test_worker import point
 
     root, link, embedders = snapshot_link

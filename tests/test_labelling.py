@@ -203,7 +203,7 @@ def test_worker_capture_stays_under_its_quota_for_1000_requests(settings, shared
     from knnclip_core.index import build_snapshot
     from knnclip_core.segment.release import EmbedderCache, LocalSnapshotSource
     from knnclip_core.segment.segmenter import SegmentParams
-    from knnclip_core.segment.service import create_app
+    from knnclip_core.serving.service import create_app
 
     emb = EmbedderCache("cpu").get("classic")
     names = sorted(p.name for p in (shared_data / "camvid" / "train").glob("*.png"))[:4]

@@ -280,9 +280,9 @@ def test_published_version_describes_itself_from_catalog_and_memory(settings, wo
 
 
 def test_worker_poll_records_an_outside_move_when_it_swaps(settings, published):
-    from knnclip_core.segment.watcher import ReleaseWatcher
+    from knnclip_core.serving.watcher import ReleaseWatcher
     from registry.aliases import read_history
-    from registry.worker_source import RegistryReleaseSource
+    from serving.worker_source import RegistryReleaseSource
 
     ctx, publish = published
     v1 = publish("w1", "production")

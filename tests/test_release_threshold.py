@@ -38,11 +38,11 @@ def test_a_release_carries_its_threshold_and_the_worker_uses_it(released, capsys
     from fastapi.testclient import TestClient
 
     from knnclip_core.cli.main import main
-    from knnclip_core.segment.service import create_app
+    from knnclip_core.serving.service import create_app
     from knnclip_core.memory.published import load_kept
     from registry.releases import show_release
     from registry.store import open_registry
-    from registry.worker_source import RegistryReleaseSource
+    from serving.worker_source import RegistryReleaseSource
 
     settings, ws, pub = released
     ctx = open_registry(settings)
@@ -95,7 +95,7 @@ def test_a_release_published_before_calibration_keeps_the_configured_threshold(t
     from knnclip_core.segment.release import EmbedderCache
     from registry.publish import publish_snapshot
     from registry.releases import show_release
-    from registry.worker_source import RegistryReleaseSource
+    from serving.worker_source import RegistryReleaseSource
 
     ctx = local_registry(tmp_path, monkeypatch, "knnclip-memory")
     emb = EmbedderCache("cpu").get("classic")

@@ -70,7 +70,7 @@ def test_worker_overlay_draws_unknown(settings, tmp_path):
 
     from knnclip_core.segment.release import EmbedderCache, LocalSnapshotSource
     from knnclip_core.segment.segmenter import SegmentParams
-    from knnclip_core.segment.service import create_app
+    from knnclip_core.serving.service import create_app
     from test_worker import blocks_image, make_snapshot, png
 
     embedders = EmbedderCache("cpu")

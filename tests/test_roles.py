@@ -12,7 +12,7 @@ from knnclip_core.index import build_snapshot
 from knnclip_core.segment import BASE_MODELS, BaseModel, BaseModelSpec, FlatMemory, Segmenter, SegmentParams
 from knnclip_core.segment.base_models import build_base_model
 from knnclip_core.segment.release import EmbedderCache, LocalSnapshotSource
-from knnclip_core.segment.service import create_app
+from knnclip_core.serving.service import create_app
 
 H, W = 48, 64
 COLOURS = {"red": [200, 40, 40], "green": [40, 200, 40], "blue": [40, 40, 200]}

@@ -14,7 +14,7 @@ from knnclip_core.index import build_snapshot
 from knnclip_core.net import free_port
 from knnclip_core.segment.release import EmbedderCache, LocalSnapshotSource
 from knnclip_core.segment.segmenter import SegmentParams
-from knnclip_core.segment.service import create_app
+from knnclip_core.serving.service import create_app
 
 H, W = 48, 64
 

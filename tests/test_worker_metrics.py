@@ -11,7 +11,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 from test_worker import app_for, blocks_image, embedders, png, releases, wait_ready  # noqa: F401 (fixtures)
 
-from knnclip_core.segment.metrics import STAGES
+from knnclip_core.serving.metrics import STAGES
 
 DASHBOARDS = Path(__file__).resolve().parent.parent / "dashboards"
 

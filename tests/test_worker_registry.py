@@ -76,9 +76,9 @@ def published(settings, tmp_path):
 
 def test_source_follows_promote_and_rollback_and_refuses_tampering(settings, published):
     from registry.aliases import move_alias, rollback_alias
-    from registry.worker_source import RegistryReleaseSource
+    from serving.worker_source import RegistryReleaseSource
     from knnclip_core.errors import VerificationError
-    from knnclip_core.segment.watcher import ReleaseWatcher
+    from knnclip_core.serving.watcher import ReleaseWatcher
 
     ctx, publish = published
     v1 = publish("s1", "production")
@@ -140,11 +140,11 @@ def test_memory_backbone_and_base_model_apart_end_to_end(settings, tmp_path, cap
     from fastapi.testclient import TestClient
 
     from knnclip_core.cli.main import main
-    from knnclip_core.segment.service import create_app
+    from knnclip_core.serving.service import create_app
     from registry.gate import default_evaluator, run_gate
     from registry.publish import publish_snapshot
     from registry.store import open_registry
-    from registry.worker_source import RegistryReleaseSource
+    from serving.worker_source import RegistryReleaseSource
 
     embedders = EmbedderCache("cpu")
     dino, vit = embedders.get("tiny-dinov2-random"), embedders.get("tiny-vit-random")

@@ -180,8 +180,8 @@ def worker_cases(t: Tally, workdir: Path, port: int, png: bytes) -> None:
     auth = {"Authorization": "Bearer worker-token-1"}
     with environment(env), captured_logs() as logs:
         from knnclip_core.config import load_settings
-        from knnclip_core.segment.service import create_app
-        from registry.worker_source import RegistryReleaseSource
+        from knnclip_core.serving.service import create_app
+        from serving.worker_source import RegistryReleaseSource
 
         settings = load_settings()
         source = RegistryReleaseSource("models:/knnclip-memory@production", settings)

@@ -39,8 +39,8 @@ def _serve_accepts(settings, version: int) -> bool:
     """True when a worker following `version` becomes ready with it."""
     from fastapi.testclient import TestClient
 
-    from knnclip_core.segment.service import create_app
-    from registry.worker_source import RegistryReleaseSource
+    from knnclip_core.serving.service import create_app
+    from serving.worker_source import RegistryReleaseSource
 
     app = create_app(RegistryReleaseSource(str(version), settings), settings, poll_seconds=0.2)
     with TestClient(app) as client:

@@ -96,12 +96,12 @@ def run(workdir: Path, cases: int = DEFAULT_CASES, seed: int = 0) -> dict:
     import os
 
     from knnclip_core.config import load_settings
-    from knnclip_core.segment.service import create_app
+    from knnclip_core.serving.service import create_app
     from registry.load import load_release
     from registry.publish import publish_snapshot
     from registry.releases import promote, rollback
     from registry.store import open_registry
-    from registry.worker_source import RegistryReleaseSource
+    from serving.worker_source import RegistryReleaseSource
 
     rng = random.Random(seed)
     clients, seconds = min(cases, 20), (30.0 if cases >= 20 else max(3.0, float(cases)))

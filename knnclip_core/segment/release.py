@@ -4,7 +4,7 @@ release sources the service polls.
 A release source is a callable `source(known_version) -> LoadedRelease | None`: it returns
 None while the release it points at is still `known_version`, otherwise it loads and
 verifies the new one (raising a KnnclipError when that fails). The MLflow-backed source
-lives in registry/worker_source.py; `LocalSnapshotSource` serves a snapshot folder (or a
+lives in serving/worker_source.py; `LocalSnapshotSource` serves a snapshot folder (or a
 symlink to one, which is how a local "alias" is moved) without any registry.
 """
 from __future__ import annotations

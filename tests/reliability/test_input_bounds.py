@@ -53,7 +53,7 @@ TASKS = {
 
 @pytest.mark.parametrize("case", sorted(TASKS))
 def test_malformed_tasks_file_is_one_sentence(tmp_path, case):
-    from knnclip_core.segment.tasks import load_tasks
+    from knnclip_core.evaluation.task_sets import load_tasks
 
     body, needle = TASKS[case]
     path = tmp_path / f"{case}.yaml"
@@ -131,7 +131,7 @@ def test_worker_closes_connections_whose_headers_are_slow():
     from fastapi import FastAPI
 
     from knnclip_core.net import free_port
-    from knnclip_core.segment.http_server import header_timeout_protocol
+    from knnclip_core.serving.http_server import header_timeout_protocol
 
     app = FastAPI()
     app.get("/healthz")(lambda: {"ok": True})
@@ -170,14 +170,14 @@ def test_worker_serve_uses_the_header_deadline():
     assert load_settings().worker.header_timeout_s == 10.0
     import inspect
 
-    from registry import cli_worker
+    from serving import cli
 
-    assert "serve(app, args.host, args.port, settings.worker.header_timeout_s" in inspect.getsource(cli_worker.cmd_serve)
+    assert "serve(app, args.host, args.port, settings.worker.header_timeout_s" in inspect.getsource(cli.cmd_serve)
 
 
 @pytest.mark.parametrize("token", ["", "  ", "t\u00f6ken", "tok en\n"])
 def test_worker_refuses_an_unusable_token_at_start(settings, token):
-    from knnclip_core.segment.service import create_app
+    from knnclip_core.serving.service import create_app
 
     settings.worker_token = token
     with pytest.raises(KnnclipError, match="worker token"):

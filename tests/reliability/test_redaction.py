@@ -94,7 +94,7 @@ def test_prefect_stage_lines_show_no_password(capsys, monkeypatch):
 
 
 def test_worker_reload_error_shows_no_password():
-    from knnclip_core.segment.watcher import ReleaseWatcher
+    from knnclip_core.serving.watcher import ReleaseWatcher
 
     def failing(known):
         raise ConnectionError(f"API request to http://u:{SENTINEL}@h/api failed")

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from benchmarks.fault_scenarios import common
-from knnclip_core.segment.upload_guard import token_ok
+from knnclip_core.serving.upload_guard import token_ok
 from tests.test_worker import app_for, blocks_image, embedders, png, releases, wait_ready  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.reliability

@@ -75,7 +75,7 @@ def _check_versions_load(stores, env, newer_than: int) -> dict:
 
     client = MlflowClient(tracking_uri=stores["mlflow"].url)
     versions = sorted(int(v.version) for v in client.search_model_versions(f"name='{MODEL}'"))
-    code = ("import sys; from registry.worker_source import load_segmenter; "
+    code = ("import sys; from serving.worker_source import load_segmenter; "
             "[load_segmenter(r) for r in sys.argv[1:]]; print('loaded')")
     refs = [f"models:/{MODEL}/{v}" for v in versions if v > newer_than] + [f"models:/{MODEL}@staging"]
     out = subprocess.run([sys.executable, "-c", code, *refs], env=env, capture_output=True, text=True, timeout=300)

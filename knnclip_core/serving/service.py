@@ -1,5 +1,5 @@
 """The segmentation worker's HTTP API (FastAPI). `create_app(source, settings)` takes a release
-source callable (see release.py), so this module never touches a registry.
+source callable (see knnclip_core/segment/release.py), so this module never touches a registry.
 
 Endpoints: POST /segment (multipart image upload -> JSON, optional base64 PNG overlay and
 label map, or `format=png` for the overlay itself), GET /healthz (process alive),
@@ -27,8 +27,8 @@ from ..api_docs import serve_offline_docs
 from ..config import token_problem
 from ..errors import ConfigError, InputError, KnnclipError
 from .metrics import WorkerMetrics
-from .release import ReleaseSource
-from .render import label_map_image, png_bytes, result_overlay
+from ..segment.release import ReleaseSource
+from ..segment.render import label_map_image, png_bytes, result_overlay
 from .upload_guard import MULTIPART_SLACK, OPEN_PATHS, GuardLimits, UploadGuard, UploadTooLarge, decode_upload
 from .watcher import ReleaseWatcher
 

@@ -11,7 +11,7 @@ from typing import Optional
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from .release import LoadedRelease
+from ..segment.release import LoadedRelease
 
 STAGES = ("proposals", "forward", "retrieval", "base_model", "fusion", "outputs")  # Segmenter timings keys
 _SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)

@@ -11,7 +11,7 @@ from typing import Callable, Optional, TextIO
 
 from knnclip_core.cli.common import add_json_flag, emit, workspace_from_args
 
-from .cli import _one_sentence
+from registry.errors import registry_sentences as _one_sentence
 
 logger = logging.getLogger(__name__)
 
@@ -70,8 +70,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     IoU; recorded as an MLflow run linked to the version (registry.eval_runs) unless --no-record."""
     from knnclip_core.cli.ingest_cmd import reader_kwargs
     from knnclip_core.readers import open_reader
-    from knnclip_core.segment.eval_report import per_class_lines
-    from knnclip_core.segment.evaluate import evaluate_with_confusion, samples_from_reader
+    from knnclip_core.evaluation.eval_report import per_class_lines
+    from knnclip_core.evaluation.evaluate import evaluate_with_confusion, samples_from_reader
 
     from .worker_source import load_segmenter
 
@@ -96,8 +96,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
              f"{'n/a' if seg_acc is None else f'{seg_acc:.4f}'}" + (f", PQ {report['pq']:.4f}" if panoptic else "")]
     lines += per_class_lines(report, all_classes=args.all_classes)
     if not args.no_record:
-        from .eval_runs import record_eval
-        from .store import open_registry
+        from registry.eval_runs import record_eval
+        from registry.store import open_registry
 
         run_params = {"k": params.k, "T": params.temperature, "confidence_threshold": segmenter.threshold,
                       "threshold_source": segmenter.threshold_source,
@@ -115,9 +115,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Serve the release an alias points at over HTTP, following the alias (hot reload)."""
-    from knnclip_core.segment.http_server import serve
+    from knnclip_core.serving.http_server import serve
     from knnclip_core.segment.release import EmbedderCache, LocalSnapshotSource
-    from knnclip_core.segment.service import create_app
+    from knnclip_core.serving.service import create_app
 
     settings, _ = workspace_from_args(args)
     params = _params(settings, args)

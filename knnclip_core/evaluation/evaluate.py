@@ -122,7 +122,7 @@ class Sample:
 def samples_from_reader(reader, max_pixels: Optional[int] = None, limit: Optional[int] = None) -> Iterator[Sample]:
     """Sample per annotated image of a knnclip_core reader (streamed). Images the reader flagged,
     that cannot be read, or whose size differs from their masks are skipped with a warning."""
-    from .render import read_image
+    from ..segment.render import read_image
 
     done = 0
     for item in reader:

@@ -13,7 +13,7 @@ import time
 from typing import Callable, Optional
 
 from ..redact import redact_text
-from .release import LoadedRelease, ReleaseSource
+from ..segment.release import LoadedRelease, ReleaseSource
 
 logger = logging.getLogger(__name__)
 

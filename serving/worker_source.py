@@ -1,6 +1,6 @@
 """MLflow-backed release source for the segmentation worker.
 
-`RegistryReleaseSource(ref, settings)` is the callable `knnclip_core.segment.service.create_app`
+`RegistryReleaseSource(ref, settings)` is the callable `knnclip_core.serving.service.create_app`
 polls: it resolves the alias (one cheap registry call), and when the alias points at another
 version it downloads, verifies and loads that version, with the memory backbone named by
 `worker.memory_backbone`, else the version's backbone tag (or found from the embedder id), and
@@ -18,10 +18,10 @@ from knnclip_core.errors import KnnclipError
 from knnclip_core.segment.release import EmbedderCache, LoadedRelease, segmenter_for_snapshot
 from knnclip_core.segment.segmenter import SegmentParams
 
-from . import store
-from .aliases import check_aliases
-from .load import load_release, parse_ref, resolve_ref
-from .store import open_registry
+from registry import store
+from registry.aliases import check_aliases
+from registry.load import load_release, parse_ref, resolve_ref
+from registry.store import open_registry
 
 logger = logging.getLogger(__name__)
 
