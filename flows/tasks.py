@@ -83,7 +83,7 @@ def settings_of(d: dict) -> Settings:
 def ingest_task(settings: dict, path: str, fmt: str, reader: dict, fingerprint: str) -> dict:
     """Ingest one source; its summary is cached as JSON by its inputs, the source's fingerprint
     included, so a rerun after a kill skips sources already ingested."""
-    from knnclip_core.stages.core import ingest
+    from knnclip_core.stage_api import ingest
     from knnclip_core.stages.results import IngestReport
 
     from flows import json_cache
@@ -120,7 +120,7 @@ def embed_task(settings: dict, shard: tuple[int, int] = (0, 1)) -> dict:
     """Embed the segments of one shard not yet in the memory (resumable by design), as the
     settings' embed section says."""
     from knnclip_core.embedders.base import resolve_device
-    from knnclip_core.stages.core import embed
+    from knnclip_core.stage_api import embed
 
     s = settings_of(settings)
     on_gpu = resolve_device(s.embed.device).startswith("cuda")
@@ -136,7 +136,7 @@ def embed_task(settings: dict, shard: tuple[int, int] = (0, 1)) -> dict:
 @redacting
 def curate_task(settings: dict, backbone: Optional[str], dedup_method: Optional[str] = None) -> dict:
     """Curate the memory (deterministic: the same rows and rules give the same states)."""
-    from knnclip_core.stages.core import curate
+    from knnclip_core.stage_api import curate
 
     s = settings_of(settings)
     result = curate(s, Workspace.from_settings(s).ensure(), backbone=backbone, dedup_method=dedup_method)

@@ -357,7 +357,7 @@ def test_cli_and_flow_print_the_same_stage_lines(prefect_server, tmp_path, monke
     from flows.pipeline import curation_pipeline
     from knnclip_core.cli.main import main as cli_main
     from knnclip_core.overrides import with_overrides
-    from knnclip_core.stages import core
+    from knnclip_core import stage_api as core
     from knnclip_core.stages.results import CurateResult, EmbedResult, IngestReport, PromoteResult, PublishResult
     from registry import stages as registry_stages
 

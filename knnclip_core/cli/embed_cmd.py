@@ -22,7 +22,7 @@ def cmd_backbones(args: argparse.Namespace) -> int:
 
 def cmd_embed(args: argparse.Namespace) -> int:
     from ..overrides import settings_asked
-    from ..stages.core import embed
+    from ..stage_api import embed
 
     settings, ws = workspace_from_args(args)
     settings = settings_asked(settings, "embed", embed={"backbone": args.backbone, "device": args.device,

@@ -27,7 +27,7 @@ def reader_kwargs(args: argparse.Namespace) -> dict:
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     from ..overrides import settings_asked
-    from ..stages.core import ingest
+    from ..stage_api import ingest
 
     settings, ws = workspace_from_args(args)
     settings = settings_asked(settings, "ingest", ingest={"min_area": args.min_area})

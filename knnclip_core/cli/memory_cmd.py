@@ -8,7 +8,7 @@ from .common import add_json_flag, emit, workspace_from_args
 
 def _curate(args: argparse.Namespace) -> int:
     from ..memory.curate import curation_settings
-    from ..stages.core import curate
+    from ..stage_api import curate
 
     settings, ws = workspace_from_args(args)
     settings = curation_settings(settings, budget_vectors=args.budget_vectors, budget_mb=args.budget_mb,

@@ -1,5 +1,4 @@
-"""The stages (ingest, embed, curate; publish and promote in registry.stages), one shape each:
-`stage(settings, ws, **asked) -> Result`. `settings` already carries what the command line or
-the flow asked (knnclip_core.overrides, applied once at the edge); `asked` names only what is
-not a setting (a path, a memory, a shard, a version). Each result (stages/results.py) renders
-its one summary line (`line()`) and its JSON (`to_json()`). Imports nothing heavy."""
+"""The stages' typed results (stages/results.py) and the text helpers of their lines
+(stages/text.py): pure, importing nothing heavy. The stages themselves, one shape each
+(`stage(settings, ws, **asked) -> Result`), are knnclip_core/stage_api.py (ingest, embed,
+curate) and registry/stages.py (publish, promote)."""

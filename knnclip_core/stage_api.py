@@ -7,10 +7,10 @@ import logging
 from pathlib import Path
 from typing import Iterable, Optional
 
-from ..config import Settings
-from ..progress import ProgressArg
-from ..workspace import Workspace
-from .results import CurateResult, EmbedResult, IngestReport
+from .config import Settings
+from .progress import ProgressArg
+from .workspace import Workspace
+from .stages.results import CurateResult, EmbedResult, IngestReport
 
 logger = logging.getLogger(__name__)
 
@@ -22,7 +22,7 @@ def ingest(settings: Settings, ws: Workspace, *, path: str | Path, format: str =
     """Ingest the dataset at `path` (read as `format` with the reader options) into the catalog
     of `ws`; the minimum segment area is `settings.ingest.min_area`. Raises InputError when
     nothing can be read."""
-    from ..ingest import ingest_path
+    from .ingest import ingest_path
 
     ws.ensure()  # the settings' workspace (Workspace.from_settings), as the CLI and flows build it
     return ingest_path(settings, path, format, split=split, dataset=dataset, images=images, masks=masks,
@@ -33,7 +33,7 @@ def embed(settings: Settings, ws: Workspace, *, shard: tuple[int, int] = (0, 1),
           embedder=None) -> EmbedResult:
     """Embed the catalog segments of `ws` missing from the memory, as `settings.embed` says
     (backbone, device, batch size, workers); `shard=(i, n)`: only shard i of n of the images."""
-    from ..embed_stage import run_embed
+    from .embed_stage import run_embed
 
     ws.ensure()
     return EmbedResult.from_json(run_embed(settings, shard=tuple(shard), progress=progress, embedder=embedder))
@@ -43,7 +43,7 @@ def curate(settings: Settings, ws: Workspace, *, backbone: Optional[str] = None,
            dedup_nprobe: Optional[int] = None) -> CurateResult:
     """Curate the memory of `backbone` (a name, an embedder id, or None for the only memory) as
     `settings.curate` says (see knnclip_core.memory.curate)."""
-    from ..memory.curate import curate as curate_memory
+    from .memory.curate import curate as curate_memory
 
     return CurateResult.from_json(curate_memory(settings, ws, backbone, dedup_method=dedup_method,
                                                 dedup_nprobe=dedup_nprobe))
