@@ -20,7 +20,9 @@ from knnclip_core.fingerprint import source_fingerprint
 from knnclip_core.redact import redact_text
 from knnclip_core.workspace import Workspace
 
-from flows.reports import class_table, diff_line, embed_line, pipeline_markdown, promote_line
+from knnclip_core.stages.results import EmbedResult, PromoteResult
+
+from flows.reports import class_table, diff_line, pipeline_markdown
 from flows.runlog import stage
 from flows.tasks import (GPU_LIMIT, SECRET_FIELDS, curate_task, diff_task, embed_task, ingest_task, promote_task,
                          public_settings, publish_task, settings_of)
@@ -38,15 +40,15 @@ def _settings_dict(settings: Optional[dict]) -> dict:
     return public_settings(settings_of(settings) if settings is not None else load_settings())
 
 
-def _asked(s: dict, budget_vectors=None, budget_mb=None, strategy=None, dedup_threshold=None, index=None) -> dict:
-    """The run's settings dict with what the run was asked applied once (curation options, the
-    index override): the curate and publish stages then read the same budget."""
+def _asked(s: dict, curate: Optional[dict] = None, **sections: Optional[dict]) -> dict:
+    """The run's settings dict with what the run was asked applied once, at this edge: the
+    curation options (`curate`, see knnclip_core.memory.curate.curation_settings) and other
+    sections' values (e.g. publish={"index": ...}); every stage then reads only these settings."""
     from knnclip_core.memory.curate import curation_settings
-    from knnclip_core.overrides import with_overrides
+    from knnclip_core.overrides import settings_asked
 
-    settings = curation_settings(settings_of(s), budget_vectors=budget_vectors, budget_mb=budget_mb,
-                                 strategy=strategy, dedup_threshold=dedup_threshold)
-    return public_settings(with_overrides(settings, publish={"index": index}))
+    settings = curation_settings(settings_of(s), **(curate or {}))
+    return public_settings(settings_asked(settings, "run", **sections))
 
 
 def run_name() -> str:
@@ -107,38 +109,36 @@ def dask_runner(address: Optional[str], workers: int):
 def ingest_flow(path: str, format: str = "auto", reader: Optional[dict] = None, min_area: Optional[int] = None,
                 settings: Optional[dict] = None) -> dict:
     """Ingest one source into the catalog."""
-    s = _settings_dict(settings)
-    return ingest_task(s, str(path), format, reader or {}, min_area, source_fingerprint(path))
+    s = _asked(_settings_dict(settings), ingest={"min_area": min_area})
+    return ingest_task(s, str(path), format, reader or {}, source_fingerprint(path))
 
 
 @flow(name="knnclip-embed", flow_run_name=run_name, persist_result=False)
 def embed_flow(backbone: Optional[str] = None, device: Optional[str] = None, batch_size: Optional[int] = None,
                shards: int = 1, settings: Optional[dict] = None) -> dict:
     """Embed every segment missing from the memory, in `shards` parallel tasks."""
-    s = _settings_dict(settings)
+    s = _asked(_settings_dict(settings), embed={"backbone": backbone, "device": device, "batch_size": batch_size})
     ensure_gpu_limit(settings_of(s).embed.gpu_concurrency)
-    futures = [embed_task.submit(s, backbone, device, batch_size, (i, shards)) for i in range(shards)]
-    results = [f.result() for f in futures]
-    merged = dict(results[0])
-    for key in ("images", "segments", "embedded", "skipped_existing", "failed_images"):  # shards are disjoint
-        merged[key] = sum(r[key] for r in results)
-    merged["missing_images"] = [p for r in results for p in r["missing_images"]][:20]
-    merged["seconds"] = max(r["seconds"] for r in results)  # shards run side by side
-    merged["rows"] = max(r["rows"] for r in results)
-    merged["shards"] = shards
-    stage(embed_line(merged))
-    return merged
+    futures = [embed_task.submit(s, (i, shards)) for i in range(shards)]
+    merged = EmbedResult.merged([EmbedResult.from_json(f.result()) for f in futures], shards)  # disjoint shards
+    stage(merged.line())
+    return merged.to_json()
 
 
 @flow(name="knnclip-curate", flow_run_name=run_name, persist_result=False)
 def curate_flow(backbone: Optional[str] = None, options: Optional[dict] = None, settings: Optional[dict] = None) -> dict:
-    return curate_task(_settings_dict(settings), backbone, options or {})
+    """Curate the memory of `backbone`; `options` as `knnclip curate` takes them (budget_vectors,
+    budget_mb, strategy, ..., dedup_method)."""
+    options = dict(options or {})
+    dedup_method = options.pop("dedup_method", None)
+    return curate_task(_asked(_settings_dict(settings), curate=options), backbone, dedup_method)
 
 
 @flow(name="knnclip-publish", flow_run_name=run_name, persist_result=False)
 def publish_flow(backbone: Optional[str] = None, alias: Optional[str] = "staging", index: Optional[str] = None,
                  settings: Optional[dict] = None) -> dict:
-    return publish_task(_settings_dict(settings), backbone, alias, index)
+    """Publish the curated memory of `backbone` as a release taking `alias` ('' for none)."""
+    return publish_task(_asked(_settings_dict(settings), publish={"alias": alias, "index": index}), backbone)
 
 
 @flow(name="knnclip-curation-pipeline", flow_run_name=run_name, persist_result=False)
@@ -155,19 +155,20 @@ def curation_pipeline(path: Optional[str] = None, format: str = "auto", backbone
     `path` (or several `sources`) is ingested first; with neither, the pipeline curates
     and publishes what the catalog already holds. Returns a summary with the release.
     """
-    s = _asked(_settings_dict(settings), budget_vectors=budget_vectors, budget_mb=budget_mb, strategy=strategy,
-               dedup_threshold=dedup_threshold, index=index)  # once, here: every stage reads only `s`
+    s = _asked(_settings_dict(settings), curate=dict(budget_vectors=budget_vectors, budget_mb=budget_mb,
+                                                     strategy=strategy, dedup_threshold=dedup_threshold),
+               publish={"alias": alias, "index": index}, ingest={"min_area": min_area})  # once, here: every stage reads only `s`
     sources = list(sources or []) + ([str(path)] if path else [])
     stage(f"run: {len(sources)} source(s) to ingest" + (f" ({', '.join(sources)})" if sources else
                                                         ", curating and publishing what the catalog holds"))
-    ingests = [ingest_task(s, src, format, reader or {}, min_area, source_fingerprint(src)) for src in sources]
+    ingests = [ingest_task(s, src, format, reader or {}, source_fingerprint(src)) for src in sources]
     embed = embed_flow.with_options(task_runner=dask_runner(dask_address, embed_shards)) if use_dask or dask_address else embed_flow
     # the subflow gets the settings parameter as this run got it (None from the CLI: read from the
     # environment), so that Prefect never stores a settings dump as a run's parameters
     embedded = embed(backbone=backbone, device=device, batch_size=batch_size, shards=embed_shards, settings=settings)
-    stage(embed_line(embedded), echo=False)  # the subflow printed it; this puts it in this run's logs too
-    curation = curate_task(s, backbone, {})
-    release = publish_task(s, backbone, alias, None)
+    stage(EmbedResult.from_json(embedded).line(), echo=False)  # the subflow printed it; this puts it in this run's logs too
+    curation = curate_task(s, backbone)
+    release = publish_task(s, backbone)
     previous = release.get("previous")
     diff = diff_task(s, previous, release["version"]) if previous and previous != release["version"] else None
     if diff:
@@ -190,18 +191,17 @@ def _promote(s: dict, version: int, alias: Optional[str]) -> tuple[Optional[dict
     """(promotion result, None), or (None, refusal) when the gate or the snapshot check refused
     it; logs the promote stage line. With no `alias`, (None, None): promotion was not asked."""
     if not alias:
-        stage(promote_line(None))
+        stage(PromoteResult().line())
         return None, None
     from registry.gate import GateRefusedError
 
     try:
         promoted = promote_task(s, version, alias)
     except (GateRefusedError, VerificationError) as exc:
-        refusal = {"status": "refused", "alias": alias, "version": version, "reason": str(exc), "error": exc}
-        stage(promote_line(refusal))
-        return None, refusal
-    promoted = {**promoted, "status": "promoted"}
-    stage(promote_line(promoted))
+        refused = PromoteResult(status="refused", alias=alias, version=version, reason=str(exc))
+        stage(refused.line())
+        return None, {**refused.to_json(), "error": exc}
+    stage(PromoteResult.from_json(promoted).line())
     return promoted, None
 
 

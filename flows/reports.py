@@ -1,107 +1,25 @@
-"""What a pipeline run reports: one stage line per stage (logs and terminal), the markdown
-summary and the per-class table (Prefect artifacts). Pure functions of the stage results."""
+"""What a pipeline run reports beyond the stage lines (each stage's result renders its own,
+knnclip_core/stages/results.py): the markdown summary and the per-class table (Prefect
+artifacts). Pure functions of the stage results' JSON."""
 from __future__ import annotations
 
 from typing import Optional
 from urllib.parse import quote
 
 from knnclip_core.redact import redact_url
+from knnclip_core.stages.results import PromoteResult
+from knnclip_core.stages.text import budget_text, count, reasons_text
+
+__all__ = ["STATE_COLUMNS", "budget_text", "class_table", "diff_line", "mlflow_links", "pipeline_markdown",
+           "promotion_text", "redact_uri"]
 
 STATE_COLUMNS = ("rows", "kept", "duplicate", "conflict", "over_budget", "forgotten")
 
 
-def _n(count, word: str, plural: Optional[str] = None) -> str:
-    """'1 conflict', '4 conflicts', '1,200 images'."""
-    count = int(count or 0)
-    return f"{count:,} {word if count == 1 else (plural or word + 's')}"
-
-
-def _reasons(reasons: dict) -> str:
-    return ", ".join(f"{k}: {v}" for k, v in sorted(reasons.items())) or "none"
-
-
-def _size(n_bytes) -> str:
-    n = float(n_bytes or 0)
-    return f"{n / 1e6:,.2f} MB" if n >= 1e5 else f"{n / 1e3:,.1f} kB"
-
-
-def budget_text(budget: Optional[dict], params: Optional[dict] = None) -> str:
-    """The curation budget in words, e.g. 'at most 2,000 vectors (1 MB requested; balanced,
-    class floor 1, no class ceiling); kept 0.41 MB at 512 B/vector', or 'none (balanced, ...)'."""
-    budget, params = budget or {}, params or {}
-    if not budget:
-        return "not recorded"
-    vectors = budget.get("vectors")
-    ceiling = budget.get("class_ceiling")
-    rules = [str(budget.get("strategy") or "default strategy"), f"class floor {budget.get('class_floor', 0)}",
-             "no class ceiling" if ceiling is None else f"class ceiling {ceiling}"]
-    if params.get("budget_mb") is not None:
-        rules[0] = f"{params['budget_mb']:g} MB requested; {rules[0]}"
-    text = (f"at most {vectors:,} vectors" if vectors is not None else "none") + f" ({', '.join(rules)})"
-    if budget.get("bytes_per_vector"):
-        text += f"; kept {_size(budget.get('kept_bytes'))} at {budget['bytes_per_vector']:,} B/vector"
-    return text
-
-
-def ingest_line(r: dict) -> str:
-    """'ingest: 48 images, 312 segments (300 new), 2 quarantined (3.1 s) from <source>'."""
-    line = (f"ingest: {_n(r.get('images'), 'image')}, {_n(r.get('segments'), 'segment')} "
-            f"({r.get('new_segments', 0):,} new), {r.get('quarantined', 0):,} quarantined")
-    if r.get("reasons"):
-        line += f" [{_reasons(r['reasons'])}]"
-    line += f" ({r.get('seconds', 0):.1f} s) from {r.get('source')}"
-    return line + (" (already ingested: cached summary)" if r.get("cached") else "")
-
-
-def embed_line(e: dict, prefix: str = "embed") -> str:
-    """'embed: 312 vectors (classic-v2 on cpu, 11.2 s), 40 already in the memory'."""
-    line = (f"{prefix}: {_n(e.get('embedded'), 'vector')} ({e.get('backbone')} on {e.get('device')}, "
-            f"{e.get('seconds', 0):.1f} s), {e.get('skipped_existing', 0):,} already in the memory")
-    if e.get("failed_images"):
-        line += f", {_n(e['failed_images'], 'image')} unreadable"
-    return line
-
-
-def curate_line(c: dict) -> str:
-    """'curate: kept 290 of 312, 4 duplicates, 1 conflict, 0 over budget, 0 forgotten; budget ...'."""
-    counts = c.get("counts") or {}
-    return (f"curate: kept {counts.get('kept', 0):,} of {c.get('rows', 0):,}, "
-            f"{_n(counts.get('duplicate'), 'duplicate')}, {_n(counts.get('conflict'), 'conflict')}, "
-            f"{counts.get('over_budget', 0):,} over budget, {counts.get('forgotten', 0):,} forgotten; "
-            f"budget {budget_text(c.get('budget'), c.get('params'))} ({c.get('seconds', 0):.1f} s)")
-
-
-def publish_line(rel: dict) -> str:
-    """'publish: version 7 (IVF64,Flat, recall@10 0.99, 290 vectors, 5 classes) -> staging'."""
-    line = (f"publish: version {rel.get('version')} ({rel.get('factory')}, recall@10 {_num(rel.get('recall_at_10'))}, "
-            f"{_n(rel.get('vectors'), 'vector')}, {_n(rel.get('classes'), 'class', 'classes')})")
-    line += f" -> {rel['alias']}" if rel.get("alias") else " (no alias)"
-    return line + (" (unchanged memory: existing release kept)" if rel.get("reused") else "")
-
-
-def _num(v) -> str:
-    try:
-        return f"{float(v):.3f}"
-    except (TypeError, ValueError):
-        return str(v)
-
-
 def promotion_text(p: Optional[dict]) -> str:
-    """The promotion result in words: promoted (and the gate's verdict), refused (and why), or not asked."""
-    if not p or p.get("status") == "not asked":
-        return "not asked (`knnclip run --promote ALIAS` promotes through the quality gate)"
-    if p["status"] == "refused":
-        return f"refused: version {p.get('version')} was not promoted to {p.get('alias')} ({p.get('reason')})"
-    gate = p.get("gate") or {}
-    if gate.get("status") == "unchanged":
-        return f"{p.get('alias')} already pointed at version {p.get('version')}"
-    verdict = gate.get("reason") or f"quality gate {gate.get('status')}"
-    was = "no version" if p.get("previous") is None else f"version {p['previous']}"
-    return f"promoted version {p.get('version')} to {p.get('alias')} (it held {was}; {verdict})"
-
-
-def promote_line(p: Optional[dict]) -> str:
-    return f"promote: {promotion_text(p)}"
+    """The promotion result in words: promoted (and the gate's verdict), refused (and why), or
+    not asked (None): the promote stage's line without its stage name."""
+    return (PromoteResult.from_json(p) if p else PromoteResult()).text_only()
 
 
 def redact_uri(uri: str) -> str:
@@ -134,7 +52,7 @@ def pipeline_markdown(ingests: list[dict], embed: dict, curation: dict, release:
              "| source | batch | images | segments | new | quarantined | reasons |", "|---|---|---|---|---|---|---|"]
     for r in ingests:
         lines.append(f"| {r['source']} | {r['batch_id']} | {r['images']} | {r['segments']} | {r['new_segments']} | "
-                     f"{r['quarantined']} | {_reasons(r.get('reasons', {}))} |")
+                     f"{r['quarantined']} | {reasons_text(r.get('reasons', {}))} |")
     if not ingests:
         lines.append("| (no new source) | | | | | | |")
     lines += ["", "## Embed", "",
@@ -177,5 +95,5 @@ def class_table(curation: dict) -> list[dict]:
 
 def diff_line(diff: dict) -> str:
     """'diff: against version 1, 2 classes added, 0 removed, 3 with changed counts'."""
-    return (f"diff: against version {diff.get('a')}, {_n(len(diff.get('added') or {}), 'class', 'classes')} added, "
+    return (f"diff: against version {diff.get('a')}, {count(len(diff.get('added') or {}), 'class', 'classes')} added, "
             f"{len(diff.get('removed') or {}):,} removed, {len(diff.get('changed') or {}):,} with changed counts")

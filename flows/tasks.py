@@ -20,7 +20,6 @@ from knnclip_core.redact import redacting
 from knnclip_core.workspace import Workspace
 from registry.errors import registry_sentences
 
-from flows.reports import curate_line, embed_line, ingest_line, publish_line, redact_uri
 from flows.runlog import progress_sink, stage
 
 logger = logging.getLogger(__name__)
@@ -81,26 +80,28 @@ def settings_of(d: dict) -> Settings:
 
 @task(name="ingest", **IO_RETRIES)
 @redacting
-def ingest_task(settings: dict, path: str, fmt: str, reader: dict, min_area: Optional[int], fingerprint: str) -> dict:
+def ingest_task(settings: dict, path: str, fmt: str, reader: dict, fingerprint: str) -> dict:
     """Ingest one source; its summary is cached as JSON by its inputs, the source's fingerprint
     included, so a rerun after a kill skips sources already ingested."""
-    from knnclip_core.ingest import ingest_path
+    from knnclip_core.stage_api import ingest
+    from knnclip_core.stages.results import IngestReport
 
     from flows import json_cache
 
     s = settings_of(settings)
     ws = Workspace.from_settings(s).ensure()
     key = json_cache.cache_key(ingest_task.fn, {"settings": public_settings(s), "path": path, "fmt": fmt,
-                                                "reader": reader, "min_area": min_area, "fingerprint": fingerprint})
+                                                "reader": reader, "fingerprint": fingerprint})
     folder = ws.cache_dir / "flow-results"
     cached = json_cache.read(folder, "ingest", key)
     if cached is not None and _batch_done(ws, cached.get("batch_id")):  # the catalog still holds it
-        stage(ingest_line({**cached, "cached": True}))
+        stage(IngestReport.from_json({**cached, "cached": True}).line())
         return cached
-    result = ingest_path(s, path, fmt, min_area=min_area, progress=progress_sink(),
-                         extra_params={"fingerprint": fingerprint}, **reader).to_dict()
+    report = ingest(s, ws, path=path, format=fmt, progress=progress_sink(), extra_params={"fingerprint": fingerprint},
+                    **reader)
+    result = report.to_json()
     json_cache.write(folder, "ingest", key, result)
-    stage(ingest_line(result))
+    stage(report.line())
     return result
 
 
@@ -115,51 +116,46 @@ def _batch_done(ws: Workspace, batch_id) -> bool:
 
 @task(name="embed", **IO_RETRIES)
 @redacting
-def embed_task(settings: dict, backbone: Optional[str], device: Optional[str], batch_size: Optional[int],
-               shard: tuple[int, int] = (0, 1)) -> dict:
-    """Embed the segments of one shard not yet in the memory (resumable by design)."""
+def embed_task(settings: dict, shard: tuple[int, int] = (0, 1)) -> dict:
+    """Embed the segments of one shard not yet in the memory (resumable by design), as the
+    settings' embed section says."""
     from knnclip_core.embedders.base import resolve_device
-    from knnclip_core.embed_stage import run_embed
+    from knnclip_core.stage_api import embed
 
     s = settings_of(settings)
-    on_gpu = resolve_device(device or s.embed.device).startswith("cuda")
+    on_gpu = resolve_device(s.embed.device).startswith("cuda")
     # The GPU slot's lease is short and renewed while held, so a killed run frees it quickly.
     with concurrency(GPU_LIMIT, occupy=1, lease_duration=30) if on_gpu else nullcontext():
-        result = run_embed(s, backbone=backbone, device=device, batch_size=batch_size, shard=tuple(shard),
-                           progress=progress_sink())
+        result = embed(s, Workspace.from_settings(s).ensure(), shard=tuple(shard), progress=progress_sink())
     if shard[1] > 1:  # the flow logs the merged line
-        stage(embed_line(result, prefix=f"embed shard {shard[0] + 1}/{shard[1]}"))
-    return result
+        stage(result.line(prefix=f"embed shard {shard[0] + 1}/{shard[1]}"))
+    return result.to_json()
 
 
 @task(name="curate", **IO_RETRIES)
 @redacting
-def curate_task(settings: dict, backbone: Optional[str], options: dict) -> dict:
+def curate_task(settings: dict, backbone: Optional[str], dedup_method: Optional[str] = None) -> dict:
     """Curate the memory (deterministic: the same rows and rules give the same states)."""
-    from knnclip_core.memory.curate import curate
+    from knnclip_core.stage_api import curate
 
     s = settings_of(settings)
-    report = curate(s, Workspace.from_settings(s).ensure(), backbone, **options)
-    stage(curate_line(report))
-    return report
+    result = curate(s, Workspace.from_settings(s).ensure(), backbone=backbone, dedup_method=dedup_method)
+    stage(result.line())
+    return result.to_json()
 
 
 @task(name="publish", **IO_RETRIES)
 @redacting
 @registry_sentences
-def publish_task(settings: dict, backbone: Optional[str], alias: Optional[str], index: Optional[str]) -> dict:
+def publish_task(settings: dict, backbone: Optional[str]) -> dict:
     """Publish the kept memory as a release (returns the existing one when unchanged), with
     where its MLflow run lives ('tracking_uri', 'experiment_id') for the run summary."""
-    from registry.publish import publish
-    from registry.store import open_registry
+    from registry.stages import publish
 
     s = settings_of(settings)
-    release = publish(s, Workspace.from_settings(s).ensure(), backbone=backbone, alias=alias, index=index)
-    ctx = open_registry(s)
-    release = {**release, "tracking_uri": redact_uri(ctx.tracking_uri),
-               "experiment_id": ctx.client.get_run(release["run_id"]).info.experiment_id if release.get("run_id") else None}
-    stage(publish_line(release))
-    return release
+    result = publish(s, Workspace.from_settings(s).ensure(), backbone=backbone)
+    stage(result.line())
+    return result.to_json()
 
 
 @task(name="diff", **IO_RETRIES)
@@ -176,7 +172,7 @@ def diff_task(settings: dict, a: int, b: int) -> dict:
 @redacting
 @registry_sentences
 def promote_task(settings: dict, version: int, alias: str, force: bool = False) -> dict:
-    from registry.releases import promote
-    from registry.store import open_registry
+    from registry.stages import promote
 
-    return promote(open_registry(settings_of(settings)), version, alias=alias, force=force)
+    s = settings_of(settings)
+    return promote(s, Workspace.from_settings(s).ensure(), version=version, alias=alias, force=force).to_json()

@@ -11,7 +11,6 @@ import json
 import logging
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, Optional
 
@@ -26,54 +25,13 @@ from .config import Settings
 from .progress import ProgressArg, progress_for
 from .readers import Reader, open_reader
 from .readers.safe_files import printable
+from .stages.results import IngestReport
 from .validation.facts import ImageFacts, inspect_item
 from .validation.reasons import IMAGE_REASONS, SEGMENT_REASONS
 from .validation.suite import BatchValidator
 from .workspace import Workspace
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class IngestReport:
-    """What one ingest did. `images`, `segments`, `classes` count valid items of the batch."""
-
-    batch_id: str
-    dataset: str
-    format: str
-    source: str
-    images: int = 0
-    segments: int = 0
-    new_segments: int = 0
-    classes: int = 0
-    quarantined: int = 0
-    reasons: dict[str, int] = field(default_factory=dict)
-    skipped_crowd: int = 0
-    skipped_small: int = 0
-    seconds: float = 0.0
-    content_hash: str = ""
-    data_docs: Optional[str] = None
-    report_path: Optional[str] = None
-    examples: list[dict] = field(default_factory=list)  # first quarantined items, with messages
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    def summary(self) -> str:
-        """A few human lines."""
-        lines = [f"batch {self.batch_id}: {self.format} from {self.source} into dataset {self.dataset!r}",
-                 f"  {self.images} images, {self.segments} segments over {self.classes} classes "
-                 f"({self.new_segments} new{'; nothing new: all were already in the catalog' if self.segments and not self.new_segments else ''})",
-                 f"  skipped: {self.skipped_small} below --min-area, {self.skipped_crowd} crowd annotations",
-                 f"  quarantined: {self.quarantined}" + (f" ({', '.join(f'{k} {v}' for k, v in sorted(self.reasons.items()))})" if self.reasons else "")]
-        for ex in self.examples[:10]:
-            lines.append(f"    [{ex['reason']}] {ex['message']}")
-        if self.quarantined > len(self.examples[:10]):
-            lines.append(f"    ... see the quarantine table or {self.report_path}")
-        if self.data_docs:
-            lines.append(f"  validation report: {self.data_docs}")
-        lines.append(f"  took {self.seconds:.1f} s")
-        return "\n".join(lines)
 
 
 def segment_id(image_sha256: str, class_name: str, rle: str) -> str:

@@ -42,3 +42,14 @@ def apply_budget(settings: Settings, budget_vectors: Optional[int] = None,
         return settings
     curate = settings.curate.model_copy(update=asked)
     return settings.model_copy(update={"curate": type(curate).model_validate(curate.model_dump())})
+
+
+def settings_asked(settings: Settings, what: str, **sections: Optional[dict]) -> Settings:
+    """`with_overrides` for an edge (a command or a flow): a value its field refuses is an
+    InputError naming `what` was asked ('embed options refused: ...')."""
+    from .errors import InputError
+
+    try:
+        return with_overrides(settings, **sections)
+    except ValueError as exc:  # pydantic's ValidationError
+        raise InputError(f"{what} options refused: {' '.join(str(exc).split())[:300]}") from None

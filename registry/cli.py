@@ -76,13 +76,14 @@ def _ctx(args: argparse.Namespace):
 
 @_one_sentence
 def _publish(args: argparse.Namespace) -> int:
-    from .publish import publish
+    from knnclip_core.overrides import settings_asked
+
+    from .stages import publish
 
     settings, ws = workspace_from_args(args)
-    res = publish(settings, ws, backbone=args.backbone, alias=args.alias, index=args.index, tag=args.tag)
-    emit(args, res, f"published {res['model_name']} version {res['version']}: {res['vectors']} vectors, "
-                    f"{res['classes']} classes, {res['factory']} (recall@10 {res['recall_at_10']})"
-                    + (f"; alias {res['alias']} -> {res['version']}" if res.get("alias") else ""))
+    settings = settings_asked(settings, "publish", publish={"alias": args.alias, "index": args.index})
+    result = publish(settings, ws, backbone=args.backbone, tag=args.tag)
+    emit(args, result.to_json(), result.text())
     return 0
 
 
@@ -188,15 +189,11 @@ def diff_summary(d: dict) -> list[str]:
 
 @_one_sentence
 def _promote(args: argparse.Namespace) -> int:
-    from .releases import promote
+    from .stages import promote
 
-    res = promote(_ctx(args), args.version, alias=args.alias, force=args.force)
-    gate = res["gate"]
-    human = (f"alias {res['alias']} -> version {res['version']} (was {res['previous']}); "
-             f"gate {gate['status']}" + (f": {gate['reason']}" if gate.get("reason") else ""))
-    if not res["changed"]:
-        human = f"alias {res['alias']} already points at version {res['version']}"
-    emit(args, res, human)
+    settings, ws = workspace_from_args(args)
+    result = promote(settings, ws, version=args.version, alias=args.alias, force=args.force)
+    emit(args, result.to_json(), result.text())
     return 0
 
 

@@ -73,7 +73,8 @@ def test_table_artifact_rows_carry_every_column():
 
 
 def test_summary_markdown_reads_as_text():
-    from flows.reports import budget_text, curate_line, pipeline_markdown, promote_line
+    from flows.reports import budget_text, pipeline_markdown
+    from knnclip_core.stages.results import CurateResult, PromoteResult
 
     budget = {"vectors": 2000, "strategy": "balanced", "bytes_per_vector": 512, "kept_bytes": 410_000,
               "class_floor": 1, "class_ceiling": None}
@@ -83,7 +84,7 @@ def test_summary_markdown_reads_as_text():
                                                        "no class ceiling); kept 0.41 MB at 512 B/vector")
     assert budget_text({**budget, "vectors": None, "kept_bytes": 4300}) == ("none (balanced, class floor 1, no class "
                                                                             "ceiling); kept 4.3 kB at 512 B/vector")
-    assert curate_line(curation).startswith("curate: kept 290 of 312, 4 duplicates, 1 conflict, 17 over budget")
+    assert CurateResult.from_json(curation).line().startswith("curate: kept 290 of 312, 4 duplicates, 1 conflict, 17 over budget")
     release = {"uri": "models:/knnclip-memory/7", "version": 7, "model_name": "knnclip-memory", "run_id": "abc123",
                "experiment_id": "1", "tracking_uri": "http://mlflow.local:5000", "alias": "staging"}
     refused = {"status": "refused", "alias": "production", "version": 7,
@@ -94,7 +95,7 @@ def test_summary_markdown_reads_as_text():
     assert "(http://mlflow.local:5000/#/models/knnclip-memory/versions/7)" in md
     assert "refused: version 7 was not promoted to production (promotion refused: segment accuracy" in md
     assert "not asked" in pipeline_markdown([], {}, curation, release, None, None)
-    assert promote_line(None).startswith("promote: not asked")
+    assert PromoteResult().line().startswith("promote: not asked")
 
 
 def test_tracking_uri_password_is_redacted():

@@ -339,3 +339,63 @@ def test_run_reads_as_people_read_it_and_its_budget_reaches_publish(prefect_serv
     for r in [run, *children]:
         assert "t0ken-never-a-parameter" not in json.dumps(r.parameters, default=str)
         assert (r.parameters.get("settings") or {}) == {}, r.name
+
+
+def _untimed(line: str) -> str:
+    """A stage line without its timing ('(3.1 s)', ', 11.2 s)'), the one part two runs differ in."""
+    import re
+
+    return re.sub(r"\d[\d,]*\.\d s\)", "T s)", line)
+
+
+def test_cli_and_flow_print_the_same_stage_lines(prefect_server, tmp_path, monkeypatch, capsys):
+    """Each stage's summary is formatted in one place: the line `knnclip <stage>` prints first is
+    the line the Prefect flow logs for the same stage on the same data (timings aside), each is
+    its typed result's `line()`, and the stages called as one shape return their typed results."""
+    import yaml
+
+    from flows.pipeline import curation_pipeline
+    from knnclip_core.cli.main import main as cli_main
+    from knnclip_core.overrides import with_overrides
+    from knnclip_core import stage_api as core
+    from knnclip_core.stages.results import CurateResult, EmbedResult, IngestReport, PromoteResult, PublishResult
+    from registry import stages as registry_stages
+
+    data = write_sample_dataset(tmp_path / "d", images=6, classes=3, seed=4)
+    flow_settings = with_overrides(load_settings(home=tmp_path / "flow"), publish={"gate_eval_path": str(data)})
+    result = curation_pipeline(path=str(data), promote_to="production", budget_vectors=1000,
+                               settings=flow_settings.model_dump(mode="json"))
+    flow_err = capsys.readouterr().err
+    flow_lines = {line.split(":")[0]: line for line in flow_err.splitlines()
+                  if line.split(":")[0] in ("ingest", "embed", "curate", "publish", "promote")}
+    typed = {"ingest": IngestReport.from_json(result["ingest"][0]), "embed": EmbedResult.from_json(result["embed"]),
+             "curate": CurateResult.from_json(result["curate"]), "publish": PublishResult.from_json(result["release"]),
+             "promote": PromoteResult.from_json(result["promoted"])}
+    for name, r in typed.items():  # the flow logged each stage's line() of the result it returned
+        assert flow_lines[name] == r.line(), name
+
+    home = tmp_path / "cli"
+    config = tmp_path / "cli.yaml"
+    config.write_text(yaml.safe_dump({"publish": {"gate_eval_path": str(data)}}))
+    monkeypatch.setenv("KNNCLIP_HOME", str(home))  # the CLI sets them; restored after the test
+    monkeypatch.setenv("KNNCLIP_CONFIG", str(config))
+    base = ["--home", str(home), "--config", str(config)]
+    commands = {"ingest": ["ingest", str(data)], "embed": ["embed"], "curate": ["curate", "--budget-vectors", "1000"],
+                "publish": ["publish"], "promote": ["releases", "promote", "1", "--alias", "production"]}
+    for name, argv in commands.items():
+        assert cli_main(base + argv) == 0, name
+        first = capsys.readouterr().out.splitlines()[0]
+        assert _untimed(first) == _untimed(flow_lines[name]), name
+
+    # the one shape: stage(settings, ws, **asked) -> its typed result, whose JSON has the flow's keys
+    settings = load_settings(home=home)
+    ws = Workspace.from_settings(settings).ensure()
+    again = {"ingest": core.ingest(settings, ws, path=data, progress=False), "embed": core.embed(settings, ws),
+             "curate": core.curate(settings, ws), "publish": registry_stages.publish(settings, ws),
+             "promote": registry_stages.promote(settings, ws, version=1, alias="production")}
+    for name, r in again.items():
+        assert type(r) is type(typed[name]), name
+        assert type(r).from_json(r.to_json()) == r, name
+    assert set(again["curate"].to_json()) == set(result["curate"])
+    assert set(again["embed"].to_json()) | {"shards"} == set(result["embed"])
+    assert again["publish"].reused and again["promote"].gate["status"] == "unchanged"

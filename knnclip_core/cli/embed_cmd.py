@@ -21,17 +21,14 @@ def cmd_backbones(args: argparse.Namespace) -> int:
 
 
 def cmd_embed(args: argparse.Namespace) -> int:
-    from ..embed_stage import run_embed
+    from ..overrides import settings_asked
+    from ..stage_api import embed
 
-    settings, _ws = workspace_from_args(args)
-    summary = run_embed(settings, backbone=args.backbone, device=args.device, batch_size=args.batch_size,
-                        num_workers=args.num_workers, progress=not args.json)
-    human = (f"embedded {summary['embedded']} segments of {summary['images']} images with {summary['backbone']} "
-             f"on {summary['device']} in {summary['seconds']:.1f} s ({summary['skipped_existing']} already embedded)\n"
-             f"embedder {summary['embedder_id']}\ntable    {summary['table']} ({summary['rows']} rows)")
-    if summary["failed_images"]:
-        human += f"\n{summary['failed_images']} images could not be read: " + ", ".join(summary["missing_images"])
-    emit(args, summary, human)
+    settings, ws = workspace_from_args(args)
+    settings = settings_asked(settings, "embed", embed={"backbone": args.backbone, "device": args.device,
+                                                        "batch_size": args.batch_size, "num_workers": args.num_workers})
+    result = embed(settings, ws, progress=not args.json)
+    emit(args, result.to_json(), result.text())
     return 0
 
 

@@ -26,12 +26,13 @@ def reader_kwargs(args: argparse.Namespace) -> dict:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from ..ingest import ingest_path
+    from ..overrides import settings_asked
+    from ..stage_api import ingest
 
-    settings, _ = workspace_from_args(args)
-    report = ingest_path(settings, args.path, args.format, min_area=args.min_area, progress=not args.json,
-                         **reader_kwargs(args))
-    emit(args, report.to_dict(), report.summary())
+    settings, ws = workspace_from_args(args)
+    settings = settings_asked(settings, "ingest", ingest={"min_area": args.min_area})
+    report = ingest(settings, ws, path=args.path, format=args.format, progress=not args.json, **reader_kwargs(args))
+    emit(args, report.to_json(), report.text())
     return 0
 
 

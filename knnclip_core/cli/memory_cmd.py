@@ -7,26 +7,16 @@ from .common import add_json_flag, emit, workspace_from_args
 
 
 def _curate(args: argparse.Namespace) -> int:
-    from ..memory.curate import curate, curation_settings
+    from ..memory.curate import curation_settings
+    from ..stage_api import curate
 
     settings, ws = workspace_from_args(args)
     settings = curation_settings(settings, budget_vectors=args.budget_vectors, budget_mb=args.budget_mb,
                                  dedup_threshold=args.dedup_threshold, strategy=args.strategy,
                                  class_floor=args.class_floor, class_ceiling=args.class_ceiling, seed=args.seed,
                                  lock_timeout_s=args.lock_timeout)  # once, here: curate reads only settings
-    report = curate(settings, ws, args.backbone, dedup_method=args.dedup_method)
-    c = report["counts"]
-    lines = [f"curation {report['run_id']} of {report['embedder_id']}: {report['rows']} rows -> "
-             f"kept {c['kept']}, duplicate {c['duplicate']}, conflict {c['conflict']}, "
-             f"over budget {c['over_budget']}, forgotten {c['forgotten']} "
-             f"({report['changed_rows']} changed; version {report['lance_version']}, tag {report['lance_tag']})"]
-    for cls, dropped in report["dropped"].items():
-        if dropped:
-            lines.append(f"  {cls}: kept {report['per_class'][cls].get('kept', 0)}, dropped " +
-                         ", ".join(f"{k} {v}" for k, v in sorted(dropped.items())))
-    for conf in report["conflicts"][:10]:
-        lines.append(f"  conflict {conf['a']} ({conf['a_class']}) ~ {conf['b']} ({conf['b_class']}): {conf['similarity']}")
-    emit(args, report, "\n".join(lines))
+    result = curate(settings, ws, backbone=args.backbone, dedup_method=args.dedup_method)
+    emit(args, result.to_json(), result.text())
     return 0
 
 
