@@ -212,6 +212,7 @@ def key_line(name: str, r: dict) -> str | None:
     if "scenarios" in r and "lost_or_corrupted" in r:
         per = ", ".join(f"{n} {v['cases']}" for n, v in sorted(r["scenarios"].items()))
         tb = f", {r['tracebacks']} tracebacks" if "tracebacks" in r else ""  # older reports did not count them
+        tb += f", {r['leaks']} leaked credentials" if "leaks" in r else ""
         return (f"faults: {r['cases']} cases ({per}), {r['lost_or_corrupted']} lost or corrupted{tb}")
     if "cross_sequence" in r:
         drives = ", ".join(f"{d} {_f(v['accuracy'], 2)}" for d, v in sorted(r["cross_sequence"].items()))
