@@ -10,10 +10,6 @@ from knnclip_core.cli.common import add_json_flag, emit, workspace_from_args
 from .errors import registry_sentences
 
 
-# Registry errors (MLflow's) become one clear sentence and exit 2, not a traceback.
-_one_sentence = registry_sentences
-
-
 def register(sub) -> None:
     """Add `publish` and `releases` to the `knnclip` parser."""
     p = sub.add_parser("publish", help="build a FAISS snapshot of the curated memory and register it in MLflow")
@@ -74,7 +70,7 @@ def _ctx(args: argparse.Namespace):
     return open_registry(settings, ws, command=f"releases {args.releases_command}")
 
 
-@_one_sentence
+@registry_sentences  # MLflow's errors: one sentence, exit 2
 def _publish(args: argparse.Namespace) -> int:
     from knnclip_core.overrides import settings_asked
 
@@ -87,7 +83,7 @@ def _publish(args: argparse.Namespace) -> int:
     return 0
 
 
-@_one_sentence
+@registry_sentences
 def _list(args: argparse.Namespace) -> int:
     from .eval_runs import format_quality, other_sets_lines, quality_history
     from .releases import list_releases
@@ -113,7 +109,7 @@ def format_set(history: dict) -> str:
     return set_label(history["dataset"], history.get("eval_set"))
 
 
-@_one_sentence
+@registry_sentences
 def _show(args: argparse.Namespace) -> int:
     from .cli_aliases import move_line
     from .eval_runs import format_quality, history_lines
@@ -139,7 +135,7 @@ def _show(args: argparse.Namespace) -> int:
     return 0
 
 
-@_one_sentence
+@registry_sentences
 def _diff(args: argparse.Namespace) -> int:
     from .releases import diff_releases
 
@@ -187,7 +183,7 @@ def diff_summary(d: dict) -> list[str]:
     return out
 
 
-@_one_sentence
+@registry_sentences
 def _promote(args: argparse.Namespace) -> int:
     from .stages import promote
 
@@ -197,21 +193,21 @@ def _promote(args: argparse.Namespace) -> int:
     return 0
 
 
-@_one_sentence
+@registry_sentences
 def _history(args: argparse.Namespace) -> int:
     from .cli_aliases import history_command
 
     return history_command(args, _ctx(args))
 
 
-@_one_sentence
+@registry_sentences
 def _rollback(args: argparse.Namespace) -> int:
     from .cli_aliases import rollback_command
 
     return rollback_command(args, _ctx(args))
 
 
-@_one_sentence
+@registry_sentences
 def _compare(args: argparse.Namespace) -> int:
     from knnclip_core.errors import InputError
 

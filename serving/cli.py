@@ -11,7 +11,7 @@ from typing import Callable, Optional, TextIO
 
 from knnclip_core.cli.common import add_json_flag, emit, workspace_from_args
 
-from registry.errors import registry_sentences as _one_sentence
+from registry.errors import registry_sentences
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
     return 0
 
 
-@_one_sentence
+@registry_sentences
 def cmd_eval(args: argparse.Namespace) -> int:
     """Evaluate a release on a labelled dataset: mIoU, pixel and segment accuracy (and PQ), per-class
     IoU; recorded as an MLflow run linked to the version (registry.eval_runs) unless --no-record."""

@@ -283,3 +283,18 @@ def workspace_state(home: Path) -> dict:
 def clean_exit(res: subprocess.CompletedProcess) -> bool:
     """Exit 0, or exit 2 with a one-sentence message (e.g. busy), and no traceback."""
     return res.returncode == 0 or (res.returncode == 2 and "Traceback" not in res.stderr)
+
+
+def run_standalone(run, doc: str, default_cases: int) -> None:
+    """A scenario module run as a script: `--cases N --seed S [--json]`, in a temporary folder."""
+    import argparse
+    import tempfile
+
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--cases", type=int, default=default_cases)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", action="store_true")
+    a = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        report = run(Path(tmp), a.cases, a.seed)
+    print(json.dumps(report) if a.json else report)

@@ -262,15 +262,6 @@ def run(workdir: Path, cases: int = 600, seed: int = 0) -> dict:
 
 
 if __name__ == "__main__":
-    import argparse
-    import json
-    import tempfile
+    from benchmarks.fault_scenarios.common import run_standalone
 
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--cases", type=int, default=600)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--json", action="store_true")
-    a = ap.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        report = run(Path(tmp), a.cases, a.seed)
-    print(json.dumps(report) if a.json else report)
+    run_standalone(run, __doc__, default_cases=600)

@@ -62,13 +62,10 @@ class SegmentParams:
         b = w.base_model
         return cls(k=w.k, temperature=w.temperature, confidence=w.confidence, fusion_lambda=w.fusion_lambda,
                    confidence_threshold=w.confidence_threshold, fallback_threshold=w.fallback_threshold,
-                   proposals=w.proposals,
-                   proposal_options=dict(getattr(w, "proposal_options", None) or {}),
+                   proposals=w.proposals, proposal_options=dict(w.proposal_options or {}),
                    base_model=BaseModelSpec(kind=b.kind, backbone=b.backbone, options=dict(b.options or {})),
-                   memory_backbone=w.memory_backbone, merge_rounds=getattr(w, "merge_rounds", 0),
-                   merge_scope=getattr(w, "merge_scope", "touching"),
-                   merge_smoothing=getattr(w, "merge_smoothing", 0.0),
-                   panoptic=PanopticParams(**dict(getattr(w, "panoptic", None) or {})))
+                   memory_backbone=w.memory_backbone, merge_rounds=w.merge_rounds, merge_scope=w.merge_scope,
+                   merge_smoothing=w.merge_smoothing, panoptic=PanopticParams(**dict(w.panoptic or {})))
 
 
 @dataclass
