@@ -9,7 +9,9 @@ alternating rounds of one run (embed_throughput.py --backbone classic-v2 calls t
   beside it, and `job` includes it.
 - `today`: the path this replaced, kept here as the oracle: a prefetch thread decoding,
   per-mask area weights from the RLE runs (one product per mask), one dense
-  masks x cells float32 product per image with the BLAS threads left at their default.
+  masks x cells float32 product per image with the BLAS threads left at their default; for
+  classic-v2 also the channels as they were computed (skimage's `local_binary_pattern`, a
+  stack of the channel list and a concatenation of v1's and v2's parts).
 
 The vectors of the pipeline are compared with today's (max abs difference) and both with
 a float64 oracle (the same dense channels and weights, products in float64).
@@ -22,15 +24,41 @@ import time
 import numpy as np
 
 
+def today_dense_channels_v2(image: np.ndarray) -> np.ndarray:
+    """classic-v2's channels as computed before the vectorised LBP (same values)."""
+    from skimage.feature import local_binary_pattern
+
+    from knnclip_core.embedders.classic import channel_list, lab_and_gradients
+    from knnclip_core.embedders.classic_v2 import extra_channel_list
+
+    def skimage_lbp(gray, p, r):
+        return local_binary_pattern(gray, p, r, "uniform").astype(np.int64)
+
+    base = lab_and_gradients(image)
+    v1 = np.stack(channel_list(*base)).astype(np.float32, copy=False)
+    return np.concatenate([v1, np.stack(extra_channel_list(*base, lbp=skimage_lbp)).astype(np.float32, copy=False)])
+
+
+def today_preparer(emb):
+    """The preparer of the replaced path: classic-v2 with `today_dense_channels_v2`."""
+    from knnclip_core.embedders.classic_embedder import ClassicPreparer
+
+    if emb.version.name != "classic-v2":
+        return emb.prep
+    return ClassicPreparer(emb.prep.max_side, today_dense_channels_v2)
+
+
 def today_path(emb, items) -> list[np.ndarray]:
     """Vectors by the path before the label-free pooling rework (see module doc)."""
     from knnclip_core.embedders.loader import prefetch
     from knnclip_core.embedders.pooling import pool
     from knnclip_core.embedders.rle_weights import rle_area_weights_by_runs
 
+    prep = today_preparer(emb)
+
     def pooled():
         for it in items:
-            x = emb.prep.read(it.path, it.height, it.width)
+            x = prep.read(it.path, it.height, it.width)
             w = rle_area_weights_by_runs(it.masks_rle, it.height, it.width, emb.prep.grid_hw(it.height, it.width))
             yield pool(w, x.reshape(x.shape[0], -1).T, normalize=False)
 
@@ -62,10 +90,11 @@ def pipeline_path(emb, items, batch_size: int, num_workers) -> tuple[list[np.nda
     return [by_key[it.key] for it in items], first or 0.0, time.perf_counter() - t0
 
 
-def bare_seconds(emb, items) -> float:
+def bare_seconds(emb, items, prep=None) -> float:
+    prep = prep or emb.prep
     t0 = time.perf_counter()
     for it in items:
-        emb.prep.read(it.path, it.height, it.width)
+        prep.read(it.path, it.height, it.width)
     return time.perf_counter() - t0
 
 
@@ -79,9 +108,10 @@ def measure(emb, items, batch_size: int, num_workers, rounds: int) -> dict:
 
     load_before = os.getloadavg()
     n_img, n_seg = len(items), sum(len(it.masks_rle) for it in items)
-    bare, today, pipe = [], [], []
+    bare, today_bare, today, pipe = [], [], [], []
     for _ in range(max(1, rounds)):
         bare.append(bare_seconds(emb, items))
+        today_bare.append(bare_seconds(emb, items, today_preparer(emb)))
         t0 = time.perf_counter()
         old = today_path(emb, items)
         today.append(time.perf_counter() - t0)
@@ -95,6 +125,7 @@ def measure(emb, items, batch_size: int, num_workers, rounds: int) -> dict:
     today_sps = [n_seg / t for t in today]
     return {
         "bare_images_per_s": round(n_img / med(bare), 3),
+        "today_bare_images_per_s": round(n_img / med(today_bare), 3),
         "images_per_s": round(med(steady), 3),
         "segments_per_s": round(med(steady) * n_seg / n_img, 3),
         "job_segments_per_s": round(med(job_sps), 3),

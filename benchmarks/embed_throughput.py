@@ -214,7 +214,7 @@ def host_features_main(emb, args) -> int:
     result.update({"device": emb.device, "backbone": args.backbone, "embedder_id": emb.id, "source": source,
                    "batch_size": args.batch_size, "images": len(items), "repeats": 1,
                    "plain_loop_images_per_s": None, "ratio_vs_plain_loop": None})
-    print(f"{args.backbone}: features alone {result['bare_images_per_s']:.2f} img/s; pipeline "
+    print(f"{args.backbone}: features alone {result['bare_images_per_s']:.2f} img/s (today's {result['today_bare_images_per_s']:.2f}); pipeline "
           f"{result['segments_per_s']:.1f} seg/s ({result['job_segments_per_s']:.1f} with start-up "
           f"{result['pipeline_startup_s']:.1f} s, {result['num_workers']} workers) against today's path "
           f"{result['today_segments_per_s']:.1f} seg/s: x{result['speedup_vs_today']} (target 4); max abs "

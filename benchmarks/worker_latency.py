@@ -4,7 +4,10 @@ bare AMP `encode_image` forward of the same model on the same image, in one run.
     python benchmarks/worker_latency.py --json [--device cuda]
     python benchmarks/worker_latency.py --backbone vit-b-32-random --memory 100000 --index HNSW32,Flat
 
-The memory is `--memory` random unit vectors over `--classes` classes, published as a real
+The memory is `--memory` unit vectors over `--classes` classes (`--memory-kind clustered`, the
+default: around 1,000 seeded centres as `dedup_scale.py` draws them, intra-cluster cosine 0.4-0.8,
+which is how segment embeddings sit; `uniform`: uniform on the sphere, the worst case of any
+inverted-file index, which then has to probe every list to pass the recall gate), published as a real
 snapshot (`index.build_snapshot`: the index publishing picks for that many vectors, unless
 `--index` names a FAISS factory, with its tuned search parameters) and loaded the way the
 worker loads a release (`LocalSnapshotSource`: verified manifest, `load_snapshot`, the
@@ -38,14 +41,24 @@ from knnclip_core.segment.segmenter import SegmentParams  # noqa: E402
 CAMVID_VAL = REPO.parent / "shared" / "data" / "camvid" / "val"
 
 
-def publish_random_memory(out: Path, embedder, n: int, classes: int, factory: str | None, seed: int = 0,
-                          byte_budget: int | None = None) -> dict:
-    """Write a snapshot of n random unit vectors over `classes` classes, as publishing does.
-    Returns its manifest."""
+def memory_vectors(n: int, d: int, classes: int, kind: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(xb (n, d) unit float32, class ids (n,)): clustered (no planted duplicates) or uniform."""
+    if kind == "clustered":
+        from benchmarks.dedup_scale import synthetic
+
+        return synthetic(n, d=d, clusters=min(1000, max(1, n // 50)), classes=classes, dup_rate=0.0, seed=seed)
     rng = np.random.default_rng(seed)
-    xb = rng.standard_normal((n, embedder.dim)).astype(np.float32)
+    xb = rng.standard_normal((n, d)).astype(np.float32)
     xb /= np.linalg.norm(xb, axis=1, keepdims=True)
-    labels = [f"class {i}" for i in rng.integers(0, classes, n)]
+    return xb, rng.integers(0, classes, n)
+
+
+def publish_random_memory(out: Path, embedder, n: int, classes: int, factory: str | None, seed: int = 0,
+                          byte_budget: int | None = None, kind: str = "clustered") -> dict:
+    """Write a snapshot of n seeded unit vectors over `classes` classes (`memory_vectors`), as
+    publishing does. Returns its manifest."""
+    xb, ids = memory_vectors(n, embedder.dim, classes, kind, seed)
+    labels = [f"class {i}" for i in ids]
     return build_snapshot(out, xb, [f"row-{i}" for i in range(n)], labels, embedder.id,
                           lineage={"backbone": embedder.name}, factory=factory, seed=seed, byte_budget=byte_budget)
 
@@ -91,6 +104,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--backbone", default="vit-b-32-random")
     ap.add_argument("--memory", type=int, default=100_000, help="vectors in the memory")
+    ap.add_argument("--memory-kind", default="clustered", choices=["clustered", "uniform"],
+                    help="how the memory's vectors are drawn (module doc)")
     ap.add_argument("--classes", type=int, default=64, help="classes (text encoding of these is a one-off setup cost)")
     ap.add_argument("--index", default=None,
                     help="FAISS factory string of the memory index (default: what publishing picks)")
@@ -114,7 +129,7 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         budget = int(args.budget_mb * 1_000_000) if args.budget_mb else None
         manifest = publish_random_memory(Path(tmp) / "release", emb, args.memory, args.classes, args.index,
-                                         byte_budget=budget)
+                                         byte_budget=budget, kind=args.memory_kind)
         build_s = time.perf_counter() - t0
         log(f"snapshot {manifest['factory']} over {args.memory} vectors built in {build_s:.1f} s "
             f"(recall@10 {manifest['recall_at_10']}, search params {manifest['search_params']})")
@@ -146,6 +161,7 @@ def main(argv=None) -> int:
     result = {
         "backbone": args.backbone, "embedder_id": emb.id, "base_model_id": release.segmenter.base_model.id, "device": device_name(emb.device), "image": source,
         "image_hw": list(image.shape[:2]), "memory_vectors": args.memory, "memory_classes": args.classes,
+        "memory_kind": args.memory_kind,
         "index": manifest["factory"], "index_chosen_by": manifest["build"]["chosen_by"],
         "search_params": manifest["search_params"], "recall_at_10": manifest["recall_at_10"],
         "index_build_s": round(build_s, 2), "release_load_s": round(load_s, 2), "release_load_parts_s": load_parts,

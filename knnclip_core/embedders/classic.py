@@ -66,8 +66,8 @@ def lab_and_gradients(image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nda
     return lab, ndi.sobel(L, 1) / 8.0, ndi.sobel(L, 0) / 8.0
 
 
-def channels_from(lab: np.ndarray, gx: np.ndarray, gy: np.ndarray) -> np.ndarray:
-    """The (38, H, W) float32 v1 channels from `lab_and_gradients`."""
+def channel_list(lab: np.ndarray, gx: np.ndarray, gy: np.ndarray) -> list[np.ndarray]:
+    """The 38 v1 channels from `lab_and_gradients`, as (H, W) arrays (some bool or broadcast)."""
     from scipy import ndimage as ndi
 
     L, a, b = lab[..., 0], lab[..., 1], lab[..., 2]
@@ -80,7 +80,20 @@ def channels_from(lab: np.ndarray, gx: np.ndarray, gy: np.ndarray) -> np.ndarray
     chans += [mag, mag * mag, np.abs(gx), np.abs(gy)]
     chans += [np.abs(ndi.gaussian_laplace(L, s)) for s in LOG_SIGMAS]
     chans += [rows, rows * rows, gx * gx, gy * gy, gx * gy]
-    return np.stack(chans).astype(np.float32, copy=False)
+    return chans
+
+
+def stacked(chans: list[np.ndarray]) -> np.ndarray:
+    """(C, H, W) float32 of a channel list, written once into one array (no stack + cast copies)."""
+    out = np.empty((len(chans), *chans[0].shape), np.float32)
+    for i, c in enumerate(chans):
+        out[i] = c
+    return out
+
+
+def channels_from(lab: np.ndarray, gx: np.ndarray, gy: np.ndarray) -> np.ndarray:
+    """The (38, H, W) float32 v1 channels from `lab_and_gradients`."""
+    return stacked(channel_list(lab, gx, gy))
 
 
 def dense_channels(image: np.ndarray) -> np.ndarray:

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .classic import N_CHANNELS, channels_from, lab_and_gradients, moment_std, statistics
+from .classic import N_CHANNELS, channel_list, lab_and_gradients, moment_std, stacked, statistics
+from .lbp import uniform_lbp
 
 VERSION = "classic-v2"
 ORIENT_BINS = 6
@@ -54,8 +55,12 @@ def extra_channels(image: np.ndarray) -> np.ndarray:
 
 def extra_channels_from(lab: np.ndarray, gx: np.ndarray, gy: np.ndarray) -> np.ndarray:
     """`extra_channels` from `lab_and_gradients` (shared with v1's channels)."""
-    from skimage.feature import local_binary_pattern
+    return stacked(extra_channel_list(lab, gx, gy))
 
+
+def extra_channel_list(lab: np.ndarray, gx: np.ndarray, gy: np.ndarray, lbp=uniform_lbp) -> list[np.ndarray]:
+    """The 52 channels v2 adds, as (H, W) arrays (some bool or broadcast); `lbp(gray, P, R)`
+    gives the uniform LBP codes (skimage's `local_binary_pattern(..., "uniform")` gives the same)."""
     L, a, b = lab[..., 0], lab[..., 1], lab[..., 2]
     h, w = L.shape
     lz = (L - L.mean()) / (L.std() + 1e-3)
@@ -73,16 +78,16 @@ def extra_channels_from(lab: np.ndarray, gx: np.ndarray, gy: np.ndarray) -> np.n
              y, y * y, y ** 3, y ** 4]
     chans += [mag * (orient == k) for k in range(ORIENT_BINS)]
     for p, r in LBP_SCALES:
-        codes = local_binary_pattern(gray, p, r, "uniform").astype(np.int64)
+        codes = lbp(gray, p, r)
         chans += [codes == k for k in range(p + 2)]
-    return np.stack(chans).astype(np.float32, copy=False)
+    return chans
 
 
 def dense_channels_v2(image: np.ndarray) -> np.ndarray:
     """HxWx3 uint8 RGB -> (90, H, W) float32: v1's 38 channels, then v2's 52 (Lab and the
     gradients computed once for both)."""
     base = lab_and_gradients(image)
-    return np.concatenate([channels_from(*base), extra_channels_from(*base)])
+    return stacked(channel_list(*base) + extra_channel_list(*base))
 
 
 def extra_statistics(means: np.ndarray) -> np.ndarray:
