@@ -38,10 +38,11 @@ def _ms(seconds) -> str:
 
 def embed_rows(results: list[tuple[str, dict]]) -> list[str]:
     head = ["result", "images", "backbone", "workers", "bare img/s", "pipeline img/s", "seg/s",
-            "forwards/img", "start-up s", "ratio", "vs plain loop"]
+            "forwards/img", "start-up s", "ratio", "vs plain loop", "job vs today's path"]
     rows = [[name, r["source"], r["backbone"], r["num_workers"], r["bare_images_per_s"], r["images_per_s"],
              r["segments_per_s"], r.get("forwards_per_image", "n/a"), r.get("pipeline_startup_s", "in timing"),
-             f"**{r['ratio']}** ({', '.join(map(str, r['ratio_per_round']))})", r.get("ratio_vs_plain_loop")]
+             f"**{r['ratio']}** ({', '.join(map(str, r['ratio_per_round']))})", r.get("ratio_vs_plain_loop"),
+             r.get("speedup_vs_today", "")]
             for name, r in results]
     return _table(head, rows)
 
@@ -49,7 +50,7 @@ def embed_rows(results: list[tuple[str, dict]]) -> list[str]:
 def latency_rows(results: list[tuple[str, dict]]) -> list[str]:
     head = ["result", "backbone", "memory", "index (chosen by)", "proposals ms", "forward ms", "retrieval ms",
             "base model ms", "fusion ms", "bare AMP forward ms", "forwards/img", "overhead ratio (target <= 0.5)"]
-    rows = [[name, r["backbone"], r["memory_vectors"], f"{r['index']} ({r.get('index_chosen_by', '?')})",
+    rows = [[name, r["backbone"], f"{r['memory_vectors']} {r.get('memory_kind', 'uniform')}", f"{' '.join(str(x) for x in (r['index'], r.get('search_params')) if x)} ({r.get('index_chosen_by', '?')})",
              _ms(r["proposals_s"]), _ms(r["forward_s"]), _ms(r["retrieval_s"]),
              _ms(r["base_model_s"]) if "base_model_s" in r else "in fusion", _ms(r["fusion_s"]),
              _ms(r["bare_encode_image_s"]), r.get("forwards_per_image", "n/a"), f"**{r['overhead_ratio']}**"]
@@ -168,12 +169,18 @@ def _f(x, digits: int = 3) -> str:
 
 def key_line(name: str, r: dict) -> str | None:
     """One sentence of a result's headline figures, for the top-level README."""
+    if "speedup_vs_today" in r:  # a host-feature embedder (classic): against its own features and today's path
+        return (f"embedding, {r['backbone']} on {r['device']}, {r['source']}, {r['num_workers']} workers: pipeline "
+                f"{r['job_segments_per_s']:.0f} seg/s for the whole job against {r['today_segments_per_s']:.0f} by "
+                f"today's path (x{r['speedup_vs_today']}, target 4), same vectors (max abs difference "
+                f"{r['max_abs_diff_vs_today']:.0e}); features alone {r['bare_images_per_s']:.1f} img/s on one core")
     if "bare_images_per_s" in r:
         return (f"embedding, {r['backbone']} on {r['device']}, {r['source']}, {r['num_workers']} workers: pipeline "
                 f"{r['images_per_s']:.0f} img/s against {r['bare_images_per_s']:.0f} for a bare forward "
                 f"(ratio {r['ratio']}, target 0.9), {r.get('forwards_per_image', 'n/a')} forward per image")
     if "overhead_ratio" in r:
-        return (f"worker, {r['backbone']} on {r['device']}, {r['memory_vectors']} vectors ({r['index']}): proposals "
+        return (f"worker, {r['backbone']} on {r['device']}, {r['memory_vectors']} {r.get('memory_kind', 'uniform')} "
+                f"vectors ({' '.join(str(x) for x in (r['index'], r.get('search_params')) if x)}): proposals "
                 f"{_ms(r['proposals_s'])} ms, forward {_ms(r['forward_s'])} ms, retrieval {_ms(r['retrieval_s'])} ms; "
                 f"overhead ratio {r['overhead_ratio']} (target 0.5)")
     if "release_calibration" in r:

@@ -34,6 +34,16 @@ def test_embed_throughput_counts_one_forward_per_image(shared_data):
 
 
 @pytest.mark.slow
+def test_classic_v2_throughput_gives_todays_vectors(shared_data):
+    out = run_json("embed_throughput.py", "--backbone", "classic-v2", "--source", "camvid-train", "--images", "4",
+                   "--batch-size", "2", "--rounds", "1", "--num-workers", "1")
+    assert out["images"] == 4 and out["segments_per_image"] > 1
+    assert out["max_abs_diff_vs_today"] <= 1e-5  # vectorised channels: the vectors of a memory do not move
+    assert out["max_abs_diff_vs_float64"] <= 1e-4
+    assert out["today_bare_images_per_s"] > 0 and out["today_segments_per_s"] > 0
+
+
+@pytest.mark.slow
 def test_worker_latency_uses_the_published_index():
     from knnclip_core.embedders import get_embedder
     from knnclip_core.index.choice import choose_index
