@@ -47,10 +47,15 @@ def embed_rows(results: list[tuple[str, dict]]) -> list[str]:
     return _table(head, rows)
 
 
+def _index_label(r: dict) -> str:
+    """A latency result's index factory and its search parameters, e.g. `IVF1024,SQ8 {'nprobe': 2}`."""
+    return " ".join(str(x) for x in (r["index"], r.get("search_params")) if x)
+
+
 def latency_rows(results: list[tuple[str, dict]]) -> list[str]:
     head = ["result", "backbone", "memory", "index (chosen by)", "proposals ms", "forward ms", "retrieval ms",
             "base model ms", "fusion ms", "bare AMP forward ms", "forwards/img", "overhead ratio (target <= 0.5)"]
-    rows = [[name, r["backbone"], f"{r['memory_vectors']} {r.get('memory_kind', 'uniform')}", f"{' '.join(str(x) for x in (r['index'], r.get('search_params')) if x)} ({r.get('index_chosen_by', '?')})",
+    rows = [[name, r["backbone"], f"{r['memory_vectors']} {r.get('memory_kind', 'uniform')}", f"{_index_label(r)} ({r.get('index_chosen_by', '?')})",
              _ms(r["proposals_s"]), _ms(r["forward_s"]), _ms(r["retrieval_s"]),
              _ms(r["base_model_s"]) if "base_model_s" in r else "in fusion", _ms(r["fusion_s"]),
              _ms(r["bare_encode_image_s"]), r.get("forwards_per_image", "n/a"), f"**{r['overhead_ratio']}**"]
@@ -180,7 +185,7 @@ def key_line(name: str, r: dict) -> str | None:
                 f"(ratio {r['ratio']}, target 0.9), {r.get('forwards_per_image', 'n/a')} forward per image")
     if "overhead_ratio" in r:
         return (f"worker, {r['backbone']} on {r['device']}, {r['memory_vectors']} {r.get('memory_kind', 'uniform')} "
-                f"vectors ({' '.join(str(x) for x in (r['index'], r.get('search_params')) if x)}): proposals "
+                f"vectors ({_index_label(r)}): proposals "
                 f"{_ms(r['proposals_s'])} ms, forward {_ms(r['forward_s'])} ms, retrieval {_ms(r['retrieval_s'])} ms; "
                 f"overhead ratio {r['overhead_ratio']} (target 0.5)")
     if "release_calibration" in r:

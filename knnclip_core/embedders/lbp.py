@@ -9,6 +9,8 @@ in order (not wrapping round); a uniform pattern's code is its number of ones, a
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 
@@ -31,13 +33,16 @@ def _shifted(padded: np.ndarray, pad: int, shape: tuple[int, int], dr: int, dc: 
     return padded[pad + dr:pad + dr + h, pad + dc:pad + dc + w]
 
 
+@lru_cache(maxsize=None)
 def _uniform_table(points: int) -> np.ndarray:
     """Code of every bit pattern (bit i = circle point i): its ones if it changes at most twice
     along points 0..P-1, else P + 1."""
     patterns = np.arange(2 ** points)
     bits = (patterns[:, None] >> np.arange(points)) & 1
     changes = (bits[:, 1:] != bits[:, :-1]).sum(axis=1)
-    return np.where(changes <= 2, bits.sum(axis=1), points + 1).astype(np.uint8)
+    table = np.where(changes <= 2, bits.sum(axis=1), points + 1).astype(np.uint8)
+    table.setflags(write=False)  # cached and shared
+    return table
 
 
 def _at_least_centre(image: np.ndarray, dr: float, dc: float, padded: np.ndarray, pad: int,
