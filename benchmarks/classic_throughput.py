@@ -8,10 +8,12 @@ alternating rounds of one run (embed_throughput.py --backbone classic-v2 calls t
   final vectors; the rate counts from the first batch out, the start-up is reported
   beside it, and `job` includes it.
 - `today`: the path this replaced, kept here as the oracle: a prefetch thread decoding,
-  per-mask area weights from the RLE runs (one product per mask), one dense
-  masks x cells float32 product per image with the BLAS threads left at their default; for
-  classic-v2 also the channels as they were computed (skimage's `local_binary_pattern`, a
-  stack of the channel list and a concatenation of v1's and v2's parts).
+  the channels as they were computed (benchmarks/classic_today.py: skimage's `rgb2lab` and
+  `local_binary_pattern`, every indicator channel written as a plane), per-mask area weights
+  from the RLE runs (one product per mask), one dense masks x cells float32 product per image
+  with the BLAS threads left at their default.
+- The pipeline pools where the channels are made (bins and codes counted, never written)
+  in worker processes that import no torch (knnclip_core/embedders/host_workers.py).
 
 The vectors of the pipeline are compared with today's (max abs difference) and both with
 a float64 oracle (the same dense channels and weights, products in float64).
@@ -24,33 +26,18 @@ import time
 import numpy as np
 
 
-def today_dense_channels_v2(image: np.ndarray) -> np.ndarray:
-    """classic-v2's channels as computed before the vectorised LBP (same values)."""
-    from skimage.feature import local_binary_pattern
-
-    from knnclip_core.embedders.classic import channel_list, lab_and_gradients
-    from knnclip_core.embedders.classic_v2 import extra_channel_list
-
-    def skimage_lbp(gray, p, r):
-        return local_binary_pattern(gray, p, r, "uniform").astype(np.int64)
-
-    base = lab_and_gradients(image)
-    v1 = np.stack(channel_list(*base)).astype(np.float32, copy=False)
-    return np.concatenate([v1, np.stack(extra_channel_list(*base, lbp=skimage_lbp)).astype(np.float32, copy=False)])
-
-
 def today_preparer(emb):
-    """The preparer of the replaced path: classic-v2 with `today_dense_channels_v2`."""
+    """The preparer of the replaced path: the version's channels as `classic_today` computes them."""
+    from benchmarks.classic_today import today_dense_channels, today_dense_channels_v2
     from knnclip_core.embedders.classic_embedder import ClassicPreparer
 
-    if emb.version.name != "classic-v2":
-        return emb.prep
-    return ClassicPreparer(emb.prep.max_side, today_dense_channels_v2)
+    dense = today_dense_channels_v2 if emb.version.name == "classic-v2" else today_dense_channels
+    return ClassicPreparer(emb.prep.max_side, dense)
 
 
 def today_path(emb, items) -> list[np.ndarray]:
     """Vectors by the path before the label-free pooling rework (see module doc)."""
-    from knnclip_core.embedders.loader import prefetch
+    from knnclip_core.embedders.prefetch import prefetch
     from knnclip_core.embedders.pooling import pool
     from knnclip_core.embedders.rle_weights import rle_area_weights_by_runs
 

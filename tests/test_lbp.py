@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from skimage.feature import local_binary_pattern
 
-from benchmarks.classic_throughput import today_dense_channels_v2
+from benchmarks.classic_today import today_dense_channels_v2
 from knnclip_core.embedders.classic_v2 import LBP_SCALES, dense_channels_v2
 from knnclip_core.embedders.lbp import uniform_lbp
 

@@ -3,7 +3,7 @@ import threading
 
 import pytest
 
-from knnclip_core.embedders.loader import prefetch
+from knnclip_core.embedders.prefetch import prefetch
 
 
 def test_prefetch_keeps_order_and_bounds_lookahead():

@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # annotations only: torch is imported where it is used
     import torch
 
 from .backbones import BackboneSpec
-from .pooling import l2_normalize, mask_weights
+from .pooling import l2_normalize, mask_weights, pool
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +69,19 @@ class Preparer:
 
         with open_rgb(path, (height, width)) as im:
             return self.pixels(np.asarray(im))
+
+    def pooled_means(self, image: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """With `features_on_host`: HxWx3 uint8 RGB and (n, cells) mask weights -> (n, C) float32
+        per-mask means of the dense features (a preparer may pool without writing them all)."""
+        x = self.pixels(image)
+        return pool(weights, x.reshape(x.shape[0], -1).T, normalize=False)
+
+    def read_pooled(self, path: str, height: int, width: int, weights: np.ndarray) -> np.ndarray:
+        """`pooled_means` of an image file; ValueError when its size is not height x width."""
+        from .image_io import open_rgb
+
+        with open_rgb(path, (height, width)) as im:
+            return self.pooled_means(np.asarray(im), weights)
 
     def to_model(self, x):
         """(B, C, H', W') tensor of `pixels`, on the device -> float model input."""

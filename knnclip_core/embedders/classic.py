@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from .channel_parts import ChannelParts, bin_codes, positions
+from .colour import rgb_to_lab
+
 VERSION = "classic-v1"
 L_BINS, A_BINS, B_BINS = 8, 6, 6
 AB_RANGE = (-30.0, 30.0)  # a*, b* histogram range (values outside go to the end bins)
@@ -51,54 +54,44 @@ def working_size(h: int, w: int, max_side: int | None) -> tuple[int, int]:
     return max(1, round(h * s)), max(1, round(w * s))
 
 
-def _one_hot(values: np.ndarray, lo: float, hi: float, bins: int) -> np.ndarray:
-    idx = np.clip(((values - lo) / (hi - lo) * bins).astype(np.int64), 0, bins - 1)
-    return (idx[None] == np.arange(bins)[:, None, None]).astype(np.float32)
-
-
 def lab_and_gradients(image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """HxWx3 uint8 RGB -> (CIE-Lab (H, W, 3) float32, Sobel gx, gy of its L channel)."""
     from scipy import ndimage as ndi
-    from skimage.color import rgb2lab
 
-    lab = rgb2lab(image).astype(np.float32)
+    lab = rgb_to_lab(image)
     L = lab[..., 0]
     return lab, ndi.sobel(L, 1) / 8.0, ndi.sobel(L, 0) / 8.0
 
 
-def channel_list(lab: np.ndarray, gx: np.ndarray, gy: np.ndarray) -> list[np.ndarray]:
-    """The 38 v1 channels from `lab_and_gradients`, as (H, W) arrays (some bool or broadcast)."""
+def channel_parts(lab: np.ndarray, gx: np.ndarray, gy: np.ndarray) -> ChannelParts:
+    """The 38 v1 channels from `lab_and_gradients`: 18 planes and the three Lab histograms as codes."""
     from scipy import ndimage as ndi
 
     L, a, b = lab[..., 0], lab[..., 1], lab[..., 2]
-    h, w = L.shape
     mag = np.hypot(gx, gy)
-    rows = np.broadcast_to((np.arange(h, dtype=np.float32) / h)[:, None], (h, w))
-    chans = [L, a, b, L * L, a * a, b * b]
-    chans += list(_one_hot(L, 0.0, 100.0, L_BINS)) + list(_one_hot(a, *AB_RANGE, A_BINS)) \
-        + list(_one_hot(b, *AB_RANGE, B_BINS))
-    chans += [mag, mag * mag, np.abs(gx), np.abs(gy)]
-    chans += [np.abs(ndi.gaussian_laplace(L, s)) for s in LOG_SIGMAS]
-    chans += [rows, rows * rows, gx * gx, gy * gy, gx * gy]
-    return chans
+    pos = positions(*L.shape)
+    parts = [L, a, b, L * L, a * a, b * b]
+    parts += [bin_codes(L, 0.0, 100.0, L_BINS), bin_codes(a, *AB_RANGE, A_BINS), bin_codes(b, *AB_RANGE, B_BINS)]
+    parts += [mag, mag * mag, np.abs(gx), np.abs(gy)]
+    parts += [np.abs(ndi.gaussian_laplace(L, s)) for s in LOG_SIGMAS]
+    parts += [pos["y"], pos["y2"], gx * gx, gy * gy, gx * gy]
+    return ChannelParts(parts)
 
 
-def stacked(chans: list[np.ndarray]) -> np.ndarray:
-    """(C, H, W) float32 of a channel list, written once into one array (no stack + cast copies)."""
-    out = np.empty((len(chans), *chans[0].shape), np.float32)
-    for i, c in enumerate(chans):
-        out[i] = c
-    return out
+def channel_list(lab: np.ndarray, gx: np.ndarray, gy: np.ndarray) -> list[np.ndarray]:
+    """The 38 v1 channels from `lab_and_gradients`, as (H, W) arrays (some bool or broadcast)."""
+    return channel_parts(lab, gx, gy).as_list()
 
 
-def channels_from(lab: np.ndarray, gx: np.ndarray, gy: np.ndarray) -> np.ndarray:
-    """The (38, H, W) float32 v1 channels from `lab_and_gradients`."""
-    return stacked(channel_list(lab, gx, gy))
+def pooled_means(image: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """HxWx3 uint8 RGB and (n, H * W) mask weights -> (n, 38) pooled channel means (no planes
+    written for the histogram bins)."""
+    return channel_parts(*lab_and_gradients(image)).pooled(weights)
 
 
 def dense_channels(image: np.ndarray) -> np.ndarray:
     """HxWx3 uint8 RGB -> (38, H, W) float32 per-pixel channels (see module doc)."""
-    return channels_from(*lab_and_gradients(image))
+    return channel_parts(*lab_and_gradients(image)).dense()
 
 
 def moment_std(m: np.ndarray, i: int, j: int) -> np.ndarray:

@@ -8,7 +8,7 @@ standardisation constants and block weights applied to them (fitted by
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -16,16 +16,18 @@ from ..plugins import Registry
 from . import classic, classic_v2
 from .backbones import BackboneSpec
 from .base import Embedder, Preparer, format_id
-from .pooling import l2_normalize
+from .pooling import l2_normalize, mask_weights
 
 
 @dataclass(frozen=True)
 class ClassicVersion:
-    """One classic feature version: `dense(image) -> (C, H, W)` channels, `raw(pooled (n, C))
-    -> (n, D)` statistics, standardised as (raw - mu) / sd * weights."""
+    """One classic feature version: `dense(image) -> (C, H, W)` channels, `pooled(image, (n, H*W)
+    mask weights) -> (n, C)` their per-mask means (without writing every channel), `raw(pooled
+    (n, C)) -> (n, D)` statistics, standardised as (raw - mu) / sd * weights."""
 
     name: str
     dense: Callable[[np.ndarray], np.ndarray]
+    pooled: Callable[[np.ndarray, np.ndarray], np.ndarray]
     raw: Callable[[np.ndarray], np.ndarray]
     mu: np.ndarray
     sd: np.ndarray
@@ -46,9 +48,9 @@ class ClassicVersion:
 
 CLASSIC_VERSIONS: Registry[ClassicVersion] = Registry("classic version")
 CLASSIC_VERSIONS.add(classic.VERSION, ClassicVersion(
-    classic.VERSION, classic.dense_channels, classic.statistics, classic.MU, classic.SD, classic.WEIGHTS))
+    classic.VERSION, classic.dense_channels, classic.pooled_means, classic.statistics, classic.MU, classic.SD, classic.WEIGHTS))
 CLASSIC_VERSIONS.add(classic_v2.VERSION, ClassicVersion(
-    classic_v2.VERSION, classic_v2.dense_channels_v2, classic_v2.statistics_v2, np.concatenate([classic.MU, classic_v2.MU2]),
+    classic_v2.VERSION, classic_v2.dense_channels_v2, classic_v2.pooled_means_v2, classic_v2.statistics_v2, np.concatenate([classic.MU, classic_v2.MU2]),
     np.concatenate([classic.SD, classic_v2.SD2]), np.concatenate([classic.WEIGHTS, np.ones(len(classic_v2.MU2), np.float32)])))
 
 
@@ -61,24 +63,35 @@ def classic_version(spec: BackboneSpec) -> ClassicVersion:
 
 
 class ClassicPreparer(Preparer):
-    """Dense classic channels at the working size (long side at most `max_side`)."""
+    """Classic channels at the working size (long side at most `max_side`): dense, or pooled
+    per mask where they are made (`pooled_means`)."""
 
     features_on_host = True
 
-    def __init__(self, max_side: int | None, dense: Callable[[np.ndarray], np.ndarray] = classic.dense_channels):
-        self.max_side, self.dense = max_side, dense  # a module-level function: pickles by name
+    def __init__(self, max_side: int | None, dense: Callable[[np.ndarray], np.ndarray] = classic.dense_channels,
+                 pooled: Optional[Callable[[np.ndarray, np.ndarray], np.ndarray]] = None):
+        self.max_side, self.dense, self.pooled = max_side, dense, pooled  # module-level functions: pickle by name
 
     def grid_hw(self, h: int, w: int) -> tuple[int, int]:
         return classic.working_size(h, w, self.max_side)
 
-    def pixels(self, image: np.ndarray) -> np.ndarray:
+    def working_image(self, image: np.ndarray) -> np.ndarray:
+        """The image resized to its working size (itself when it already fits)."""
         h, w = image.shape[:2]
         wh, ww = self.grid_hw(h, w)
         if (wh, ww) != (h, w):
             from PIL import Image
 
             image = np.asarray(Image.fromarray(image).resize((ww, wh), Image.BILINEAR))
-        return self.dense(image)
+        return image
+
+    def pixels(self, image: np.ndarray) -> np.ndarray:
+        return self.dense(self.working_image(image))
+
+    def pooled_means(self, image: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        if self.pooled is None:
+            return super().pooled_means(image, weights)
+        return self.pooled(self.working_image(image), weights)
 
 
 class ClassicEmbedder(Embedder):
@@ -95,7 +108,7 @@ class ClassicEmbedder(Embedder):
         self.dim = self.version.dim
         self.raw = raw
         self.id = self.id_for(spec) + ("|raw" if raw else "")
-        self.prep = ClassicPreparer(self.max_side, self.version.dense)
+        self.prep = ClassicPreparer(self.max_side, self.version.dense, self.version.pooled)
 
     @staticmethod
     def id_for(spec: BackboneSpec) -> str:
@@ -105,6 +118,18 @@ class ClassicEmbedder(Embedder):
 
     def forward(self, x):
         return x.permute(0, 2, 3, 1)  # the channels are the features
+
+    def embed_batch(self, items) -> list[np.ndarray]:
+        """Pooled where the channels are made (no model, no dense channels kept)."""
+        out = []
+        for image, masks in items:
+            image = np.asarray(image)
+            h, w = image.shape[:2]
+            m = np.asarray(masks, dtype=bool).reshape(-1, h, w) if len(masks) else np.zeros((0, h, w), bool)
+            weights = mask_weights(m, self.prep.grid_hw(h, w))
+            out.append(self.finalize(self.prep.pooled_means(image, weights)) if len(m)
+                       else np.zeros((0, self.dim), np.float32))
+        return out
 
     def finalize(self, pooled: np.ndarray) -> np.ndarray:
         if self.raw:

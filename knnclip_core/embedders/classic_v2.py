@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .classic import N_CHANNELS, channel_list, lab_and_gradients, moment_std, stacked, statistics
+from .channel_parts import ChannelParts, Codes, positions
+from .classic import N_CHANNELS, channel_parts, lab_and_gradients, moment_std, statistics
 from .lbp import uniform_lbp
 
 VERSION = "classic-v2"
@@ -50,44 +51,65 @@ assert len(MU2) == len(SD2) == N_EXTRA_FEATURES
 
 def extra_channels(image: np.ndarray) -> np.ndarray:
     """HxWx3 uint8 RGB -> (52, H, W) float32: the channels v2 adds to v1's."""
-    return extra_channels_from(*lab_and_gradients(image))
+    return extra_channel_parts(*lab_and_gradients(image)).dense()
 
 
-def extra_channels_from(lab: np.ndarray, gx: np.ndarray, gy: np.ndarray) -> np.ndarray:
-    """`extra_channels` from `lab_and_gradients` (shared with v1's channels)."""
-    return stacked(extra_channel_list(lab, gx, gy))
-
-
-def extra_channel_list(lab: np.ndarray, gx: np.ndarray, gy: np.ndarray, lbp=uniform_lbp) -> list[np.ndarray]:
-    """The 52 channels v2 adds, as (H, W) arrays (some bool or broadcast); `lbp(gray, P, R)`
-    gives the uniform LBP codes (skimage's `local_binary_pattern(..., "uniform")` gives the same)."""
+def extra_channel_parts(lab: np.ndarray, gx: np.ndarray, gy: np.ndarray, lbp=uniform_lbp) -> ChannelParts:
+    """The 52 channels v2 adds: 16 planes, the orientation bins (codes weighted by the gradient
+    magnitude) and three LBP code maps; `lbp(gray, P, R)` gives the uniform LBP codes
+    (skimage's `local_binary_pattern(..., "uniform")` gives the same)."""
     L, a, b = lab[..., 0], lab[..., 1], lab[..., 2]
-    h, w = L.shape
     lz = (L - L.mean()) / (L.std() + 1e-3)
     ar, br = a - a.mean(), b - b.mean()
-    rank = np.empty(L.size, np.float32)
-    rank[np.argsort(L, axis=None, kind="stable")] = np.linspace(0.0, 1.0, L.size, dtype=np.float32)
-    rank = rank.reshape(h, w)
-    x = np.broadcast_to((np.arange(w, dtype=np.float32) / w)[None, :], (h, w))
-    xc = np.abs(x - 0.5)
-    y = np.broadcast_to((np.arange(h, dtype=np.float32) / h)[:, None], (h, w))
+    rank = luminance_rank(L)
+    pos = positions(*L.shape)
     mag = np.hypot(gx, gy)
     orient = np.minimum((np.mod(np.arctan2(gy, gx), np.pi) / np.pi * ORIENT_BINS).astype(np.int64), ORIENT_BINS - 1)
     gray = np.asarray(np.clip(L * 2.55, 0, 255), np.uint8)
-    chans = [lz, lz * lz, ar, ar * ar, br, br * br, rank, rank * rank, x, x * x, xc, xc * xc,
-             y, y * y, y ** 3, y ** 4]
-    chans += [mag * (orient == k) for k in range(ORIENT_BINS)]
-    for p, r in LBP_SCALES:
-        codes = lbp(gray, p, r)
-        chans += [codes == k for k in range(p + 2)]
-    return chans
+    parts = [lz, lz * lz, ar, ar * ar, br, br * br, rank, rank * rank]
+    parts += [pos[k] for k in ("x", "x2", "xc", "xc2", "y", "y2", "y3", "y4")]
+    parts.append(Codes(orient, ORIENT_BINS, weight=mag))
+    parts += [Codes(lbp(gray, p, r), p + 2) for p, r in LBP_SCALES]
+    return ChannelParts(parts)
+
+
+def extra_channel_list(lab: np.ndarray, gx: np.ndarray, gy: np.ndarray, lbp=uniform_lbp) -> list[np.ndarray]:
+    """The 52 channels v2 adds, as (H, W) arrays (some bool or broadcast)."""
+    return extra_channel_parts(lab, gx, gy, lbp).as_list()
+
+
+def stable_order(values: np.ndarray) -> np.ndarray:
+    """`np.argsort(values, axis=None, kind="stable")` of finite float32 values, as two stable
+    radix passes over 16-bit halves of an order-keeping integer key (numpy sorts 16-bit keys by
+    radix): -0.0 counts as 0.0, as in numpy's comparison."""
+    bits = (np.ascontiguousarray(values, np.float32).reshape(-1) + np.float32(0.0)).view(np.uint32)
+    key = np.where(bits >> 31, ~bits, bits | np.uint32(0x80000000))
+    order = np.argsort((key & 0xFFFF).astype(np.uint16), kind="stable")
+    return order[np.argsort((key >> 16).astype(np.uint16)[order], kind="stable")]
+
+
+def luminance_rank(L: np.ndarray) -> np.ndarray:
+    """(H, W) float32: each pixel's place in the image's luminance order, 0..1 (ties by position)."""
+    rank = np.empty(L.size, np.float32)
+    rank[stable_order(L)] = np.linspace(0.0, 1.0, L.size, dtype=np.float32)
+    return rank.reshape(L.shape)
+
+
+def channel_parts_v2(image: np.ndarray) -> ChannelParts:
+    """v1's 38 channels, then v2's 52, Lab and the gradients computed once for both."""
+    base = lab_and_gradients(image)
+    return channel_parts(*base) + extra_channel_parts(*base)
 
 
 def dense_channels_v2(image: np.ndarray) -> np.ndarray:
-    """HxWx3 uint8 RGB -> (90, H, W) float32: v1's 38 channels, then v2's 52 (Lab and the
-    gradients computed once for both)."""
-    base = lab_and_gradients(image)
-    return stacked(channel_list(*base) + extra_channel_list(*base))
+    """HxWx3 uint8 RGB -> (90, H, W) float32: v1's 38 channels, then v2's 52."""
+    return channel_parts_v2(image).dense()
+
+
+def pooled_means_v2(image: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """HxWx3 uint8 RGB and (n, H * W) mask weights -> (n, 90) pooled channel means (no planes
+    written for the bins and codes)."""
+    return channel_parts_v2(image).pooled(weights)
 
 
 def extra_statistics(means: np.ndarray) -> np.ndarray:

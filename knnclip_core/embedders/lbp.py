@@ -45,27 +45,38 @@ def _uniform_table(points: int) -> np.ndarray:
     return table
 
 
+def _column_blend(padded: np.ndarray, pad: int, width: int, dc: float) -> np.ndarray:
+    """(H + 2 pad, W) float64: every padded row sampled at column c + dc, linear between the two
+    whole-pixel columns; points sharing `dc` share it (their rows differ only by a shift)."""
+    c0, c1 = int(np.floor(dc)), int(np.ceil(dc))
+    fc = _fractions(width, dc)[None, :]
+    out = (1 - fc) * padded[:, pad + c0:pad + c0 + width]
+    out += fc * padded[:, pad + c1:pad + c1 + width]
+    return out
+
+
 def _at_least_centre(image: np.ndarray, dr: float, dc: float, padded: np.ndarray, pad: int,
-                     bufs: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+                     blends: dict, bufs: tuple[np.ndarray, np.ndarray], centre: np.ndarray,
+                     whole: np.ndarray) -> np.ndarray:
     """Bool (H, W): the image sampled at (r + dr, c + dc), bilinear and 0 outside, is >= the
     pixel (r, c) (skimage's `texture - centre >= 0`; for finite doubles the same as >=).
 
     The offsets have 5 decimals, so floor(r + dr) is r + floor(dr) for every row r: the four
     taps are whole-pixel shifts of the padded image; a whole-pixel offset needs no weights
-    (1 * a + 0 * b is a exactly)."""
+    (1 * a + 0 * b is a exactly) and is compared in the image's own dtype (`centre`, `whole`: the
+    image and its padded copy; exact for integers). The column blend of the taps (skimage's first step, the same
+    float64 operations) is computed once per column offset."""
     h, w = image.shape
     r0, r1, c0, c1 = int(np.floor(dr)), int(np.ceil(dr)), int(np.floor(dc)), int(np.ceil(dc))
     if r0 == r1 and c0 == c1:
-        return _shifted(padded, pad, (h, w), r0, c0) >= image
+        return _shifted(whole, pad, (h, w), r0, c0) >= centre
+    if dc not in blends:
+        blends[dc] = _column_blend(padded, pad, w, dc)
+    blend = blends[dc]
     top, bottom = bufs
     fr = _fractions(h, dr)[:, None]
-    fc = _fractions(w, dc)[None, :]
-    np.multiply(1 - fc, _shifted(padded, pad, (h, w), r0, c0), out=top)
-    top += fc * _shifted(padded, pad, (h, w), r0, c1)
-    np.multiply(1 - fc, _shifted(padded, pad, (h, w), r1, c0), out=bottom)
-    bottom += fc * _shifted(padded, pad, (h, w), r1, c1)
-    top *= 1 - fr
-    bottom *= fr
+    np.multiply(blend[pad + r0:pad + r0 + h], 1 - fr, out=top)
+    np.multiply(blend[pad + r1:pad + r1 + h], fr, out=bottom)
     top += bottom
     return top >= image
 
@@ -77,9 +88,12 @@ def uniform_lbp(image: np.ndarray, points: int, radius: float) -> np.ndarray:
     img = np.ascontiguousarray(image, dtype=np.float64)
     pad = int(np.ceil(radius)) + 1
     padded = np.pad(img, pad)
+    centre = np.asarray(image) if np.asarray(image).dtype in (np.uint8, np.uint16, np.int16, np.int32) else img
+    whole = padded if centre is img else np.pad(centre, pad)
     bufs = (np.empty_like(img), np.empty_like(img))
-    pattern = np.zeros(img.shape, np.uint16)
+    blends: dict = {}
+    pattern = np.zeros(img.shape, np.uint8 if points <= 8 else np.uint16)
     for i, (dr, dc) in enumerate(zip(*circle_offsets(points, radius))):
-        bit = _at_least_centre(img, float(dr), float(dc), padded, pad, bufs)
-        pattern |= bit.astype(np.uint16) << i
+        bit = _at_least_centre(img, float(dr), float(dc), padded, pad, blends, bufs, centre, whole)
+        pattern |= bit.view(np.uint8).astype(pattern.dtype, copy=False) << pattern.dtype.type(i)
     return _uniform_table(points)[pattern]

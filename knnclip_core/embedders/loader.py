@@ -7,12 +7,9 @@ in batch order; `vectors` is (n_masks, D) float32 or None when the image failed.
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import multiprocessing
 import os
-import queue
-import threading
 from dataclasses import dataclass, field
 from typing import Iterator, Optional, Sequence
 
@@ -20,8 +17,8 @@ import numpy as np
 
 from ..progress import ProgressArg, progress_for
 from .base import Embedder, Preparer
-from .pooling import mask_weights, pool
-from .rle_weights import rle_area_weights
+from .host_workers import CHUNK, image_failure, item_weights, iter_host_pooled
+from .prefetch import one_blas_thread, prefetch
 
 logger = logging.getLogger(__name__)
 
@@ -52,27 +49,18 @@ class _Prepared:
         item = self.items[i]
         try:
             x = self.prep.read(item.path, item.height, item.width)
-            grid = self.prep.grid_hw(item.height, item.width)
-            if item.masks is not None:
-                w = mask_weights(np.asarray(item.masks, dtype=bool).reshape(-1, item.height, item.width), grid)
-            else:
-                w = rle_area_weights(item.masks_rle, item.height, item.width, grid)
-            if self.prep.features_on_host:  # pool here: only (n, C) means travel, not C full planes
-                return {"index": i, "pooled": pool(w, x.reshape(x.shape[0], -1).T, normalize=False), "error": None}
+            w = item_weights(self.prep, item)
             return {"index": i, "x": x, "weights": w, "error": None}
-        except FileNotFoundError:
-            return {"index": i, "error": f"missing file {item.path}"}
-        except Exception as exc:  # unreadable image: report it, keep going
-            return {"index": i, "error": f"{type(exc).__name__}: {exc}"}
+        except Exception as exc:  # missing or unreadable image: report it, keep going
+            return {"index": i, "error": image_failure(item, exc)}
 
 
 def _collate(samples: list[dict]) -> dict:
     import torch
 
-    ok = [s for s in samples if s["error"] is None and "x" in s]
+    ok = [s for s in samples if s["error"] is None]
     return {"x": torch.from_numpy(np.stack([s["x"] for s in ok])) if ok else None,
             "ok": [(s["index"], s["weights"]) for s in ok],
-            "pooled": [(s["index"], s["pooled"]) for s in samples if "pooled" in s],
             "failed": [(s["index"], s["error"]) for s in samples if s["error"] is not None]}
 
 
@@ -102,99 +90,63 @@ def auto_workers(device: str, host_features: bool = False) -> int:
     return max(0, min(4, cores - torch.get_num_threads()))
 
 
-_BLAS_LIMIT = []  # keeps the worker's threadpool limit alive
-
-
-def _one_blas_thread(_worker_id: int = 0) -> None:
-    """DataLoader worker start: one BLAS thread. Preparation runs one process per core, and
-    OpenBLAS threads spinning against each other (and a loaded machine) made the per-image
-    mask pooling three times slower than single-threaded."""
-    from threadpoolctl import threadpool_limits
-
-    _BLAS_LIMIT.append(threadpool_limits(1, user_api="blas"))
-
-
-class _Raised:
-    def __init__(self, exc: BaseException):
-        self.exc = exc
-
-
-def prefetch(iterable, depth: int = 2) -> Iterator:
-    """Iterate `iterable` in a background thread, at most `depth` items ahead: decoding
-    (PIL and numpy release the GIL) overlaps the model's forward without worker processes."""
-    q: "queue.Queue" = queue.Queue(maxsize=depth)
-    done, stop = object(), threading.Event()
-
-    def produce() -> None:
-        try:
-            for x in iterable:
-                while not stop.is_set():
-                    try:
-                        q.put(x, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            q.put(done)
-        except BaseException as exc:  # handed to the consumer
-            q.put(_Raised(exc))
-
-    thread = threading.Thread(target=produce, name="knnclip-prefetch", daemon=True)
-    thread.start()
-    try:
-        while (x := q.get()) is not done:
-            if isinstance(x, _Raised):
-                raise x.exc
-            yield x
-    finally:
-        stop.set()
-
-
 def iter_embeddings(embedder: Embedder, items: Sequence[WorkItem], batch_size: int = 16,
                     num_workers: Optional[int] = 0, progress: ProgressArg = False) -> Iterator[tuple[WorkItem, Optional[np.ndarray], Optional[str]]]:
     """Embed every mask of every item; yields (item, (n, D) vectors or None, error or None).
     `progress` (see knnclip_core.progress.progress_for) counts segments."""
-    import torch
-    from torch.utils.data import DataLoader
-
     batches = size_batches(embedder, items, batch_size)
     host = embedder.prep.features_on_host
     if num_workers is None:
         num_workers = auto_workers(embedder.device, host)
-    num_workers = min(num_workers, len(batches))  # a worker per batch at most: start-up is not free
+    num_workers = min(num_workers, len(batches) if not host else -(-len(items) // CHUNK))  # start-up is not free
     if num_workers > 0 and multiprocessing.current_process().daemon:
-        logger.info("decoding in process: a daemonic process (e.g. a Dask worker) cannot start DataLoader workers")
+        logger.info("decoding in process: a daemonic process (e.g. a Dask worker) cannot start worker processes")
         num_workers = 0
+    bar = progress_for(progress, sum(len(it.masks_rle) for it in items), "embed", "segments", rate_unit="seg")
+    try:
+        if host:
+            yield from _host_embeddings(embedder, [items[i] for b in batches for i in b], num_workers, bar)
+        else:
+            yield from _device_embeddings(embedder, items, batches, num_workers, bar)
+    finally:
+        bar.close()
+
+
+def _host_embeddings(embedder: Embedder, items: Sequence[WorkItem], num_workers: int, bar):
+    """Host features: pooled where they are made (host_workers), finalised here."""
+    for i, pooled, error in iter_host_pooled(embedder.prep, items, num_workers):
+        bar.update(len(items[i].masks_rle))
+        if error is not None:
+            yield items[i], None, error
+        else:
+            yield items[i], embedder.finalize(pooled) if len(pooled) else np.zeros((0, embedder.dim), np.float32), None
+
+
+def _device_embeddings(embedder: Embedder, items: Sequence[WorkItem], batches: list[list[int]], num_workers: int, bar):
+    """Model features: decoded in DataLoader workers, one forward per batch on the device."""
+    import torch
+    from torch.utils.data import DataLoader
+
     # Workers get only the picklable Preparer, started by a forkserver: forking a process
     # that holds a CUDA context or LanceDB's runtime is unsafe.
     loader = DataLoader(_Prepared(embedder.prep, items), batch_sampler=batches, num_workers=num_workers,
                         collate_fn=_collate, pin_memory=embedder.device.startswith("cuda"),
                         multiprocessing_context="forkserver" if num_workers > 0 else None,
-                        worker_init_fn=_one_blas_thread if num_workers > 0 else None)
-    bar = progress_for(progress, sum(len(it.masks_rle) for it in items), "embed", "segments", rate_unit="seg")
-    limit = contextlib.nullcontext()
-    if host and num_workers == 0:  # pooling in the prefetch thread: one BLAS thread (see _one_blas_thread)
-        from threadpoolctl import threadpool_limits
-
-        limit = threadpool_limits(1, user_api="blas")
+                        worker_init_fn=one_blas_thread if num_workers > 0 else None)
     try:
         for batch in (loader if num_workers > 0 else prefetch(loader)):
             for index, error in batch["failed"]:
                 bar.update(len(items[index].masks_rle))
                 yield items[index], None, error
-            done = [(index, embedder.finalize(m) if len(m) else np.zeros((0, embedder.dim), np.float32))
-                    for index, m in batch["pooled"]]
-            if batch["x"] is not None:
-                feats = embedder.forward_batch(batch["x"])
-                done += [(index, v) for (index, _), v in
-                         zip(batch["ok"], embedder.pool_batch(feats, [w for _, w in batch["ok"]]))]
+            if batch["x"] is None:
+                continue
+            feats = embedder.forward_batch(batch["x"])
+            done = list(zip([index for index, _ in batch["ok"]],
+                            embedder.pool_batch(feats, [w for _, w in batch["ok"]])))
             bar.update(sum(len(items[index].masks_rle) for index, _ in done))
             for index, v in done:
                 yield items[index], v, None
     finally:
-        limit.__exit__(None, None, None)
-        bar.close()
         del loader
         if embedder.device.startswith("cuda"):
             torch.cuda.empty_cache()
