@@ -81,8 +81,11 @@ def test_rgb_to_lab_is_skimage_bit_for_bit():
 
     rng = np.random.default_rng(6)
     ramp = np.repeat(np.arange(256, dtype=np.uint8), 3).reshape(16, 16, 3)  # every grey level
-    for image in (rng.integers(0, 256, (64, 80, 3), dtype=np.uint8), ramp, np.zeros((3, 4, 3), np.uint8)):
-        np.testing.assert_array_equal(rgb_to_lab(image), rgb2lab(image).astype(np.float32))
+    colours = rng.integers(0, 256, (512, 512, 3), dtype=np.uint8)  # 262k colours of the 2^24
+    for image in (rng.integers(0, 256, (64, 80, 3), dtype=np.uint8), ramp, np.zeros((3, 4, 3), np.uint8), colours):
+        lab = rgb_to_lab(image)
+        np.testing.assert_array_equal(lab, rgb2lab(image).astype(np.float32))
+        assert all(lab[..., c].flags.c_contiguous for c in range(3))
     with pytest.raises(ValueError, match="uint8"):
         rgb_to_lab(np.zeros((4, 4, 3), np.float32))
 

@@ -97,13 +97,16 @@ class Preparer:
         """Feature grid (gh, gw) that an h x w image gives."""
         raise NotImplementedError
 
+    def mask_weights_of(self, masks, h: int, w: int) -> np.ndarray:
+        """(n, gh*gw) area weights of decoded masks (n, h, w) (or a list of them) on this grid."""
+        masks = np.asarray(masks, dtype=bool).reshape(-1, h, w) if len(masks) else np.zeros((0, h, w), bool)
+        return mask_weights(masks, self.grid_hw(h, w))
+
     def prepare(self, image: np.ndarray, masks) -> tuple[np.ndarray, np.ndarray]:
         """One image and its masks -> (`pixels`, (n, gh*gw) area mask weights)."""
         image = np.asarray(image)
         assert image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8, (image.shape, image.dtype)
-        h, w = image.shape[:2]
-        masks = np.asarray(masks, dtype=bool).reshape(-1, h, w) if len(masks) else np.zeros((0, h, w), bool)
-        return self.pixels(image), mask_weights(masks, self.grid_hw(h, w))
+        return self.pixels(image), self.mask_weights_of(masks, *image.shape[:2])
 
 
 class ResizePreparer(Preparer):

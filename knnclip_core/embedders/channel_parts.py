@@ -133,25 +133,27 @@ class ChannelParts:
         `pooling.pool(weights, dense().reshape(C, -1).T, normalize=False)` gives."""
         weights = np.asarray(weights, np.float32)
         n = weights.shape[0]
-        total = weights.sum(axis=1, keepdims=True)
+        total = np.maximum(weights.sum(axis=1, keepdims=True), 1e-12)
         out = np.empty((n, self.n_channels), np.float32)
-        planes: dict[int, np.ndarray] = {}  # id -> plane: a shared plane is pooled once
-        plane_of_col: list[tuple[int, int]] = []
+        row_of: dict[int, int] = {}  # id(plane) -> its row: a shared plane is pooled once
+        planes: list[np.ndarray] = []
+        plane_cols, plane_rows = [], []
         cells = mask_cells(weights) if any(isinstance(p, Codes) for p in self.parts) else None
         col = 0
         for p in self.parts:
             if isinstance(p, Codes):
-                out[:, col:col + p.n] = cells.count(p) / np.maximum(total, 1e-12)
+                out[:, col:col + p.n] = cells.count(p) / total
                 col += p.n
-            else:
-                planes.setdefault(id(p), p)
-                plane_of_col.append((col, list(planes).index(id(p))))
-                col += 1
+                continue
+            if id(p) not in row_of:
+                row_of[id(p)] = len(planes)
+                planes.append(p)
+            plane_cols.append(col)
+            plane_rows.append(row_of[id(p)])
+            col += 1
         if planes:
             stack = np.empty((len(planes), weights.shape[1]), np.float32)
-            for i, p in enumerate(planes.values()):
+            for i, p in enumerate(planes):
                 stack[i].reshape(p.shape)[...] = p
-            means = (weights @ stack.T) / np.maximum(total, 1e-12)
-            cols, rows = zip(*plane_of_col)
-            out[:, list(cols)] = means[:, list(rows)]
+            out[:, plane_cols] = ((weights @ stack.T) / total)[:, plane_rows]
         return out

@@ -15,6 +15,7 @@ import numpy as np
 
 from .channel_parts import ChannelParts, bin_codes, positions
 from .colour import rgb_to_lab
+from .laplace import gaussian_laplace_many
 
 VERSION = "classic-v1"
 L_BINS, A_BINS, B_BINS = 8, 6, 6
@@ -65,15 +66,13 @@ def lab_and_gradients(image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nda
 
 def channel_parts(lab: np.ndarray, gx: np.ndarray, gy: np.ndarray) -> ChannelParts:
     """The 38 v1 channels from `lab_and_gradients`: 18 planes and the three Lab histograms as codes."""
-    from scipy import ndimage as ndi
-
     L, a, b = lab[..., 0], lab[..., 1], lab[..., 2]
     mag = np.hypot(gx, gy)
     pos = positions(*L.shape)
     parts = [L, a, b, L * L, a * a, b * b]
     parts += [bin_codes(L, 0.0, 100.0, L_BINS), bin_codes(a, *AB_RANGE, A_BINS), bin_codes(b, *AB_RANGE, B_BINS)]
     parts += [mag, mag * mag, np.abs(gx), np.abs(gy)]
-    parts += [np.abs(ndi.gaussian_laplace(L, s)) for s in LOG_SIGMAS]
+    parts += [np.abs(log) for log in gaussian_laplace_many(L, LOG_SIGMAS)]
     parts += [pos["y"], pos["y2"], gx * gx, gy * gy, gx * gy]
     return ChannelParts(parts)
 

@@ -16,7 +16,7 @@ from ..plugins import Registry
 from . import classic, classic_v2
 from .backbones import BackboneSpec
 from .base import Embedder, Preparer, format_id
-from .pooling import l2_normalize, mask_weights
+from .pooling import l2_normalize
 
 
 @dataclass(frozen=True)
@@ -124,10 +124,8 @@ class ClassicEmbedder(Embedder):
         out = []
         for image, masks in items:
             image = np.asarray(image)
-            h, w = image.shape[:2]
-            m = np.asarray(masks, dtype=bool).reshape(-1, h, w) if len(masks) else np.zeros((0, h, w), bool)
-            weights = mask_weights(m, self.prep.grid_hw(h, w))
-            out.append(self.finalize(self.prep.pooled_means(image, weights)) if len(m)
+            weights = self.prep.mask_weights_of(masks, *image.shape[:2])
+            out.append(self.finalize(self.prep.pooled_means(image, weights)) if len(weights)
                        else np.zeros((0, self.dim), np.float32))
         return out
 

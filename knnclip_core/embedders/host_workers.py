@@ -17,7 +17,6 @@ from typing import Iterator, Optional, Sequence
 import numpy as np
 
 from .base import Preparer
-from .pooling import mask_weights
 from .prefetch import one_blas_thread, prefetch
 from .rle_weights import rle_area_weights
 
@@ -29,10 +28,9 @@ _PREP: list[Preparer] = []  # the worker's preparer (set by _start)
 
 def item_weights(prep: Preparer, item) -> np.ndarray:
     """(n, cells) area weights of a WorkItem's masks on the preparer's grid (RLE or decoded)."""
-    grid = prep.grid_hw(item.height, item.width)
     if item.masks is not None:
-        return mask_weights(np.asarray(item.masks, dtype=bool).reshape(-1, item.height, item.width), grid)
-    return rle_area_weights(item.masks_rle, item.height, item.width, grid)
+        return prep.mask_weights_of(item.masks, item.height, item.width)
+    return rle_area_weights(item.masks_rle, item.height, item.width, prep.grid_hw(item.height, item.width))
 
 
 def image_failure(item, exc: Exception) -> str:

@@ -85,10 +85,11 @@ def uniform_lbp(image: np.ndarray, points: int, radius: float) -> np.ndarray:
     """(H, W) uint8 uniform LBP codes in 0..points+1 of a 2-D image (module docstring)."""
     if points > 16:
         raise ValueError(f"uniform_lbp: at most 16 circle points, got {points}")
-    img = np.ascontiguousarray(image, dtype=np.float64)
+    given = np.asarray(image)
+    img = np.ascontiguousarray(given, dtype=np.float64)
     pad = int(np.ceil(radius)) + 1
     padded = np.pad(img, pad)
-    centre = np.asarray(image) if np.asarray(image).dtype in (np.uint8, np.uint16, np.int16, np.int32) else img
+    centre = given if given.dtype in (np.uint8, np.uint16, np.int16, np.int32) else img
     whole = padded if centre is img else np.pad(centre, pad)
     bufs = (np.empty_like(img), np.empty_like(img))
     blends: dict = {}
