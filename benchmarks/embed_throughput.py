@@ -138,8 +138,10 @@ def pipeline_rates(emb, items, batch_size: int, num_workers, repeats: int) -> tu
             n_seg += len(vecs)
         _sync(emb)
         t1 = time.perf_counter()
-    after_first = max(n_img - min(batch_size, n_img), 1)  # one size group: the first batch is full
-    rate = after_first / max(t1 - first, 1e-9)
+    if n_img > batch_size:  # one size group: the first batch is full, the rate is taken after it
+        rate = (n_img - batch_size) / max(t1 - first, 1e-9)
+    else:  # the whole job is one batch: nothing comes after the first, so the start-up counts
+        rate = n_img / max(t1 - t0, 1e-9)
     return rate, rate * n_seg / max(n_img, 1), counter.images / max(n_img, 1), first - t0
 
 
@@ -188,6 +190,7 @@ def main(argv=None) -> int:
         "segments_per_s": round(sps, 3), "segments_per_image": round(seg_per_image, 3),
         "forwards_per_image": round(float(np.median([r[2] for r in rates])), 4),
         "pipeline_startup_s": round(float(np.median([r[3] for r in rates])), 3),
+        "pipeline_startup_s_per_round": [round(r[3], 3) for r in rates],
         "device": device, "torch_threads": torch.get_num_threads(), "backbone": args.backbone,
         "embedder_id": emb.id, "batch_size": args.batch_size, "num_workers": auto_workers(emb.device) if args.num_workers is None else args.num_workers,
         "images": len(items), "repeats": args.repeats, "rounds": len(bares), "source": source,

@@ -9,6 +9,7 @@ import pytest
 from skimage.feature import local_binary_pattern
 
 from benchmarks.classic_today import today_dense_channels_v2
+from knnclip_core.embedders.classic import FEATURE_NAMES
 from knnclip_core.embedders.classic_v2 import LBP_SCALES, dense_channels_v2
 from knnclip_core.embedders.lbp import uniform_lbp
 
@@ -50,4 +51,11 @@ def test_classic_v2_channels_equal_those_made_with_skimage_lbp():
     for image in images:
         ours = dense_channels_v2(image)
         assert ours.dtype == np.float32 and ours.shape == (90, *image.shape[:2])
-        np.testing.assert_array_equal(ours, today_dense_channels_v2(image))  # the code this replaced
+        today = today_dense_channels_v2(image)  # the code this replaced
+        # Bit for bit except the |LoG| planes: a spectrum replaces scipy's direct convolution there,
+        # so they agree to float32 rounding of their own range (tests/test_laplace.py checks the filter).
+        log = [i for i, name in enumerate(FEATURE_NAMES) if name.startswith("abslog")]
+        rest = np.setdiff1d(np.arange(ours.shape[0]), log)
+        np.testing.assert_array_equal(ours[rest], today[rest])
+        for i in log:
+            np.testing.assert_allclose(ours[i], today[i], rtol=0, atol=1e-6 * float(np.abs(today[i]).max()))

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from typing import Iterator, Optional, Sequence
 
 import numpy as np
 
 from .base import Preparer
-from .prefetch import one_blas_thread, prefetch
+from .prefetch import one_blas_thread, prefetch, worker_context
 from .rle_weights import rle_area_weights
 
 CHUNK = 4  # images per task: few enough to keep both cores busy to the end
@@ -72,7 +71,7 @@ def iter_host_pooled(prep: Preparer, items: Sequence, num_workers: int
             yield from prefetch((i, *pooled_or_error(prep, it)) for i, it in enumerate(items))
         return
     chunks = [list(range(i, min(i + CHUNK, len(items)))) for i in range(0, len(items), CHUNK)]
-    pool = ProcessPoolExecutor(num_workers, mp_context=multiprocessing.get_context("forkserver"),
+    pool = ProcessPoolExecutor(num_workers, mp_context=worker_context([__name__, type(prep).__module__]),
                                initializer=_start, initargs=(prep,))
     pending: collections.deque = collections.deque()
     try:

@@ -18,7 +18,7 @@ import numpy as np
 from ..progress import ProgressArg, progress_for
 from .base import Embedder, Preparer
 from .host_workers import CHUNK, image_failure, item_weights, iter_host_pooled
-from .prefetch import one_blas_thread, prefetch
+from .prefetch import one_blas_thread, prefetch, worker_context
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +75,8 @@ def size_batches(embedder: Embedder, items: Sequence[WorkItem], batch_size: int)
 
 
 def auto_workers(device: str, host_features: bool = False) -> int:
-    """DataLoader workers worth starting: on CUDA up to 4 (decoding overlaps the GPU); on
+    """DataLoader workers worth starting: on CUDA up to 8 (decoding overlaps the GPU: on an
+    H200 with 16 cores, 8 workers fed 661 CamVid images/s against 344 with 4); on
     the CPU only the cores the model's threads leave idle, since a worker decoding on a
     core the model uses slows the model down by as much as it saves. With `host_features`
     (the preparer computes the features itself, e.g. classic) the main process only
@@ -86,7 +87,7 @@ def auto_workers(device: str, host_features: bool = False) -> int:
     if host_features:
         return min(4, cores) if cores > 1 else 0
     if device.startswith("cuda"):
-        return min(4, max(1, cores - 1))
+        return min(8, max(1, cores - 1))
     return max(0, min(4, cores - torch.get_num_threads()))
 
 
@@ -127,11 +128,11 @@ def _device_embeddings(embedder: Embedder, items: Sequence[WorkItem], batches: l
     import torch
     from torch.utils.data import DataLoader
 
-    # Workers get only the picklable Preparer, started by a forkserver: forking a process
-    # that holds a CUDA context or LanceDB's runtime is unsafe.
+    # Workers get only the picklable Preparer, forked from a forkserver that has torch and
+    # the preparer imported already (start-up grew by about 4 s per worker on the H200).
     loader = DataLoader(_Prepared(embedder.prep, items), batch_sampler=batches, num_workers=num_workers,
                         collate_fn=_collate, pin_memory=embedder.device.startswith("cuda"),
-                        multiprocessing_context="forkserver" if num_workers > 0 else None,
+                        multiprocessing_context=worker_context(["torch", __name__, type(embedder.prep).__module__]) if num_workers > 0 else None,
                         worker_init_fn=one_blas_thread if num_workers > 0 else None)
     try:
         for batch in (loader if num_workers > 0 else prefetch(loader)):

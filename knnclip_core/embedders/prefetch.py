@@ -1,9 +1,10 @@
-"""Background iteration and the one-BLAS-thread rule shared by the embedding workers."""
+"""Background iteration, the one-BLAS-thread rule and the forkserver shared by the embedding workers."""
 from __future__ import annotations
 
+import multiprocessing
 import queue
 import threading
-from typing import Iterator
+from typing import Iterator, Sequence
 
 _BLAS_LIMIT = []  # keeps the worker's threadpool limit alive
 
@@ -15,6 +16,17 @@ def one_blas_thread(_worker_id: int = 0) -> None:
     from threadpoolctl import threadpool_limits
 
     _BLAS_LIMIT.append(threadpool_limits(1, user_api="blas"))
+
+
+def worker_context(preload: Sequence[str]):
+    """The forkserver context for worker processes (forking a process that holds LanceDB's
+    runtime or a CUDA context is unsafe), asking the server to import `preload` once when it
+    starts: every worker forked from it then begins with those modules loaded instead of
+    importing them itself (seconds for torch, paid per worker and per job). The server is
+    one per process and starts on first use, so the first job's list is the one that holds."""
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["__main__", *preload])
+    return ctx
 
 
 class _Raised:
