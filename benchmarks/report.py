@@ -153,6 +153,16 @@ def other_rows(results: list[tuple[str, dict]]) -> list[str]:
     return out
 
 
+def stream_rows(results: list[tuple[str, dict]]) -> list[str]:
+    """One row per size of a streamed dedup run (dedup_scale.py --stream)."""
+    head = ["result", "vectors", "dim", "seconds", "spill s", "search s", "pairs (planted)", "peak RSS MB", "load"]
+    rows = [[name, f"{s['n']:,}", s["d"], s["seconds"], s["spill_seconds"], s["search_seconds"],
+             f"{s['pairs']:,} ({s['planted_duplicates']:,})", s["peak_rss_mb"], s["load_average"][0]]
+            for name, r in results for s in r["streamed"]]
+    in_memory = [(n, r) for n, r in results if r.get("seconds_1m") is not None or r.get("agreement") is not None]
+    return _table(head, rows) + ([""] + other_rows(in_memory) if in_memory else [])
+
+
 def proposal_rows(results: list[tuple[str, dict]]) -> list[str]:
     """Dataset x generator: mIoU with proposals, with GT masks, achievable, s/img (PQ on COCO)."""
     head = ["result", "dataset", "generator", "mIoU", "mIoU GT masks", "achievable", "proposals/img", "s/img",
@@ -165,7 +175,8 @@ def proposal_rows(results: list[tuple[str, dict]]) -> list[str]:
 
 KINDS = (("proposals", "tuned_on", proposal_rows), ("embed_throughput", "bare_images_per_s", embed_rows),
          ("worker_latency", "overhead_ratio", latency_rows), ("continual", "max_forgetting_own_vocab", continual_rows),
-         ("active_loop", "labels_active", active_loop_rows), ("open_set", "release_calibration", open_set_rows))
+         ("active_loop", "labels_active", active_loop_rows), ("open_set", "release_calibration", open_set_rows),
+         ("dedup streamed from LanceDB", "streamed", stream_rows))
 
 
 def _f(x, digits: int = 3) -> str:
