@@ -3,7 +3,7 @@ decoding on the GPU (`torchvision.io.decode_jpeg(device="cuda")`), on the same f
 alternating rounds. Tells whether decoding on the device would feed the forward faster than
 more host workers.
 
-    python benchmarks/gpu_decode.py --json [--source ade20k] [--images 33] [--rounds 5]
+    python benchmarks/gpu_decode.py --json [--images 33] [--rounds 5]
 
 Host figures are one core's: `open_rgb` with the DCT draft the embedder asks for (224 px) and
 a full-size decode; the GPU figure decodes full size and resizes to 224 on the device (what the
@@ -16,6 +16,7 @@ import argparse
 import json
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -75,8 +76,6 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
-
-    import tempfile
 
     import torch
     from PIL import Image

@@ -2,8 +2,9 @@
 
 A host-feature preparer makes and pools its channels on the CPU, so only small (n, C) means
 leave a worker. The workers are plain processes from a forkserver (forking a process that holds
-LanceDB's runtime or a CUDA context is unsafe) that import numpy, scipy and the preparer's
-module only: a torch DataLoader worker spends seconds importing torch before its first image.
+LanceDB's runtime or a CUDA context is unsafe) that need numpy, scipy and the preparer's
+module only, imported once by the server (`prefetch.worker_context`): a worker that imports
+torch itself spends seconds on it before its first image.
 Images go out in chunks, a bounded number in flight, and come back in order.
 """
 from __future__ import annotations
