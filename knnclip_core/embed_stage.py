@@ -17,6 +17,7 @@ from .config import Settings
 from .embedders import embedder_provenance, get_embedder
 from .embedders.base import Embedder
 from .embedders.loader import WorkItem, iter_embeddings
+from .memory.lock import creation_lock
 from .memory.table import MemoryTable, make_rows
 from .progress import ProgressArg
 from .workspace import Workspace
@@ -86,7 +87,8 @@ def run_embed(settings: Settings, backbone: Optional[str] = None, device: Option
     t0 = time.perf_counter()
     ws = Workspace.from_settings(settings).ensure()
     emb = embedder or get_embedder(backbone or cfg.backbone, device=device or cfg.device, settings=settings)
-    table = MemoryTable.open(ws.memory_uri, emb.id, emb.dim, provenance=embedder_provenance(embedder=emb))
+    with creation_lock(ws):
+        table = MemoryTable.open(ws.memory_uri, emb.id, emb.dim, provenance=embedder_provenance(embedder=emb))
     items, total, skipped = pending_work(ws, table.ids(), shard)
     chunk = max(1, chunk_segments or cfg.chunk_segments)
     n_segments = sum(len(it.meta) for it in items)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
+import random
 import re
 import time
 from pathlib import Path
@@ -41,11 +42,17 @@ FORGOTTEN = "forgotten"    # removed by a forget rule
 STATES = (PENDING, KEPT, DUPLICATE, CONFLICT, OVER_BUDGET, FORGOTTEN)
 
 
+# Lance's mark of an unenforced primary key, part of the schema the table is created with: set in a
+# second commit instead (set_unenforced_primary_key), a writer that opens the table between the two
+# merges without the key and two machines inserting the same new ids keep both copies.
+PRIMARY_KEY = {b"lance-schema:unenforced-primary-key:position": b"1"}
+
+
 def memory_schema(embedder_id: str, dim: int, provenance: Optional[dict] = None) -> pa.Schema:
     """Arrow schema of a memory table for vectors of `dim` floats from `embedder_id`, with its
     provenance record (when given) in the metadata."""
     fields = [
-        pa.field("id", pa.string(), nullable=False),  # segment id (catalog)
+        pa.field("id", pa.string(), nullable=False, metadata=PRIMARY_KEY),  # segment id (catalog)
         pa.field("vector", pa.list_(pa.float32(), dim)),
         pa.field("class_id", pa.int64()),
         pa.field("class_name", pa.string()),
@@ -142,7 +149,17 @@ class MemoryTable:
             other = sorted(i for i in ids if i != self.embedder_id)
             raise EmbedderMismatchError(f"refusing to write vectors of {other} into the memory of {self.embedder_id!r}")
         rows = rows.select(self.table.schema.names).cast(self.table.schema)
-        self.table.merge_insert("id").when_not_matched_insert_all().execute(rows)
+        for attempt in range(COMMIT_ATTEMPTS):
+            try:
+                self.table.merge_insert("id").when_not_matched_insert_all().execute(rows)
+                return
+            except Exception as exc:  # noqa: BLE001 - only a lost commit race is retried
+                if not is_commit_conflict(exc) or attempt == COMMIT_ATTEMPTS - 1:
+                    raise
+                logger.info("memory table %s: a concurrent writer committed first (%s); retrying",
+                            self.name, str(exc).splitlines()[0][:160])
+                time.sleep(0.2 * 2 ** attempt * (1 + random.random()))
+                self.table = open_lance_table(self.db, self.name)  # the newest version
 
     def ids(self) -> set[str]:
         """All segment ids present in the table."""
@@ -154,6 +171,17 @@ class MemoryTable:
 
     def count(self) -> int:
         return self.table.count_rows()
+
+
+COMMIT_ATTEMPTS = 6  # a merge that lost the race to another writer's commit, redone on the newest version
+
+
+def is_commit_conflict(exc: BaseException) -> bool:
+    """True for Lance's refusal of a commit that a concurrent writer's commit made stale
+    (the merge is idempotent, so redoing it is safe)."""
+    text = str(exc)
+    return any(k in text for k in ("Incompatible transaction", "Commit conflict", "commit conflict",
+                                   "Retryable commit conflict", "concurrent transaction"))
 
 
 def table_path(db, name: str) -> str:
@@ -189,10 +217,11 @@ def _create(db, name: str, schema: pa.Schema) -> None:
             raise
         logger.info("memory table %s was created meanwhile by another writer", name)
         return
-    try:
-        tbl.set_unenforced_primary_key("id")
-    except Exception as exc:  # older tables or concurrent creation
-        logger.debug("primary key not set on %s: %s", name, exc)
+    if not (tbl.schema.field("id").metadata or {}).get(next(iter(PRIMARY_KEY))):  # a LanceDB that drops field metadata
+        try:
+            tbl.set_unenforced_primary_key("id")
+        except Exception as exc:  # concurrent creation
+            logger.debug("primary key not set on %s: %s", name, exc)
 
 
 def stored_provenance(metadata: Optional[dict], where: str) -> Optional[dict]:

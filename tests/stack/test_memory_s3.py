@@ -5,6 +5,7 @@ and every state written."""
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import uuid
 
 import numpy as np
@@ -79,6 +80,18 @@ def test_concurrent_writers_on_s3_lose_nothing(s3_server, monkeypatch):
 
 
 
+def _two_at_once(target, args_of) -> list:
+    """Run target(*args_of(i), barrier, queue) in two spawned processes; their exit codes."""
+    ctx = mp.get_context("spawn")
+    barrier, out = ctx.Barrier(2), ctx.Queue()
+    procs = [ctx.Process(target=target, args=(*args_of(i), barrier, out)) for i in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(240)
+    return [p.exitcode for p in procs]
+
+
 def _creator(uris: list[str], barrier, out) -> None:
     from knnclip_core.memory.table import MemoryTable
 
@@ -94,13 +107,39 @@ def test_two_writers_create_the_table_at_once(s3_server, monkeypatch):
     for k, v in s3_server.env.items():
         monkeypatch.setenv(k, v)
     uris = [s3_server.uri(f"memory-create-{uuid.uuid4().hex[:6]}") for _ in range(3)]
-    ctx = mp.get_context("spawn")
-    barrier, out = ctx.Barrier(2), ctx.Queue()
-    procs = [ctx.Process(target=_creator, args=(uris, barrier, out)) for _ in range(2)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(240)
-    assert [p.exitcode for p in procs] == [0, 0]
+    assert _two_at_once(_creator, lambda i: (uris,)) == [0, 0]
     for uri in uris:
         assert len(list_table_names(connect(uri))) == 1 and MemoryTable.open(uri, EID, create=False).count() == 0
+
+
+def _create_and_fill(uris: list[str], which: int, barrier, out) -> None:
+    from knnclip_core.config import load_settings
+    from knnclip_core.memory.lock import creation_lock
+    from knnclip_core.memory.table import MemoryTable
+    from knnclip_core.workspace import Workspace
+
+    xb, labels = clustered_vectors(SHARED + OWN, 16, 4, seed=5)
+    for uri in uris:
+        os.environ["KNNCLIP_MEMORY_URI"] = uri
+        ws = Workspace.from_settings(load_settings()).ensure()
+        barrier.wait(60)
+        for start in range(0, SHARED, CHUNK // 3):  # each chunk as a new embed run would: open, then merge
+            with creation_lock(ws):  # as the embed stage opens its table
+                mt = MemoryTable.open(uri, EID, 16)
+            mt.insert_missing(_rows(xb, labels, "shared", start, start + CHUNK // 3))
+        mt.insert_missing(_rows(xb, labels, f"own{which}-", SHARED, SHARED + OWN))
+    out.put(which)
+
+
+def test_two_embeds_create_and_fill_the_table_at_once(s3_server, monkeypatch, tmp_path):
+    """Both machines find no table, create it and merge the same segments at once: every row
+    once, none lost to the later creation (an overwrite) or to a stale merge."""
+    from knnclip_core.memory.table import MemoryTable
+
+    for k, v in {**s3_server.env, "KNNCLIP_HOME": str(tmp_path / "home")}.items():
+        monkeypatch.setenv(k, v)
+    uris = [s3_server.uri(f"memory-fill-{uuid.uuid4().hex[:6]}") for _ in range(4)]
+    assert _two_at_once(_create_and_fill, lambda i: (uris, i)) == [0, 0]
+    for uri in uris:
+        ids = MemoryTable.open(uri, EID, create=False).column("id")
+        assert len(ids) == len(set(ids)) == SHARED + 2 * OWN, uri
