@@ -132,3 +132,16 @@ def test_forgetting_is_the_largest_drop_from_the_best():
     assert forgetting([None, 0.5, 0.7, 0.6, 0.65]) == pytest.approx(10.0)
     assert forgetting([0.4, 0.5, 0.5]) == 0.0
     assert forgetting([None, None, 0.3]) == 0.0
+
+
+@pytest.mark.slow
+def test_unseen_drive_keeps_the_drive_out_of_the_release(shared_data):
+    out = run_json("unseen_drive.py", "--memory-limit", "30", "--limit", "2", timeout=600)
+    assert out["held_out_drive"] == "0006R0" and "0006R0" not in out["memory_drives"] and out["memory_frames"] == 30
+    assert out["query_frames"] == 2 and out["release_vectors"] > 0
+    gt, props = out["modes"]["gt"], out["modes"]["proposals"]
+    assert gt["segments"] > 0 and 0 <= gt["segment_accuracy"] <= 1 and 0 <= props["miou"] <= 1
+    assert props["segment_accuracy"] is None and gt["miou"] > out["baseline_miou"]  # proposals have no GT segment to match
+    assert out["threshold"]["source"] == "release-calibrated"  # the release's own T, not the settings'
+    expected = (props["miou"] - out["baseline_miou"]) / (gt["miou"] - out["baseline_miou"])
+    assert out["gap_closed"] == pytest.approx(expected, abs=1e-3)
