@@ -185,7 +185,8 @@ def unseen_rows(results: list[tuple[str, dict]]) -> list[str]:
     return _table(head, rows)
 
 
-KINDS = (("proposals", "tuned_on", proposal_rows), ("unseen drive through the CLI", "gap_closed", unseen_rows), ("embed_throughput", "bare_images_per_s", embed_rows),
+KINDS = (("proposals", "tuned_on", proposal_rows), ("unseen drive through the CLI", "gap_closed", unseen_rows),
+         ("embed_throughput", "bare_images_per_s", embed_rows),
          ("worker_latency", "overhead_ratio", latency_rows), ("continual", "max_forgetting_own_vocab", continual_rows),
          ("active_loop", "labels_active", active_loop_rows), ("open_set", "release_calibration", open_set_rows),
          ("dedup streamed from LanceDB", "streamed", stream_rows))

@@ -26,6 +26,7 @@ NO_SPACE_TEXT = ("no space left on device", "os error 28", "database or disk is 
                  "errno 28", "enospc", "os error 122")
 SQLITE_DAMAGE_TEXT = ("database disk image is malformed", "file is not a database", "malformed database schema")
 LANCE_TEXT = ("lance error", "lanceerror")
+LANCE_CONFLICT_TEXT = ("incompatible transaction", "commit conflict", "concurrent transaction")
 LOW_SPACE_BYTES = 1 << 20  # an I/O error with less than this free is a full disk
 SQLITE_HEADER = b"SQLite format 3\x00"
 _opened_tables: list[str] = []  # memory tables this process opened (named when LanceDB's error does not)
@@ -57,6 +58,12 @@ def is_no_space(exc: BaseException) -> bool:
         if any(t in str(e).lower() for t in NO_SPACE_TEXT):
             return True
     return False
+
+
+def is_commit_conflict(exc: BaseException) -> bool:
+    """True when Lance refused a commit, anywhere in `exc`'s chain, because a concurrent
+    writer's commit made it stale (an idempotent write may then be redone)."""
+    return any(t in str(e).lower() for e in chain(exc) for t in LANCE_CONFLICT_TEXT)
 
 
 def free_bytes(path: str | Path) -> Optional[int]:

@@ -8,7 +8,8 @@ import lancedb
 import pytest
 
 from knnclip_core.memory.synthetic import EPOCH, clustered_vectors
-from knnclip_core.memory.table import MemoryTable, is_commit_conflict, make_rows
+from knnclip_core.memory.table import MemoryTable, make_rows
+from knnclip_core.store_errors import is_commit_conflict
 
 EID = "test|tiny|random-init|mean|l2|dim=16"
 

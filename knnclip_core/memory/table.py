@@ -22,7 +22,7 @@ import pyarrow as pa
 from ..embedders.provenance import dumps, loads
 from ..errors import EmbedderMismatchError, KnnclipError
 from ..objstore import storage_options
-from ..store_errors import StoreError, disk_full, is_no_space, note_table, table_unreadable
+from ..store_errors import StoreError, disk_full, is_commit_conflict, is_no_space, note_table, table_unreadable
 from ..redact import redact_text
 
 logger = logging.getLogger(__name__)
@@ -45,7 +45,8 @@ STATES = (PENDING, KEPT, DUPLICATE, CONFLICT, OVER_BUDGET, FORGOTTEN)
 # Lance's mark of an unenforced primary key, part of the schema the table is created with: set in a
 # second commit instead (set_unenforced_primary_key), a writer that opens the table between the two
 # merges without the key and two machines inserting the same new ids keep both copies.
-PRIMARY_KEY = {b"lance-schema:unenforced-primary-key:position": b"1"}
+PRIMARY_KEY_MARK = b"lance-schema:unenforced-primary-key:position"
+PRIMARY_KEY = {PRIMARY_KEY_MARK: b"1"}
 
 
 def memory_schema(embedder_id: str, dim: int, provenance: Optional[dict] = None) -> pa.Schema:
@@ -176,14 +177,6 @@ class MemoryTable:
 COMMIT_ATTEMPTS = 6  # a merge that lost the race to another writer's commit, redone on the newest version
 
 
-def is_commit_conflict(exc: BaseException) -> bool:
-    """True for Lance's refusal of a commit that a concurrent writer's commit made stale
-    (the merge is idempotent, so redoing it is safe)."""
-    text = str(exc)
-    return any(k in text for k in ("Incompatible transaction", "Commit conflict", "commit conflict",
-                                   "Retryable commit conflict", "concurrent transaction"))
-
-
 def table_path(db, name: str) -> str:
     """Where table `name` of the connection `db` lives (its folder or object-store prefix)."""
     return f"{str(db.uri).rstrip('/')}/{name}.lance"
@@ -217,7 +210,7 @@ def _create(db, name: str, schema: pa.Schema) -> None:
             raise
         logger.info("memory table %s was created meanwhile by another writer", name)
         return
-    if not (tbl.schema.field("id").metadata or {}).get(next(iter(PRIMARY_KEY))):  # a LanceDB that drops field metadata
+    if PRIMARY_KEY_MARK not in (tbl.schema.field("id").metadata or {}):  # a LanceDB that drops field metadata
         try:
             tbl.set_unenforced_primary_key("id")
         except Exception as exc:  # concurrent creation
